@@ -1,0 +1,1 @@
+"""Settings and catalogs, loaded and validated once at start-up."""

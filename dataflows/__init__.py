@@ -1,0 +1,1 @@
+"""Bytewax wiring and the command line: thin glue around operators/ and sinks/."""

@@ -1,0 +1,114 @@
+"""The stateful step: one ShardState per shard key, driven by Bytewax.
+
+Everything it decides is in operators.shard; this file only adapts the
+engine's callbacks (batches, notifications, end of input, snapshots).
+"""
+
+from __future__ import annotations
+
+import pickle
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
+
+from bytewax.operators import StatefulBatchLogic
+
+from dataflows.stats import RunStats
+from operators.model import Event, RatedWindow, Rejection, WindowKind, WindowUsage
+from operators.rating import Rater
+from operators.shard import ShardState
+from operators.windowing import PartitionKey
+
+Output = RatedWindow | Rejection
+
+
+class ShardBatch(NamedTuple):
+    """The part of one input batch that belongs to one shard.
+
+    ``max_time_ms`` is the latest accepted event time of the whole input batch:
+    every shard learns how far the input partition has progressed, even from
+    batches that carry none of its tenants.
+    """
+
+    partition: PartitionKey
+    max_time_ms: int | None
+    events: list[Event]
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """What every shard logic shares: how to build state, rate, and count."""
+
+    new_state: Callable[[], ShardState]
+    rater: Rater
+    stats: RunStats
+    snapshots: bool
+
+
+class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
+    """Adapts ShardState to Bytewax's batch stateful operator."""
+
+    def __init__(self, context: StepContext, resume: bytes | None) -> None:
+        self._ctx = context
+        if resume is None:
+            self._state = context.new_state()
+        else:
+            self._state = pickle.loads(resume)
+            self._state.resume(time.monotonic())
+
+    def on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[Output], bool]:
+        state, stats = self._state, self._ctx.stats
+        now_ms = _wall_ms()
+        out: list[Output] = []
+        for batch in values:
+            screened = state.screen(batch.events, now_ms)
+            state.admit(screened.fresh)
+            out.extend(screened.too_late)
+            usages = state.finish(batch.partition, batch.max_time_ms, time.monotonic())
+            self._rate_into(out, usages, now_ms)
+            stats.add(
+                accepted=len(screened.fresh), duplicates=screened.duplicates, late=screened.late
+            )
+            if screened.too_late:
+                stats.reject(Counter(r.reason.value for r in screened.too_late))
+        return out, self.RETAIN
+
+    def on_notify(self) -> tuple[Iterable[Output], bool]:
+        out: list[Output] = []
+        self._rate_into(out, self._state.finish(None, None, time.monotonic()), _wall_ms())
+        return out, self.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[Output], bool]:
+        out: list[Output] = []
+        self._rate_into(out, self._state.close_all(), _wall_ms())
+        return out, self.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        now = time.monotonic()
+        wake = self._state.windows.next_wakeup(now)
+        if wake is None:
+            return None
+        return datetime.now(UTC) + timedelta(seconds=max(0.0, wake - now))
+
+    def snapshot(self) -> bytes | None:
+        # Pickled here, so the snapshot is immutable whatever happens to the state next.
+        if not self._ctx.snapshots:
+            return None
+        return pickle.dumps(self._state, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _rate_into(self, out: list[Output], usages: list[WindowUsage], now_ms: int) -> None:
+        if not usages:
+            return
+        rate = self._ctx.rater.rate
+        adjustments = 0
+        for usage in usages:
+            out.append(rate(usage, now_ms))
+            adjustments += usage.kind is WindowKind.ADJUSTMENT
+        self._ctx.stats.add(windows=len(usages) - adjustments, adjustments=adjustments)
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000

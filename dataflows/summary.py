@@ -1,0 +1,79 @@
+"""The end-of-run summary: this run's counts and the rated usage now in ClickHouse."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from dataflows.stats import RunStats
+from sinks.clickhouse import UsageTotal
+
+
+def summary_data(
+    stats: RunStats, totals: list[UsageTotal], rejected_stored: dict[str, int]
+) -> dict[str, Any]:
+    """The summary as plain data (for ``--json``); decimals as exact strings."""
+    return {
+        "run": {
+            "consumed": stats.consumed,
+            "accepted": stats.accepted,
+            "duplicates": stats.duplicates,
+            "late_accepted": stats.late,
+            "rejected": dict(sorted(stats.rejected.items())),
+            "windows": stats.windows,
+            "adjustments": stats.adjustments,
+            "reconciles": stats.reconciles,
+        },
+        "usage": [
+            {
+                "tenant": t.tenant,
+                "meter": t.meter,
+                "quantity": _plain(t.quantity),
+                "amount": _plain(t.amount),
+                "currency": t.currency,
+            }
+            for t in totals
+        ],
+        "rejected_stored": rejected_stored,
+    }
+
+
+def _plain(value: Decimal) -> str:
+    """Exact decimal text without exponent or trailing zeros (``1.5``, ``1200``)."""
+    text = format(value.normalize(), "f")
+    return text
+
+
+def render_summary(data: dict[str, Any]) -> str:
+    """The summary as an aligned text report."""
+    run = data["run"]
+    lines = [
+        "meterwax run summary",
+        f"  consumed {run['consumed']:,} = accepted {run['accepted']:,} "
+        f"+ duplicates {run['duplicates']:,} + rejected {sum(run['rejected'].values()):,}"
+        + ("" if run["reconciles"] else "   <-- DOES NOT RECONCILE"),
+        f"  late events accepted as adjustments: {run['late_accepted']:,}; "
+        f"windows emitted: {run['windows']:,}; adjustment revisions: {run['adjustments']:,}",
+    ]
+    if run["rejected"]:
+        lines.append("  rejected this run by reason:")
+        lines += [f"    {reason:<20} {count:>10,}" for reason, count in run["rejected"].items()]
+    lines.append("")
+    lines.append("Rated usage in ClickHouse (latest revision of every window):")
+    if not data["usage"]:
+        lines.append("  (none)")
+    else:
+        header = f"  {'tenant':<18} {'meter':<14} {'quantity':>22} {'amount':>26} currency"
+        lines.append(header)
+        for row in data["usage"]:
+            lines.append(
+                f"  {row['tenant'][:18]:<18} {row['meter'][:14]:<14} {row['quantity']:>22} "
+                f"{row['amount']:>26} {row['currency']}"
+            )
+    if data["rejected_stored"]:
+        lines.append("")
+        lines.append("Rejected events stored in ClickHouse, by reason:")
+        lines += [
+            f"  {reason:<20} {count:>10,}" for reason, count in data["rejected_stored"].items()
+        ]
+    return "\n".join(lines)

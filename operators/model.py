@@ -1,0 +1,150 @@
+"""Domain values that flow between the pure operators.
+
+Plain tuples and frozen dataclasses only: no engine, broker or database types
+leak in here, so every operator can be tested with ordinary Python values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+
+class RawMessage(NamedTuple):
+    """One message as it came off the input, before anything is trusted.
+
+    ``origin``/``partition``/``offset`` locate it in its input (Kafka topic,
+    file path or generator name); they are what dead letters point back to and
+    what tells a replay of a message apart from a true duplicate.
+    """
+
+    payload: bytes
+    origin: str
+    partition: int
+    offset: int
+
+
+class Reason(StrEnum):
+    """Why an event was rejected. Stable codes: dashboards and runbooks use them."""
+
+    MALFORMED_JSON = "malformed_json"
+    NOT_AN_OBJECT = "not_an_object"
+    MISSING_FIELD = "missing_field"
+    BAD_TYPE = "bad_type"
+    BAD_SPECVERSION = "bad_specversion"
+    BAD_TIME = "bad_time"
+    FUTURE_TIME = "future_time"
+    MISSING_VALUE = "missing_value"
+    BAD_VALUE = "bad_value"
+    NEGATIVE_VALUE = "negative_value"
+    NON_FINITE_VALUE = "non_finite_value"
+    VALUE_OUT_OF_RANGE = "value_out_of_range"
+    TOO_LARGE = "too_large"
+    UNKNOWN_EVENT_TYPE = "unknown_event_type"
+    UNKNOWN_SUBJECT = "unknown_subject"
+    TOO_LATE = "too_late"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A rejected event: its original bytes, where it came from, and why."""
+
+    reason: Reason
+    detail: str
+    payload: bytes
+    origin: str
+    partition: int
+    offset: int
+    rejected_at_ms: int
+    event_id: str = ""
+    event_source: str = ""
+    tenant: str = ""
+
+
+# A group-by dimension set, canonical: sorted by name, values as strings.
+GroupValues = tuple[tuple[str, str], ...]
+
+
+class Measure(NamedTuple):
+    """What one event contributes to one meter.
+
+    ``value`` is a Decimal for SUM/MAX/LATEST, the canonical string of the
+    property for UNIQUE_COUNT, and None for COUNT.
+    """
+
+    meter: str
+    value: Decimal | str | None
+    groups: GroupValues
+
+
+class Event(NamedTuple):
+    """An accepted, parsed CloudEvent reduced to what metering needs."""
+
+    tenant: str
+    source: str
+    id: str
+    type: str
+    time_ms: int
+    measures: tuple[Measure, ...]
+    message: RawMessage
+
+    @property
+    def idempotency_key(self) -> str:
+        """``source`` and ``id`` joined by a separator that cannot occur in either."""
+        return f"{self.source}\x1f{self.id}"
+
+
+class WindowKind(StrEnum):
+    """``window``: emitted when the window closed on time; ``adjustment``: a late revision."""
+
+    WINDOW = "window"
+    ADJUSTMENT = "adjustment"
+
+
+@dataclass(frozen=True, slots=True)
+class WindowUsage:
+    """A revision of one window's usage for one series (tenant, meter, groups).
+
+    ``quantity`` is cumulative for the window; ``revision`` counts the distinct
+    events folded in so far. A later revision always contains every event of an
+    earlier one, so the highest revision is the window's value whatever order,
+    batching or replay produced the rows. ``previous_quantity`` is what this run
+    emitted before for the same window (0 for the first row), so
+    ``quantity - previous_quantity`` is the signed change this row makes.
+    """
+
+    tenant: str
+    meter: str
+    groups: GroupValues
+    window_start_ms: int
+    window_end_ms: int
+    quantity: Decimal
+    previous_quantity: Decimal
+    revision: int
+    kind: WindowKind
+
+
+@dataclass(frozen=True, slots=True)
+class RatedWindow:
+    """A window revision with its price applied; what the sink stores."""
+
+    tenant: str
+    meter: str
+    groups: GroupValues
+    window_start_ms: int
+    window_end_ms: int
+    quantity: Decimal
+    previous_quantity: Decimal
+    amount: Decimal
+    previous_amount: Decimal
+    currency: str
+    plan_id: str
+    price_version: str
+    revision: int
+    kind: WindowKind
+    emitted_at_ms: int
+
+
+JsonObject = dict[str, Any]

@@ -1,0 +1,345 @@
+"""Parse and validate CloudEvents 1.0 (JSON structured mode) into metering events.
+
+Every message ends as exactly one accepted ``Event`` or one ``Rejection`` with
+a reason code: nothing is dropped. An event counts for all the meters its
+``type`` matches or for none of them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+
+from config.meters import Aggregation, MeterCatalog, MeterDefinition
+from operators.jsonpath import MISSING, JsonPath
+from operators.model import Event, GroupValues, Measure, RawMessage, Reason, Rejection
+from operators.timeparse import TimeFormatError, parse_rfc3339_ms
+
+# Values beyond this cannot be summed safely into Decimal(38, 9) columns.
+MAX_VALUE = Decimal(10) ** 18
+MAX_FRACTION_DIGITS = 9
+MAX_ATTRIBUTE_CHARS = 256
+MAX_GROUP_VALUE_CHARS = 256
+# Earliest accepted event time: 2000-01-01T00:00:00Z. Older stamps are broken clocks.
+MIN_TIME_MS = 946_684_800_000
+
+_REQUIRED_STRINGS = ("id", "source", "type", "subject")
+
+
+class _Reject(Exception):
+    """Internal: carries a reason and detail out of the per-event checks."""
+
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True, slots=True)
+class ParserConfig:
+    """What validation needs to know."""
+
+    meters: MeterCatalog
+    known_tenant: Callable[[str], bool]
+    max_event_bytes: int = 65_536
+    max_future_skew_ms: int = 300_000
+
+
+@dataclass(slots=True)
+class ParsedBatch:
+    """A batch split into accepted events and rejections, in input order.
+
+    ``max_time_ms`` is the latest accepted event time (None when none was
+    accepted); watermarks advance from it.
+    """
+
+    events: list[Event]
+    rejections: list[Rejection]
+    max_time_ms: int | None
+
+
+def _describe(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _type_name(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
+        type(value), "null" if value is None else "number"
+    )
+
+
+def _to_decimal(value: Any, where: str) -> Decimal:
+    """A JSON number or numeric string as an exact, finite, in-range Decimal."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise _Reject(Reason.BAD_TYPE, f"{where}: expected a number, got {_type_name(value)}")
+    if isinstance(value, int):
+        number = Decimal(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise _Reject(Reason.NON_FINITE_VALUE, f"{where}: {value} is not a finite number")
+        # repr is the shortest text that round-trips: 0.1 stays 0.1, not 0.1000000000000000055.
+        number = Decimal(repr(value))
+    else:
+        try:
+            number = Decimal(value.strip())
+        except InvalidOperation:
+            raise _Reject(
+                Reason.BAD_VALUE, f"{where}: {_describe(value)} is not a number"
+            ) from None
+        if not number.is_finite():
+            raise _Reject(Reason.NON_FINITE_VALUE, f"{where}: {value!r} is not a finite number")
+    if number < 0:
+        raise _Reject(Reason.NEGATIVE_VALUE, f"{where}: {number} is negative")
+    if number >= MAX_VALUE:
+        raise _Reject(Reason.VALUE_OUT_OF_RANGE, f"{where}: {number:.3E} is 1E+18 or more")
+    exponent = number.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_FRACTION_DIGITS:
+        normalized = number.normalize()
+        exponent = normalized.as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -MAX_FRACTION_DIGITS:
+            raise _Reject(
+                Reason.BAD_VALUE,
+                f"{where}: {number} has more than {MAX_FRACTION_DIGITS} fractional digits",
+            )
+        number = normalized
+    return number
+
+
+def _scalar_text(value: Any, where: str) -> str:
+    """Canonical text of a scalar used as a group-by or distinct value."""
+    if isinstance(value, str):
+        if len(value) > MAX_GROUP_VALUE_CHARS:
+            raise _Reject(
+                Reason.TOO_LARGE, f"{where}: longer than {MAX_GROUP_VALUE_CHARS} characters"
+            )
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise _Reject(Reason.NON_FINITE_VALUE, f"{where}: {value} is not a finite number")
+        return repr(value)
+    raise _Reject(Reason.BAD_TYPE, f"{where}: expected a scalar, got {_type_name(value)}")
+
+
+@dataclass(frozen=True, slots=True)
+class _MeterPlan:
+    slug: str
+    aggregation: Aggregation
+    value_path: JsonPath | None
+    group_by: tuple[tuple[str, JsonPath], ...]
+
+    @classmethod
+    def of(cls, meter: MeterDefinition) -> _MeterPlan:
+        groups = tuple(sorted(meter.group_by, key=lambda item: item[0]))
+        return cls(meter.slug, meter.aggregation, meter.value_path, groups)
+
+    def measure(self, data: dict[str, Any]) -> Measure:
+        groups: GroupValues = ()
+        if self.group_by:
+            groups = tuple(
+                (name, self._group_value(path.find(data), path)) for name, path in self.group_by
+            )
+        if self.value_path is None:
+            return Measure(self.slug, None, groups)
+        raw = self.value_path.find(data)
+        where = f"data{self.value_path.text[1:]}"
+        if raw is MISSING or raw is None:
+            raise _Reject(
+                Reason.MISSING_VALUE, f"{where}: required by meter {self.slug!r} but absent"
+            )
+        if self.aggregation is Aggregation.UNIQUE_COUNT:
+            return Measure(self.slug, _scalar_text(raw, where), groups)
+        return Measure(self.slug, _to_decimal(raw, where), groups)
+
+    @staticmethod
+    def _group_value(raw: Any, path: JsonPath) -> str:
+        # A missing group-by property is its own group (""), as OpenMeter does.
+        if raw is MISSING or raw is None:
+            return ""
+        return _scalar_text(raw, f"data{path.text[1:]}")
+
+
+class BatchParser:
+    """Validates batches of raw messages against the meter catalog and tenants."""
+
+    def __init__(self, config: ParserConfig) -> None:
+        self._config = config
+        self._plans: dict[str, tuple[_MeterPlan, ...]] = {
+            event_type: tuple(_MeterPlan.of(m) for m in meters)
+            for event_type, meters in config.meters.by_event_type.items()
+        }
+        self._tenant_cache: dict[str, bool] = {}
+
+    def parse(self, batch: Sequence[RawMessage], now_ms: int) -> ParsedBatch:
+        """Split ``batch`` into accepted events and rejections; ``now_ms`` is wall time."""
+        events: list[Event] = []
+        rejections: list[Rejection] = []
+        max_time: int | None = None
+        latest_allowed = now_ms + self._config.max_future_skew_ms
+        for message in batch:
+            try:
+                event = self._parse_one(message, latest_allowed)
+            except _Reject as rejected:
+                rejections.append(self._rejection(message, rejected, now_ms))
+                continue
+            events.append(event)
+            if max_time is None or event.time_ms > max_time:
+                max_time = event.time_ms
+        return ParsedBatch(events, rejections, max_time)
+
+    def _parse_one(self, message: RawMessage, latest_allowed_ms: int) -> Event:
+        payload = message.payload
+        if len(payload) > self._config.max_event_bytes:
+            raise _Reject(
+                Reason.TOO_LARGE,
+                f"{len(payload)} bytes, more than the limit of {self._config.max_event_bytes}",
+            )
+        try:
+            doc = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise _classify_bad_json(payload, exc) from None
+        if not isinstance(doc, dict):
+            raise _Reject(Reason.NOT_AN_OBJECT, f"expected a JSON object, got {_type_name(doc)}")
+        self._check_specversion(doc)
+        event_id, source, event_type, subject = (
+            self._required_string(doc, name) for name in _REQUIRED_STRINGS
+        )
+        time_ms = self._event_time(doc, latest_allowed_ms)
+        data = doc.get("data", MISSING)
+        if data is MISSING or data is None:
+            raise _Reject(Reason.MISSING_FIELD, "data: required, an object with the usage values")
+        if not isinstance(data, dict):
+            raise _Reject(Reason.BAD_TYPE, f"data: expected an object, got {_type_name(data)}")
+        plans = self._plans.get(event_type)
+        if plans is None:
+            raise _Reject(Reason.UNKNOWN_EVENT_TYPE, f"type {event_type!r} matches no meter")
+        if not self._known_tenant(subject):
+            raise _Reject(
+                Reason.UNKNOWN_SUBJECT, f"subject {subject!r} has no subscription or default plan"
+            )
+        measures = tuple(plan.measure(data) for plan in plans)
+        return Event(
+            subject,
+            source,
+            event_id,
+            event_type,
+            time_ms,
+            measures,
+            message,
+        )
+
+    @staticmethod
+    def _check_specversion(doc: dict[str, Any]) -> None:
+        version = doc.get("specversion", MISSING)
+        if version == "1.0":
+            return
+        if version is MISSING:
+            raise _Reject(Reason.MISSING_FIELD, "specversion: required, must be '1.0'")
+        if not isinstance(version, str):
+            raise _Reject(
+                Reason.BAD_TYPE, f"specversion: expected a string, got {_type_name(version)}"
+            )
+        raise _Reject(Reason.BAD_SPECVERSION, f"specversion {_describe(version)} is not '1.0'")
+
+    @staticmethod
+    def _required_string(doc: dict[str, Any], name: str) -> str:
+        value = doc.get(name, MISSING)
+        if isinstance(value, str) and value and len(value) <= MAX_ATTRIBUTE_CHARS:
+            return value
+        if value is MISSING or value is None:
+            raise _Reject(Reason.MISSING_FIELD, f"{name}: required")
+        if not isinstance(value, str):
+            raise _Reject(Reason.BAD_TYPE, f"{name}: expected a string, got {_type_name(value)}")
+        if not value:
+            raise _Reject(Reason.MISSING_FIELD, f"{name}: must not be empty")
+        raise _Reject(Reason.TOO_LARGE, f"{name}: longer than {MAX_ATTRIBUTE_CHARS} characters")
+
+    @staticmethod
+    def _event_time(doc: dict[str, Any], latest_allowed_ms: int) -> int:
+        text = doc.get("time", MISSING)
+        if text is MISSING or text is None:
+            raise _Reject(Reason.MISSING_FIELD, "time: required, RFC 3339 with an offset")
+        if not isinstance(text, str):
+            raise _Reject(Reason.BAD_TYPE, f"time: expected a string, got {_type_name(text)}")
+        try:
+            time_ms = parse_rfc3339_ms(text)
+        except TimeFormatError as exc:
+            raise _Reject(Reason.BAD_TIME, str(exc)) from None
+        if time_ms < MIN_TIME_MS:
+            raise _Reject(Reason.BAD_TIME, f"time {text!r} is before 2000-01-01")
+        if time_ms > latest_allowed_ms:
+            raise _Reject(Reason.FUTURE_TIME, f"time {text!r} is ahead of the clock")
+        return time_ms
+
+    def _known_tenant(self, subject: str) -> bool:
+        known = self._tenant_cache.get(subject)
+        if known is None:
+            known = self._config.known_tenant(subject)
+            if len(self._tenant_cache) < 1_000_000:
+                self._tenant_cache[subject] = known
+        return known
+
+    @staticmethod
+    def _rejection(message: RawMessage, rejected: _Reject, now_ms: int) -> Rejection:
+        event_id = source = subject = ""
+        # Best effort: name the event in the dead letter when its envelope is readable.
+        try:
+            doc = orjson.loads(message.payload)
+        except orjson.JSONDecodeError:
+            doc = None
+        if isinstance(doc, dict):
+            event_id = _short_text(doc.get("id"))
+            source = _short_text(doc.get("source"))
+            subject = _short_text(doc.get("subject"))
+        return Rejection(
+            reason=rejected.reason,
+            detail=rejected.detail,
+            payload=message.payload,
+            origin=message.origin,
+            partition=message.partition,
+            offset=message.offset,
+            rejected_at_ms=now_ms,
+            event_id=event_id,
+            event_source=source,
+            tenant=subject,
+        )
+
+
+def _short_text(value: Any) -> str:
+    return value[:MAX_ATTRIBUTE_CHARS] if isinstance(value, str) else ""
+
+
+def _classify_bad_json(payload: bytes, error: orjson.JSONDecodeError) -> _Reject:
+    """Tell non-finite numbers (NaN, Infinity, 1e400) apart from broken JSON.
+
+    orjson refuses them all alike; the standard library accepts NaN and Infinity,
+    so it is asked only on this rare path.
+    """
+    message = str(error)
+    if "infinity" in message:
+        return _Reject(Reason.NON_FINITE_VALUE, f"a number overflows to infinity: {message}")
+    try:
+        json.loads(payload, parse_constant=_raise_non_finite)
+    except _NonFinite as found:
+        return _Reject(Reason.NON_FINITE_VALUE, f"{found} is not a finite number")
+    except (ValueError, RecursionError):
+        pass
+    return _Reject(Reason.MALFORMED_JSON, message)
+
+
+class _NonFinite(Exception):
+    pass
+
+
+def _raise_non_finite(constant: str) -> Any:
+    raise _NonFinite(constant)

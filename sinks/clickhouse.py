@@ -1,0 +1,424 @@
+"""ClickHouse sink: client factory, retrying batch writer and read-side queries.
+
+The same code runs against a server (``http(s)://user:pass@host:8123/db``) and
+against in-process chDB (``chdb:///abs/path``) for local runs and tests.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Context, Decimal
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import clickhouse_connect
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import (
+    ClickHouseError,
+    DatabaseError,
+    DataError,
+    InternalError,
+    NotSupportedError,
+    ProgrammingError,
+)
+
+from operators.model import GroupValues, RatedWindow, Rejection
+from sinks.clickhouse_schema import quote_database
+
+log = logging.getLogger(__name__)
+
+_ACCEPTED_DSNS = "chdb://PATH, http://[user[:password]@]host[:port][/db] or https://..."
+
+# `scheme://user:` then everything up to the last `@` of the authority.
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^/\s]*@")
+
+# Server errors a retry cannot fix: bad SQL, types or data, missing schema,
+# authentication and permissions. Everything else from the server is treated
+# as load or availability trouble and retried.
+_PERMANENT_CODES = frozenset(
+    {
+        1,  # UNSUPPORTED_METHOD
+        6,  # CANNOT_PARSE_TEXT
+        8,  # THERE_IS_NO_COLUMN
+        10,  # NOT_FOUND_COLUMN_IN_BLOCK
+        16,  # NO_SUCH_COLUMN_IN_TABLE
+        20,  # NUMBER_OF_COLUMNS_DOESNT_MATCH
+        27,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+        36,  # BAD_ARGUMENTS
+        41,  # CANNOT_PARSE_DATETIME
+        43,  # ILLEGAL_TYPE_OF_ARGUMENT
+        44,  # ILLEGAL_COLUMN
+        46,  # UNKNOWN_FUNCTION
+        47,  # UNKNOWN_IDENTIFIER
+        48,  # NOT_IMPLEMENTED
+        53,  # TYPE_MISMATCH
+        60,  # UNKNOWN_TABLE
+        62,  # SYNTAX_ERROR
+        69,  # ARGUMENT_OUT_OF_BOUND
+        70,  # CANNOT_CONVERT_TYPE
+        72,  # CANNOT_PARSE_NUMBER
+        81,  # UNKNOWN_DATABASE
+        115,  # UNKNOWN_SETTING
+        117,  # INCORRECT_DATA
+        164,  # READONLY
+        192,  # UNKNOWN_USER
+        193,  # WRONG_PASSWORD
+        194,  # REQUIRED_PASSWORD
+        407,  # DECIMAL_OVERFLOW
+        497,  # ACCESS_DENIED
+        516,  # AUTHENTICATION_FAILED
+    }
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_QUANTITY_SCALE = 9
+_AMOUNT_SCALE = 18
+_DECIMAL_PRECISION = 38
+# Wide enough that quantizing any value below the magnitude limit cannot round.
+_WIDE = Context(prec=2 * _DECIMAL_PRECISION)
+
+_WINDOW_COLUMNS = (
+    "tenant",
+    "meter",
+    "group_key",
+    "group_values",
+    "window_start",
+    "window_end",
+    "revision",
+    "kind",
+    "quantity",
+    "amount",
+    "previous_quantity",
+    "previous_amount",
+    "currency",
+    "plan_id",
+    "price_version",
+    "emitted_at",
+)
+
+_REJECTION_COLUMNS = (
+    "origin",
+    "partition",
+    "offset",
+    "reason",
+    "detail",
+    "payload",
+    "event_id",
+    "event_source",
+    "tenant",
+    "rejected_at",
+)
+
+
+class SinkError(RuntimeError):
+    """A write that did not succeed; the message never contains credentials."""
+
+    def __init__(self, message: str, *, attempts: int) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+def redact_dsn(dsn: str) -> str:
+    """Return ``dsn`` (or any text holding URLs) with passwords replaced by ``***``."""
+    return _URL_PASSWORD.sub(r"\g<head>***@", dsn)
+
+
+def connect(dsn: str, database: str) -> Client:
+    """Open a client for ``chdb://PATH`` or ``http(s)://`` DSNs.
+
+    The client has no default database: every statement here names
+    ``database`` explicitly, so the client works before ``migrate`` creates it.
+    A database in the URL path must match ``database``.
+    """
+    quote_database(database)
+    scheme = dsn.partition("://")[0].lower() if "://" in dsn else ""
+    if scheme == "chdb":
+        return _chdb_client(dsn[len("chdb://") :])
+    if scheme in ("http", "https"):
+        return _http_client(dsn, database)
+    raise ValueError(
+        f"unsupported ClickHouse DSN scheme {scheme or '(none)'!r} in {redact_dsn(dsn)!r}; "
+        f"expected {_ACCEPTED_DSNS}"
+    )
+
+
+def _chdb_client(location: str) -> Client:
+    """One engine per process: clients on the same path share it, another path fails."""
+    if not location or "?" in location:
+        raise ValueError(
+            "chdb DSN needs a data directory and no options, e.g. chdb://data/chdb; "
+            f"got {location!r}"
+        )
+    path = Path(location).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return clickhouse_connect.get_client(interface="chdb", path=str(path))
+
+
+def _http_client(dsn: str, database: str) -> Client:
+    parts = urlsplit(dsn)
+    url_database = unquote(parts.path.strip("/"))
+    if url_database and url_database != database:
+        raise ValueError(
+            f"DSN {redact_dsn(dsn)!r} names database {url_database!r} "
+            f"but the configured database is {database!r}; make them agree"
+        )
+    try:
+        return clickhouse_connect.get_client(dsn=urlunsplit(parts._replace(path="")))
+    except (ClickHouseError, OSError) as exc:
+        raise SinkError(
+            f"cannot connect to ClickHouse at {redact_dsn(dsn)}: {_describe(exc)}", attempts=1
+        ) from exc
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the same request may succeed (connection or load trouble)."""
+    if isinstance(exc, OSError):
+        return True
+    if isinstance(exc, ProgrammingError | DataError | NotSupportedError | InternalError):
+        return False
+    return isinstance(exc, DatabaseError) and exc.code not in _PERMANENT_CODES
+
+
+def _describe(exc: BaseException) -> str:
+    """Error type, ClickHouse code and first message line, with URL passwords removed."""
+    code = getattr(exc, "code", None)
+    label = type(exc).__name__ if code is None else f"{type(exc).__name__} code {code}"
+    lines = str(exc).strip().splitlines()
+    return redact_dsn(f"{label}: {lines[0]}" if lines else label)
+
+
+class SupportsInsert(Protocol):
+    """The part of a clickhouse-connect ``Client`` the writer uses."""
+
+    def insert(
+        self, table: str, data: Sequence[Sequence[Any]], column_names: Sequence[str], database: str
+    ) -> object:
+        """Insert ``data`` rows with the named columns into ``database.table``."""
+
+
+class ClickHouseWriter:
+    """Batched, retrying inserts of rated windows and rejections.
+
+    One insert per call. Rows are idempotent by sort key and reads take the
+    highest revision, so re-sending a batch after an unknown outcome is safe.
+    """
+
+    def __init__(
+        self,
+        client: SupportsInsert,
+        database: str,
+        *,
+        max_attempts: int = 5,
+        backoff_base_s: float = 0.5,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
+        quote_database(database)
+        self._client = client
+        self._database = database
+        self._max_attempts = max_attempts
+        self._backoff_base_s = backoff_base_s
+
+    def write_windows(self, rows: Sequence[RatedWindow]) -> None:
+        """Insert window revisions; raises ValueError for a decimal the column would truncate."""
+        self._insert("rated_windows", _WINDOW_COLUMNS, [_window_row(w) for w in rows])
+
+    def write_rejections(self, rows: Sequence[Rejection]) -> None:
+        """Insert rejected events with their original payload bytes."""
+        self._insert("rejected_events", _REJECTION_COLUMNS, [_rejection_row(r) for r in rows])
+
+    def _insert(self, table: str, columns: Sequence[str], data: list[list[Any]]) -> None:
+        if not data:
+            return
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                self._client.insert(table, data, column_names=columns, database=self._database)
+                return
+            except (ClickHouseError, OSError) as exc:
+                if not is_transient(exc) or attempt == self._max_attempts:
+                    raise SinkError(
+                        f"insert of {len(data)} rows into {self._database}.{table} failed "
+                        f"after {attempt} attempt(s): {_describe(exc)}",
+                        attempts=attempt,
+                    ) from exc
+                delay = self._backoff_base_s * 2 ** (attempt - 1)
+                log.warning(
+                    "insert into %s.%s failed (attempt %d/%d), retrying in %.2fs: %s",
+                    self._database,
+                    table,
+                    attempt,
+                    self._max_attempts,
+                    delay,
+                    _describe(exc),
+                )
+                time.sleep(delay)
+
+
+def group_key(groups: GroupValues) -> str:
+    """Canonical JSON of the group values, keys sorted: ``{"model":"gpt"}``, ``{}`` if none."""
+    return json.dumps(dict(groups), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _utc(epoch_ms: int) -> datetime:
+    # timedelta keeps milliseconds exact where a float timestamp could round.
+    return _EPOCH + timedelta(milliseconds=epoch_ms)
+
+
+def _exact(value: Decimal, scale: int, field: str) -> Decimal:
+    """Refuse a value Decimal(38, scale) cannot hold: the driver truncates silently."""
+    limit = Decimal(10) ** (_DECIMAL_PRECISION - scale)
+    if not value.is_finite() or abs(value) >= limit:
+        raise ValueError(f"{field}={value} does not fit Decimal({_DECIMAL_PRECISION}, {scale})")
+    if value.quantize(Decimal(1).scaleb(-scale), context=_WIDE) != value:
+        raise ValueError(f"{field}={value} has more than {scale} decimal places")
+    return value
+
+
+def _window_row(w: RatedWindow) -> list[Any]:
+    return [
+        w.tenant,
+        w.meter,
+        group_key(w.groups),
+        dict(w.groups),
+        _utc(w.window_start_ms),
+        _utc(w.window_end_ms),
+        w.revision,
+        w.kind.value,
+        _exact(w.quantity, _QUANTITY_SCALE, "quantity"),
+        _exact(w.amount, _AMOUNT_SCALE, "amount"),
+        _exact(w.previous_quantity, _QUANTITY_SCALE, "previous_quantity"),
+        _exact(w.previous_amount, _AMOUNT_SCALE, "previous_amount"),
+        w.currency,
+        w.plan_id,
+        w.price_version,
+        _utc(w.emitted_at_ms),
+    ]
+
+
+def _rejection_row(r: Rejection) -> list[Any]:
+    return [
+        r.origin,
+        r.partition,
+        r.offset,
+        r.reason.value,
+        r.detail,
+        r.payload,
+        r.event_id,
+        r.event_source,
+        r.tenant,
+        _utc(r.rejected_at_ms),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class UsageTotal:
+    """Latest-revision usage of one tenant and meter, summed over its windows."""
+
+    tenant: str
+    meter: str
+    quantity: Decimal
+    amount: Decimal
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRow:
+    """One window's latest revision, as ``window_usage`` reports it."""
+
+    tenant: str
+    meter: str
+    group_key: str
+    groups: GroupValues
+    window_start_ms: int
+    window_end_ms: int
+    revision: int
+    adjustments: int
+    quantity: Decimal
+    amount: Decimal
+    currency: str
+    plan_id: str
+    price_version: str
+
+
+def usage_totals(client: Client, database: str) -> list[UsageTotal]:
+    """Sum of each window's latest revision per tenant and meter (and currency).
+
+    Amounts in different currencies are never added: a meter billed in two
+    currencies yields one row per currency.
+    """
+    db = quote_database(database)
+    result = client.query(
+        f"""
+        SELECT tenant, meter, sum(quantity), sum(amount), currency
+        FROM {db}.window_usage
+        GROUP BY tenant, meter, currency
+        ORDER BY tenant, meter, currency
+        """
+    )
+    return [UsageTotal(*row) for row in result.result_rows]
+
+
+def rejected_counts(client: Client, database: str) -> dict[str, int]:
+    """Rejections by reason, each input position (origin, partition, offset) counted once.
+
+    A replay may reject the same message for a different reason (``too_late``
+    depends on the watermark); the latest rejection wins, as in the table.
+    """
+    db = quote_database(database)
+    result = client.query(
+        f"""
+        SELECT reason, count()
+        FROM
+        (
+            SELECT argMax(reason, rejected_at) AS reason
+            FROM {db}.rejected_events
+            GROUP BY origin, `partition`, `offset`
+        )
+        GROUP BY reason
+        ORDER BY reason
+        """
+    )
+    return {str(row[0]): int(row[1]) for row in result.result_rows}
+
+
+def window_rows(client: Client, database: str, tenant: str | None = None) -> list[WindowRow]:
+    """``window_usage`` rows, optionally for one tenant, in sort-key order."""
+    db = quote_database(database)
+    result = client.query(
+        f"""
+        SELECT
+            tenant, meter, group_key, group_values,
+            toUnixTimestamp64Milli(window_start), toUnixTimestamp64Milli(window_end),
+            revision, adjustments, quantity, amount, currency, plan_id, price_version
+        FROM {db}.window_usage
+        WHERE {{tenant:Nullable(String)}} IS NULL OR tenant = {{tenant:Nullable(String)}}
+        ORDER BY tenant, meter, group_key, window_start
+        """,
+        parameters={"tenant": tenant},
+    )
+    return [_window_row_from(row) for row in result.result_rows]
+
+
+def _window_row_from(row: Sequence[Any]) -> WindowRow:
+    return WindowRow(
+        tenant=row[0],
+        meter=row[1],
+        group_key=row[2],
+        groups=tuple(sorted(row[3].items())),
+        window_start_ms=row[4],
+        window_end_ms=row[5],
+        revision=row[6],
+        adjustments=row[7],
+        quantity=row[8],
+        amount=row[9],
+        currency=row[10],
+        plan_id=row[11],
+        price_version=row[12],
+    )

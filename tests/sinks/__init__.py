@@ -1,0 +1,1 @@
+"""Tests of the ClickHouse sink against a real in-process chDB."""
