@@ -78,7 +78,13 @@ def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
         )
 
     stats = RunStats()
-    flow = build_flow(spec, source, RatedWindowSink(open_writer), RejectionSink(open_writer), stats)
+    flow = build_flow(
+        spec,
+        source=source,
+        window_sink=RatedWindowSink(open_writer),
+        rejection_sink=RejectionSink(open_writer),
+        stats=stats,
+    )
     with Progress(stats) if progress else nullcontext():
         cli_main(flow, workers_per_process=settings.flow.workers)
     data = summary_data(

@@ -29,6 +29,10 @@ class JsonPath:
 
     def find(self, document: Any) -> Any:
         """Return the value at this path, or ``MISSING`` when any step is absent."""
+        steps = self.steps
+        # Most meter paths are one key deep ($.tokens): one dict lookup.
+        if len(steps) == 1 and type(steps[0]) is str and type(document) is dict:
+            return document.get(steps[0], _MISSING)
         node = document
         for step in self.steps:
             if isinstance(step, str):

@@ -9,20 +9,28 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
-from typing import Any
+from decimal import Context, Decimal, Inexact, InvalidOperation
+from typing import Any, NoReturn
 
 import orjson
 
 from config.meters import Aggregation, MeterCatalog, MeterDefinition
 from operators.jsonpath import MISSING, JsonPath
 from operators.model import Event, GroupValues, Measure, RawMessage, Reason, Rejection
+from operators.money import EXACT
 from operators.timeparse import TimeFormatError, parse_rfc3339_ms
 
 # Values beyond this cannot be summed safely into Decimal(38, 9) columns.
 MAX_VALUE = Decimal(10) ** 18
+_MAX_INT_VALUE = 10**18
+_FRACTION_QUANTUM = Decimal(1).scaleb(-9)
+# Like EXACT, but dropping trailing zeros is allowed (Rounded): only Inexact is an error.
+_DROP_ZEROS = Context(prec=76, traps=[Inexact, InvalidOperation])
+_NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_NON_FINITE_TEXT = re.compile(r"[+-]?(?:nan|snan|inf|infinity)", re.IGNORECASE)
 MAX_FRACTION_DIGITS = 9
 MAX_ATTRIBUTE_CHARS = 256
 MAX_GROUP_VALUE_CHARS = 256
@@ -77,9 +85,11 @@ def _type_name(value: Any) -> str:
 
 def _to_decimal(value: Any, where: str) -> Decimal:
     """A JSON number or numeric string as an exact, finite, in-range Decimal."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
+    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
         raise _Reject(Reason.BAD_TYPE, f"{where}: expected a number, got {_type_name(value)}")
-    if isinstance(value, int):
+    if isinstance(value, Decimal):
+        number = value
+    elif isinstance(value, int):
         number = Decimal(value)
     elif isinstance(value, float):
         if not math.isfinite(value):
@@ -87,28 +97,28 @@ def _to_decimal(value: Any, where: str) -> Decimal:
         # repr is the shortest text that round-trips: 0.1 stays 0.1, not 0.1000000000000000055.
         number = Decimal(repr(value))
     else:
-        try:
-            number = Decimal(value.strip())
-        except InvalidOperation:
-            raise _Reject(
-                Reason.BAD_VALUE, f"{where}: {_describe(value)} is not a number"
-            ) from None
-        if not number.is_finite():
+        text = value.strip()
+        if _NON_FINITE_TEXT.fullmatch(text):
             raise _Reject(Reason.NON_FINITE_VALUE, f"{where}: {value!r} is not a finite number")
+        # Only plain ASCII decimal notation: Decimal() would also take "1_000" and "١٢".
+        if not _NUMBER_TEXT.fullmatch(text):
+            raise _Reject(Reason.BAD_VALUE, f"{where}: {_describe(value)} is not a number")
+        number = Decimal(text)
     if number < 0:
         raise _Reject(Reason.NEGATIVE_VALUE, f"{where}: {number} is negative")
     if number >= MAX_VALUE:
         raise _Reject(Reason.VALUE_OUT_OF_RANGE, f"{where}: {number:.3E} is 1E+18 or more")
     exponent = number.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -MAX_FRACTION_DIGITS:
-        normalized = number.normalize()
-        exponent = normalized.as_tuple().exponent
-        if isinstance(exponent, int) and exponent < -MAX_FRACTION_DIGITS:
+        # Trailing zeros are fine (1.50000000000); anything that would round is not.
+        try:
+            number = number.quantize(_FRACTION_QUANTUM, context=_DROP_ZEROS).normalize(EXACT)
+        except ArithmeticError:
             raise _Reject(
                 Reason.BAD_VALUE,
-                f"{where}: {number} has more than {MAX_FRACTION_DIGITS} fractional digits",
-            )
-        number = normalized
+                f"{where}: {_describe(value)} has more than {MAX_FRACTION_DIGITS} "
+                "fractional digits",
+            ) from None
     return number
 
 
@@ -128,6 +138,9 @@ def _scalar_text(value: Any, where: str) -> str:
         if not math.isfinite(value):
             raise _Reject(Reason.NON_FINITE_VALUE, f"{where}: {value} is not a finite number")
         return repr(value)
+    if isinstance(value, Decimal):
+        # From the exact path: spell it as the fast path does, so groups never split.
+        return repr(float(value))
     raise _Reject(Reason.BAD_TYPE, f"{where}: expected a scalar, got {_type_name(value)}")
 
 
@@ -137,36 +150,82 @@ class _MeterPlan:
     aggregation: Aggregation
     value_path: JsonPath | None
     group_by: tuple[tuple[str, JsonPath], ...]
+    numeric: bool  # values are numbers, not UNIQUE_COUNT's distinct keys
 
     @classmethod
     def of(cls, meter: MeterDefinition) -> _MeterPlan:
         groups = tuple(sorted(meter.group_by, key=lambda item: item[0]))
-        return cls(meter.slug, meter.aggregation, meter.value_path, groups)
+        numeric = meter.aggregation is not Aggregation.UNIQUE_COUNT
+        return cls(meter.slug, meter.aggregation, meter.value_path, groups, numeric)
 
     def measure(self, data: dict[str, Any]) -> Measure:
         groups: GroupValues = ()
         if self.group_by:
-            groups = tuple(
-                (name, self._group_value(path.find(data), path)) for name, path in self.group_by
-            )
-        if self.value_path is None:
+            groups = tuple([(name, _group_value(path, data)) for name, path in self.group_by])
+        path = self.value_path
+        if path is None:
             return Measure(self.slug, None, groups)
-        raw = self.value_path.find(data)
-        where = f"data{self.value_path.text[1:]}"
+        raw = path.find(data)
+        raw_type = type(raw)
+        if self.numeric:
+            if raw_type is int and 0 <= raw < _MAX_INT_VALUE:
+                return Measure(self.slug, Decimal(raw), groups)
+            if raw_type is float:
+                raise _FloatValue
+            if raw is MISSING or raw is None:
+                raise self._missing(path)
+            return Measure(self.slug, _to_decimal(raw, _where(path)), groups)
+        if raw_type is str and len(raw) <= MAX_GROUP_VALUE_CHARS:
+            return Measure(self.slug, raw, groups)
         if raw is MISSING or raw is None:
-            raise _Reject(
-                Reason.MISSING_VALUE, f"{where}: required by meter {self.slug!r} but absent"
-            )
-        if self.aggregation is Aggregation.UNIQUE_COUNT:
-            return Measure(self.slug, _scalar_text(raw, where), groups)
-        return Measure(self.slug, _to_decimal(raw, where), groups)
+            raise self._missing(path)
+        return Measure(self.slug, _scalar_text(raw, _where(path)), groups)
 
-    @staticmethod
-    def _group_value(raw: Any, path: JsonPath) -> str:
-        # A missing group-by property is its own group (""), as OpenMeter does.
-        if raw is MISSING or raw is None:
-            return ""
-        return _scalar_text(raw, f"data{path.text[1:]}")
+    def _missing(self, path: JsonPath) -> _Reject:
+        return _Reject(
+            Reason.MISSING_VALUE, f"{_where(path)}: required by meter {self.slug!r} but absent"
+        )
+
+
+class _FloatValue(Exception):
+    """A metered value came out of orjson as a float, which may have rounded it."""
+
+
+def _measures(plans: tuple[_MeterPlan, ...], data: dict[str, Any]) -> tuple[Measure, ...]:
+    if len(plans) == 1:
+        return (plans[0].measure(data),)
+    return tuple([plan.measure(data) for plan in plans])
+
+
+def _exact_data(payload: bytes) -> dict[str, Any]:
+    """``data`` with JSON numbers read as exact Decimals.
+
+    orjson reads 1234567890.123456789 as the nearest double and 1e-400 as 0.0;
+    billing must see the number that was sent, so events with fractional
+    values take this slower, exact path.
+    """
+    try:
+        doc = json.loads(payload, parse_float=Decimal, parse_constant=_raise_non_finite)
+    except RecursionError:
+        # orjson allows 1024 levels of nesting, the standard library a little less.
+        raise _Reject(Reason.MALFORMED_JSON, "nested too deeply to read exactly") from None
+    data: dict[str, Any] = doc["data"]
+    return data
+
+
+def _where(path: JsonPath) -> str:
+    """``$.a.b`` as the user sees it in the event: ``data.a.b``."""
+    return f"data{path.text[1:]}"
+
+
+def _group_value(path: JsonPath, data: dict[str, Any]) -> str:
+    raw = path.find(data)
+    if type(raw) is str and len(raw) <= MAX_GROUP_VALUE_CHARS:
+        return raw
+    # A missing group-by property is its own group (""), as OpenMeter does.
+    if raw is MISSING or raw is None:
+        return ""
+    return _scalar_text(raw, _where(path))
 
 
 class BatchParser:
@@ -208,18 +267,28 @@ class BatchParser:
             doc = orjson.loads(payload)
         except orjson.JSONDecodeError as exc:
             raise _classify_bad_json(payload, exc) from None
-        if not isinstance(doc, dict):
+        if type(doc) is not dict:
             raise _Reject(Reason.NOT_AN_OBJECT, f"expected a JSON object, got {_type_name(doc)}")
-        self._check_specversion(doc)
-        event_id, source, event_type, subject = (
-            self._required_string(doc, name) for name in _REQUIRED_STRINGS
-        )
-        time_ms = self._event_time(doc, latest_allowed_ms)
-        data = doc.get("data", MISSING)
-        if data is MISSING or data is None:
-            raise _Reject(Reason.MISSING_FIELD, "data: required, an object with the usage values")
-        if not isinstance(data, dict):
-            raise _Reject(Reason.BAD_TYPE, f"data: expected an object, got {_type_name(data)}")
+        get = doc.get
+        event_id, source = get("id"), get("source")
+        event_type, subject = get("type"), get("subject")
+        data = get("data")
+        # One cheap test for the common, valid case; the detailed checks below
+        # run only to name what is wrong.
+        if not (
+            get("specversion") == "1.0"
+            and type(event_id) is str
+            and type(source) is str
+            and type(event_type) is str
+            and type(subject) is str
+            and 0 < len(event_id) <= MAX_ATTRIBUTE_CHARS
+            and 0 < len(source) <= MAX_ATTRIBUTE_CHARS
+            and 0 < len(event_type) <= MAX_ATTRIBUTE_CHARS
+            and 0 < len(subject) <= MAX_ATTRIBUTE_CHARS
+            and type(data) is dict
+        ):
+            self._explain_envelope(doc)
+        time_ms = self._event_time(get("time", MISSING), latest_allowed_ms)
         plans = self._plans.get(event_type)
         if plans is None:
             raise _Reject(Reason.UNKNOWN_EVENT_TYPE, f"type {event_type!r} matches no meter")
@@ -227,16 +296,21 @@ class BatchParser:
             raise _Reject(
                 Reason.UNKNOWN_SUBJECT, f"subject {subject!r} has no subscription or default plan"
             )
-        measures = tuple(plan.measure(data) for plan in plans)
-        return Event(
-            subject,
-            source,
-            event_id,
-            event_type,
-            time_ms,
-            measures,
-            message,
-        )
+        try:
+            measures = _measures(plans, data)
+        except _FloatValue:
+            measures = _measures(plans, _exact_data(payload))
+        return Event(subject, source, event_id, event_type, time_ms, measures, message)
+
+    def _explain_envelope(self, doc: dict[str, Any]) -> NoReturn:
+        """Raise the rejection that names the first envelope problem of ``doc``."""
+        self._check_specversion(doc)
+        for name in _REQUIRED_STRINGS:
+            self._required_string(doc, name)
+        data = doc.get("data", MISSING)
+        if data is MISSING or data is None:
+            raise _Reject(Reason.MISSING_FIELD, "data: required, an object with the usage values")
+        raise _Reject(Reason.BAD_TYPE, f"data: expected an object, got {_type_name(data)}")
 
     @staticmethod
     def _check_specversion(doc: dict[str, Any]) -> None:
@@ -265,8 +339,7 @@ class BatchParser:
         raise _Reject(Reason.TOO_LARGE, f"{name}: longer than {MAX_ATTRIBUTE_CHARS} characters")
 
     @staticmethod
-    def _event_time(doc: dict[str, Any], latest_allowed_ms: int) -> int:
-        text = doc.get("time", MISSING)
+    def _event_time(text: Any, latest_allowed_ms: int) -> int:
         if text is MISSING or text is None:
             raise _Reject(Reason.MISSING_FIELD, "time: required, RFC 3339 with an offset")
         if not isinstance(text, str):

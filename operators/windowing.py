@@ -119,12 +119,17 @@ class WindowStore:
                 self.dirty[(start, key)] = None
 
     def observe(self, partition: PartitionKey, max_time_ms: int | None, now_s: float) -> None:
-        """Note that ``partition`` delivered a batch whose latest event time is ``max_time_ms``."""
+        """Note that ``partition`` delivered a batch whose latest event time is ``max_time_ms``.
+
+        A batch without one accepted event (None) says nothing about event time:
+        it does not count as activity, so a partition sending only rejects
+        cannot hold windows open.
+        """
+        if max_time_ms is None:
+            return
         self._last_activity = now_s
         self._partition_seen[partition] = now_s
-        if max_time_ms is not None and max_time_ms > self.partition_max.get(
-            partition, NO_WATERMARK
-        ):
+        if max_time_ms > self.partition_max.get(partition, NO_WATERMARK):
             self.partition_max[partition] = max_time_ms
 
     def advance(self, now_s: float) -> list[WindowUsage]:
