@@ -37,9 +37,12 @@ class Plan:
 
     def version_at(self, at_ms: int) -> PlanVersion | None:
         """The version in force at ``at_ms``; None before the first one."""
-        starts = [v.effective_from_ms for v in self.versions]
-        index = bisect.bisect_right(starts, at_ms) - 1
+        index = bisect.bisect_right(self.versions, at_ms, key=_effective_from) - 1
         return self.versions[index] if index >= 0 else None
+
+
+def _effective_from(version: PlanVersion) -> int:
+    return version.effective_from_ms
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,12 +3,17 @@
 Each sink has a single partition, so every row of a run goes through one
 writer in one process: chDB allows one process per data path, and rated
 windows (aggregates) and rejections are few enough for one writer.
+
+Rows are buffered and written in large inserts. The buffer is always flushed
+in ``snapshot()``, which Bytewax calls at the end of every epoch before it
+commits recovery progress: nothing acknowledged by a snapshot is left unwritten.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import time
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
@@ -16,9 +21,51 @@ from operators.model import RatedWindow, Rejection
 from sinks.clickhouse import ClickHouseWriter
 
 PART = "clickhouse"
+T = TypeVar("T")
 
 
-class _WriterSink(FixedPartitionedSink[Any, None]):
+class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
+    """Collects rows and hands them to ``write`` in batches.
+
+    Flushes when ``max_rows`` are waiting, when the oldest waiting row is
+    ``max_delay_s`` old (checked as rows arrive), at every snapshot and at close.
+    ``write`` blocks (retrying) until the rows are stored, so input waits
+    while the sink cannot write.
+    """
+
+    def __init__(
+        self, write: Callable[[Sequence[T]], None], max_rows: int = 20_000, max_delay_s: float = 1.0
+    ) -> None:
+        self._write = write
+        self._max_rows = max_rows
+        self._max_delay_s = max_delay_s
+        self._rows: list[T] = []
+        self._oldest = 0.0
+
+    def write_batch(self, values: list[T]) -> None:
+        if not self._rows:
+            self._oldest = time.monotonic()
+        self._rows.extend(values)
+        if (
+            len(self._rows) >= self._max_rows
+            or time.monotonic() - self._oldest >= self._max_delay_s
+        ):
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every waiting row."""
+        if self._rows:
+            rows, self._rows = self._rows, []
+            self._write(rows)
+
+    def snapshot(self) -> None:
+        self.flush()
+
+    def close(self) -> None:
+        self.flush()
+
+
+class _WriterSink(FixedPartitionedSink[T, None]):
     def __init__(self, open_writer: Callable[[], ClickHouseWriter]) -> None:
         self._open_writer = open_writer
 
@@ -29,38 +76,19 @@ class _WriterSink(FixedPartitionedSink[Any, None]):
         return 0
 
 
-class RatedWindowSink(_WriterSink):
+class RatedWindowSink(_WriterSink[RatedWindow]):
     """Rated window revisions into ClickHouse; items are ``(key, RatedWindow)``."""
 
-    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _WindowPartition:
-        return _WindowPartition(self._open_writer())
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: None
+    ) -> BufferedPartition[RatedWindow]:
+        return BufferedPartition(self._open_writer().write_windows)
 
 
-class RejectionSink(_WriterSink):
+class RejectionSink(_WriterSink[Rejection]):
     """Rejected events into ClickHouse; items are ``(key, Rejection)``."""
 
-    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _RejectionPartition:
-        return _RejectionPartition(self._open_writer())
-
-
-class _WindowPartition(StatefulSinkPartition[RatedWindow, None]):
-    def __init__(self, writer: ClickHouseWriter) -> None:
-        self._writer = writer
-
-    def write_batch(self, values: list[RatedWindow]) -> None:
-        # Blocks (retrying) until ClickHouse has the rows: input waits meanwhile.
-        self._writer.write_windows(values)
-
-    def snapshot(self) -> None:
-        return None
-
-
-class _RejectionPartition(StatefulSinkPartition[Rejection, None]):
-    def __init__(self, writer: ClickHouseWriter) -> None:
-        self._writer = writer
-
-    def write_batch(self, values: list[Rejection]) -> None:
-        self._writer.write_rejections(values)
-
-    def snapshot(self) -> None:
-        return None
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: None
+    ) -> BufferedPartition[Rejection]:
+        return BufferedPartition(self._open_writer().write_rejections)

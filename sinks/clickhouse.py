@@ -6,6 +6,7 @@ against in-process chDB (``chdb:///abs/path``) for local runs and tests.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -78,9 +79,11 @@ _PERMANENT_CODES = frozenset(
 )
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_QUANTITY_SCALE = 9
-_AMOUNT_SCALE = 18
-_DECIMAL_PRECISION = 38
+# (precision, scale) of the quantity and amount columns. Amounts keep full
+# precision: 9 fractional digits of quantity times 12 of a unit price.
+_QUANTITY = (38, 9)
+_AMOUNT = (76, 21)
+_DECIMAL_PRECISION = 76
 # Wide enough that quantizing any value below the magnitude limit cannot round.
 _WIDE = Context(prec=2 * _DECIMAL_PRECISION)
 
@@ -261,6 +264,7 @@ class ClickHouseWriter:
                 time.sleep(delay)
 
 
+@functools.lru_cache(maxsize=65_536)
 def group_key(groups: GroupValues) -> str:
     """Canonical JSON of the group values, keys sorted: ``{"model":"gpt"}``, ``{}`` if none."""
     return json.dumps(dict(groups), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -271,11 +275,12 @@ def _utc(epoch_ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=epoch_ms)
 
 
-def _exact(value: Decimal, scale: int, field: str) -> Decimal:
-    """Refuse a value Decimal(38, scale) cannot hold: the driver truncates silently."""
-    limit = Decimal(10) ** (_DECIMAL_PRECISION - scale)
+def _exact(value: Decimal, column: tuple[int, int], field: str) -> Decimal:
+    """Refuse a value the column cannot hold exactly: the driver truncates silently."""
+    precision, scale = column
+    limit = Decimal(10) ** (precision - scale)
     if not value.is_finite() or abs(value) >= limit:
-        raise ValueError(f"{field}={value} does not fit Decimal({_DECIMAL_PRECISION}, {scale})")
+        raise ValueError(f"{field}={value} does not fit Decimal({precision}, {scale})")
     if value.quantize(Decimal(1).scaleb(-scale), context=_WIDE) != value:
         raise ValueError(f"{field}={value} has more than {scale} decimal places")
     return value
@@ -291,10 +296,10 @@ def _window_row(w: RatedWindow) -> list[Any]:
         _utc(w.window_end_ms),
         w.revision,
         w.kind.value,
-        _exact(w.quantity, _QUANTITY_SCALE, "quantity"),
-        _exact(w.amount, _AMOUNT_SCALE, "amount"),
-        _exact(w.previous_quantity, _QUANTITY_SCALE, "previous_quantity"),
-        _exact(w.previous_amount, _AMOUNT_SCALE, "previous_amount"),
+        _exact(w.quantity, _QUANTITY, "quantity"),
+        _exact(w.amount, _AMOUNT, "amount"),
+        _exact(w.previous_quantity, _QUANTITY, "previous_quantity"),
+        _exact(w.previous_amount, _AMOUNT, "previous_amount"),
         w.currency,
         w.plan_id,
         w.price_version,

@@ -260,7 +260,7 @@ def test_rejected_payload_bytes_stored_as_is(ch_client: Client, ch_database: str
 @integration
 def test_decimals_round_trip_exactly(ch_client: Client, ch_database: str) -> None:
     big = "12345678901234567890.123456789"
-    tiny = "0.000000000000000001"
+    tiny = "0.000000000000000000001"  # the 21st decimal place of an amount
     writer(ch_client, ch_database).write_windows([rated(1, big, tiny)])
 
     [row] = window_rows(ch_client, ch_database)
@@ -274,7 +274,7 @@ def test_decimals_round_trip_exactly(ch_client: Client, ch_database: str) -> Non
     ("quantity", "amount"),
     [
         ("0.0000000001", "1"),
-        ("1", "1.0000000000000000001"),
+        ("1", "1.0000000000000000000001"),  # 22 places: one more than the column
         ("123456789012345678901234567890", "1"),
         ("1", "NaN"),
     ],
