@@ -109,11 +109,99 @@ class ClickHouseSettings(_Section):
 
 
 class FlowSettings(_Section):
-    """Engine-side knobs."""
+    """Engine-side knobs, and the cluster this process belongs to."""
 
     shards: int = Field(8, ge=1, le=4096)
     max_event_bytes: int = Field(65_536, ge=256, le=16 * 1024 * 1024)
     workers: int = Field(1, ge=1, le=256)
+    process_id: int | None = Field(None, ge=0)
+    addresses: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check_cluster(self) -> FlowSettings:
+        if (self.process_id is None) != (not self.addresses):
+            raise ValueError("process_id and addresses go together: set both or neither")
+        if self.process_id is not None and self.process_id >= len(self.addresses):
+            raise ValueError(
+                f"process_id {self.process_id} has no address: addresses lists "
+                f"{len(self.addresses)} processes (ids 0..{len(self.addresses) - 1})"
+            )
+        return self
+
+    @property
+    def is_primary(self) -> bool:
+        """Process 0 (or a single process) owns the sinks, migrations and the summary."""
+        return not self.process_id
+
+
+class KafkaSettings(_Section):
+    """Kafka input and the dead-letter topic. ``config`` goes to librdkafka as is."""
+
+    brokers: str = "127.0.0.1:9092"
+    topics: list[str] = Field(default_factory=lambda: ["usage-events"], min_length=1)
+    starting_offset: Literal["earliest", "latest"] = "earliest"
+    # False: stop at the end of the topics (for backfills and tests); True: keep reading.
+    tail: bool = True
+    # Rejected events go here; None turns the dead-letter topic off. It is on by
+    # default for Kafka input and off for files and the generator unless set.
+    dead_letter_topic: str | None = "meterwax-dead-letters"
+    dead_letters: bool | None = None
+    config: dict[str, str] = Field(default_factory=dict)
+    # Secret librdkafka settings (e.g. sasl.password): masked when printed.
+    secret_config: dict[str, SecretStr] = Field(default_factory=dict)
+    # Secret settings read from files at start-up (e.g. a mounted Kubernetes secret).
+    secret_files: dict[str, Path] = Field(default_factory=dict)
+
+    def client_config(self) -> dict[str, str]:
+        """Everything librdkafka needs, secrets included (never log the result)."""
+        merged = dict(self.config)
+        merged.update({k: v.get_secret_value() for k, v in self.secret_config.items()})
+        for key, path in self.secret_files.items():
+            try:
+                merged[key] = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"kafka.secret_files.{key}: cannot read {path} ({exc.strerror}); "
+                    "check the path and permissions"
+                ) from None
+        return merged
+
+
+class RedisSettings(_Section):
+    """The durable idempotency layer; off when ``url`` is unset."""
+
+    url: SecretStr | None = None
+    password_file: Path | None = None
+    ttl: DurationMs = parse_duration_ms("35d")
+    key_prefix: str = Field("meterwax", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+
+    def password(self) -> str | None:
+        """The password from ``password_file``, if one is set."""
+        if self.password_file is None:
+            return None
+        try:
+            return self.password_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"redis.password_file: cannot read {self.password_file} ({exc.strerror}); "
+                "check the path and permissions"
+            ) from None
+
+
+class RecoverySettings(_Section):
+    """Bytewax recovery: snapshots of all state and input positions."""
+
+    directory: Path | None = None
+    snapshot_interval: DurationMs = parse_duration_ms("10s")
+    # Keep superseded snapshots this long (set it to your backup interval).
+    backup_interval: DurationMs = 0
+    partitions: int = Field(1, ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _check(self) -> RecoverySettings:
+        if self.snapshot_interval < 100:
+            raise ValueError("snapshot_interval must be at least 100ms")
+        return self
 
 
 class Settings(BaseSettings):
@@ -132,6 +220,18 @@ class Settings(BaseSettings):
     catalogs: CatalogSettings = CatalogSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     flow: FlowSettings = FlowSettings()
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    recovery: RecoverySettings = RecoverySettings()
+
+    @property
+    def dead_letters_enabled(self) -> bool:
+        """Whether rejections also go to the Kafka dead-letter topic."""
+        if self.kafka.dead_letter_topic is None:
+            return False
+        if self.kafka.dead_letters is None:
+            return self.input.kind == "kafka"
+        return self.kafka.dead_letters
 
     @classmethod
     def settings_customise_sources(
@@ -150,6 +250,8 @@ class Settings(BaseSettings):
         """Settings as plain data with secrets masked, for logs and ``--print-config``."""
         data = self.model_dump(mode="json")
         data["clickhouse"]["dsn"] = redact_url(self.clickhouse.dsn.get_secret_value())
+        if self.redis.url is not None:
+            data["redis"]["url"] = redact_url(self.redis.url.get_secret_value())
         return data
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from config.errors import ConfigError
 from config.settings import load_settings
-from dataflows import run_command
+from dataflows import produce_command, run_command, services_command
 
 log = logging.getLogger("meterwax")
 
@@ -26,7 +26,7 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     )
     run.add_argument("--config", type=Path, help="YAML settings file (see README)")
     group = run.add_argument_group("input")
-    group.add_argument("--input", dest="input.kind", choices=["file", "generator"])
+    group.add_argument("--input", dest="input.kind", choices=["file", "generator", "kafka"])
     group.add_argument("--input-path", dest="input.path", help="JSONL file of CloudEvents")
     group.add_argument("--batch-size", dest="input.batch_size", type=int)
     group.add_argument("--events", dest="generator.events", type=int, help="generator: events")
@@ -47,9 +47,36 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     group = run.add_argument_group("output")
     group.add_argument("--dsn", dest="clickhouse.dsn", help="chdb://PATH or http(s)://...")
     group.add_argument("--database", dest="clickhouse.database")
+    group = run.add_argument_group("kafka")
+    group.add_argument("--brokers", dest="kafka.brokers", help="host:port[,host:port...]")
+    group.add_argument("--topic", dest="kafka.topics", action="append", help="repeatable")
+    group.add_argument(
+        "--starting-offset", dest="kafka.starting_offset", choices=["earliest", "latest"]
+    )
+    group.add_argument(
+        "--no-tail",
+        dest="kafka.tail",
+        action="store_const",
+        const=False,
+        help="stop at the end of the topics instead of waiting for more",
+    )
+    group.add_argument("--dead-letter-topic", dest="kafka.dead_letter_topic")
+    group = run.add_argument_group("redis")
+    group.add_argument("--redis-url", dest="redis.url", help="redis://[:password@]host:port/db")
+    group.add_argument("--redis-ttl", dest="redis.ttl", help="idempotency key TTL, e.g. 35d")
+    group = run.add_argument_group("recovery")
+    group.add_argument("--recovery-dir", dest="recovery.directory", help="enables recovery")
+    group.add_argument("--snapshot-interval", dest="recovery.snapshot_interval", help="e.g. 10s")
     group = run.add_argument_group("engine")
     group.add_argument("--shards", dest="flow.shards", type=int)
     group.add_argument("--workers", dest="flow.workers", type=int, help="worker threads")
+    group.add_argument("--process-id", dest="flow.process_id", type=int, help="cluster: this id")
+    group.add_argument(
+        "--addresses",
+        dest="flow.addresses",
+        type=lambda text: text.split(","),
+        help="cluster: host:port of every process, in process-id order, comma-separated",
+    )
     run.add_argument("--print-config", action="store_true", help="print settings and exit")
     run.add_argument("--no-progress", action="store_true", help="no progress line")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -74,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
+    services_command.add_parser(sub)
+    produce_command.add_parser(sub)
     return parser
 
 
@@ -84,6 +113,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if args.command == "services":
+        return services_command.main(args)
+    if args.command == "produce":
+        return produce_command.main(args)
     try:
         settings = load_settings(args.config, _overrides(args))
         if args.print_config:

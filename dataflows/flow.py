@@ -18,6 +18,7 @@ from config.pricing import PricingCatalog
 from dataflows.metering_step import MeteringLogic, Output, ShardBatch, StepContext
 from dataflows.sources import Batch
 from dataflows.stats import RunStats
+from operators.idempotency import IdempotencyStore
 from operators.model import Event, RatedWindow, Rejection
 from operators.parse import BatchParser, ParsedBatch, ParserConfig
 from operators.rating import Rater
@@ -38,6 +39,7 @@ class FlowSpec:
     max_event_bytes: int = 65_536
     max_future_skew_ms: int = 300_000
     snapshots: bool = False
+    idempotency: IdempotencyStore | None = None
 
 
 def build_flow(
@@ -64,6 +66,7 @@ def build_flow(
         rater=Rater(spec.pricing),
         stats=stats,
         snapshots=spec.snapshots,
+        idempotency=spec.idempotency,
     )
 
     def parse(batch: Batch) -> tuple[PartitionKey, ParsedBatch]:

@@ -17,12 +17,14 @@ from typing import NamedTuple
 from bytewax.operators import StatefulBatchLogic
 
 from dataflows.stats import RunStats
+from operators.idempotency import ClaimStatus, IdempotencyStore
 from operators.model import Event, RatedWindow, Rejection, WindowKind, WindowUsage
 from operators.rating import Rater
 from operators.shard import ShardState
 from operators.windowing import PartitionKey
 
 Output = RatedWindow | Rejection
+DUPLICATE = ClaimStatus.DUPLICATE
 
 
 class ShardBatch(NamedTuple):
@@ -40,12 +42,13 @@ class ShardBatch(NamedTuple):
 
 @dataclass(frozen=True)
 class StepContext:
-    """What every shard logic shares: how to build state, rate, and count."""
+    """What every shard logic shares: how to build state, rate, claim and count."""
 
     new_state: Callable[[], ShardState]
     rater: Rater
     stats: RunStats
     snapshots: bool
+    idempotency: IdempotencyStore | None = None
 
 
 class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
@@ -65,16 +68,29 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
         out: list[Output] = []
         for batch in values:
             screened = state.screen(batch.events, now_ms)
-            state.admit(screened.fresh)
+            fresh, durable_duplicates = self._claim(screened.fresh)
+            state.admit(fresh)
             out.extend(screened.too_late)
             usages = state.finish(batch.partition, batch.max_time_ms, time.monotonic())
             self._rate_into(out, usages, now_ms)
             stats.add(
-                accepted=len(screened.fresh), duplicates=screened.duplicates, late=screened.late
+                accepted=len(fresh),
+                duplicates=screened.duplicates + durable_duplicates,
+                redis_duplicates=durable_duplicates,
+                late=screened.late,
             )
             if screened.too_late:
                 stats.reject(Counter(r.reason.value for r in screened.too_late))
         return out, self.RETAIN
+
+    def _claim(self, events: list[Event]) -> tuple[list[Event], int]:
+        """Ask the durable store; keep NEW and REPLAY (our own message again)."""
+        store = self._ctx.idempotency
+        if store is None or not events:
+            return events, 0
+        statuses = store.claim(self._state.claims(events))
+        kept = [e for e, status in zip(events, statuses, strict=True) if status != DUPLICATE]
+        return kept, len(events) - len(kept)
 
     def on_notify(self) -> tuple[Iterable[Output], bool]:
         out: list[Output] = []

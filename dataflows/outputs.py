@@ -19,6 +19,7 @@ from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from operators.model import RatedWindow, Rejection
 from sinks.clickhouse import ClickHouseWriter
+from sinks.kafka_dead_letters import DeadLetterProducer
 
 PART = "clickhouse"
 T = TypeVar("T")
@@ -66,11 +67,16 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
 
 
 class _WriterSink(FixedPartitionedSink[T, None]):
-    def __init__(self, open_writer: Callable[[], ClickHouseWriter]) -> None:
+    def __init__(
+        self, open_writer: Callable[[], ClickHouseWriter], *, primary: bool = True
+    ) -> None:
         self._open_writer = open_writer
+        self._primary = primary
 
     def list_parts(self) -> list[str]:
-        return [PART]
+        # Only the primary process offers the partition, so only it opens ClickHouse
+        # (chDB allows one process per data path).
+        return [PART] if self._primary else []
 
     def part_fn(self, item_key: str) -> int:
         return 0
@@ -86,9 +92,28 @@ class RatedWindowSink(_WriterSink[RatedWindow]):
 
 
 class RejectionSink(_WriterSink[Rejection]):
-    """Rejected events into ClickHouse; items are ``(key, Rejection)``."""
+    """Rejected events to the dead-letter topic (when given) and ClickHouse."""
+
+    def __init__(
+        self,
+        open_writer: Callable[[], ClickHouseWriter],
+        *,
+        primary: bool = True,
+        open_dead_letters: Callable[[], DeadLetterProducer] | None = None,
+    ) -> None:
+        super().__init__(open_writer, primary=primary)
+        self._open_dead_letters = open_dead_letters
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: None
     ) -> BufferedPartition[Rejection]:
-        return BufferedPartition(self._open_writer().write_rejections)
+        writer = self._open_writer()
+        if self._open_dead_letters is None:
+            return BufferedPartition(writer.write_rejections)
+        dead_letters = self._open_dead_letters()
+
+        def write(rows: Sequence[Rejection]) -> None:
+            dead_letters.send(rows)
+            writer.write_rejections(rows)
+
+        return BufferedPartition(write)

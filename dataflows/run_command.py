@@ -3,25 +3,43 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
+import sys
 import time
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import replace
+from datetime import timedelta
 
 from bytewax._bytewax import cli_main
 from bytewax.inputs import Source
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 
+from config.errors import ConfigError
 from config.meter_catalog import load_meter_catalog
 from config.pricing_catalog import load_pricing_catalog
-from config.settings import Settings
+from config.settings import Settings, redact_url
 from dataflows.flow import FlowSpec, build_flow
+from dataflows.kafka_source import KafkaBatchSource
 from dataflows.outputs import RatedWindowSink, RejectionSink
 from dataflows.progress import Progress
 from dataflows.sources import Batch, JsonlFileSource, SyntheticSource
 from dataflows.stats import RunStats
 from dataflows.summary import render_summary, summary_data
 from dataflows.synthetic import SyntheticSpec
+from operators.idempotency import IdempotencyStore
 from operators.windowing import WindowConfig
 from sinks.clickhouse import ClickHouseWriter, connect, rejected_counts, usage_totals
 from sinks.clickhouse_schema import migrate
+from sinks.kafka_dead_letters import DeadLetterProducer
+from sinks.redis_idempotency import RedisIdempotencyStore
+
+log = logging.getLogger(__name__)
+
+# Consumer defaults that matter for throughput; user settings override them.
+KAFKA_CONSUMER_DEFAULTS = {"fetch.queue.backoff.ms": "10"}
 
 
 def flow_spec(settings: Settings) -> FlowSpec:
@@ -42,7 +60,19 @@ def flow_spec(settings: Settings) -> FlowSpec:
 
 def make_source(settings: Settings) -> Source[Batch]:
     """The input named by ``settings.input.kind``."""
-    if settings.input.kind == "generator":
+    kind = settings.input.kind
+    if kind == "kafka":
+        k = settings.kafka
+        return KafkaBatchSource(
+            brokers=k.brokers.split(","),
+            topics=k.topics,
+            tail=k.tail,
+            starting_offset=OFFSET_BEGINNING if k.starting_offset == "earliest" else OFFSET_END,
+            add_config=k.client_config(),
+            consumer_config=KAFKA_CONSUMER_DEFAULTS,
+            batch_size=settings.input.batch_size,
+        )
+    if kind == "generator":
         g = settings.generator
         spec = SyntheticSpec(
             events=g.events,
@@ -58,19 +88,84 @@ def make_source(settings: Settings) -> Source[Batch]:
             invalid_rate=g.invalid_rate,
         )
         return SyntheticSource(spec, settings.input.batch_size, g.rate)
-    if settings.input.kind == "file":
-        return JsonlFileSource([settings.input.path], settings.input.batch_size)
-    raise NotImplementedError(f"input kind {settings.input.kind!r} is not available yet")
+    return JsonlFileSource([settings.input.path], settings.input.batch_size)
+
+
+def open_idempotency(settings: Settings) -> IdempotencyStore | None:
+    """The Redis layer when ``redis.url`` is set; checked once here so a typo fails fast."""
+    r = settings.redis
+    if r.url is None:
+        return None
+    url = r.url.get_secret_value()
+    store = RedisIdempotencyStore.from_url(
+        url, password=r.password(), ttl_s=r.ttl // 1000, key_prefix=r.key_prefix
+    )
+    try:
+        store.ping()
+    except Exception as exc:
+        raise ConfigError(
+            f"redis.url: cannot reach Redis at {redact_url(url)} ({type(exc).__name__}); "
+            "check the address, or start local services with `meterwax services start`"
+        ) from None
+    return store
+
+
+def dead_letter_opener(settings: Settings) -> Callable[[], DeadLetterProducer] | None:
+    """How the rejection sink opens its producer, when dead letters are on."""
+    if not settings.dead_letters_enabled:
+        return None
+    k = settings.kafka
+    topic = k.dead_letter_topic or ""
+    return lambda: DeadLetterProducer(k.brokers, topic, k.client_config())
+
+
+def recovery_config(settings: Settings) -> RecoveryConfig | None:
+    """Bytewax recovery in ``recovery.directory``, initialised on first use."""
+    r = settings.recovery
+    if r.directory is None:
+        return None
+    r.directory.mkdir(parents=True, exist_ok=True)
+    if not any(r.directory.glob("*.sqlite3")):
+        init_db_dir(r.directory, r.partitions)
+    return RecoveryConfig(r.directory, timedelta(milliseconds=r.backup_interval))
+
+
+@contextmanager
+def _engine_stdout_to_stderr() -> Iterator[None]:
+    """Send what the engine prints (cluster connection retries) to stderr.
+
+    It writes to file descriptor 1 from native code, where it would corrupt the
+    summary (``--json``) that this command prints on stdout.
+    """
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
     """Run the flow to the end of its input; 0 when every message is accounted for."""
-    spec = flow_spec(settings)
-    source = make_source(settings)
+    primary = settings.flow.is_primary
     ch = settings.clickhouse
     dsn = ch.dsn.get_secret_value()
-    client = connect(dsn, ch.database)
-    migrate(client, ch.database)
+    client = connect(dsn, ch.database) if primary else None
+    if client is not None:
+        migrate(client, ch.database)
+    recovery = recovery_config(settings)
+    if recovery is None and settings.input.kind == "kafka":
+        log.warning(
+            "Kafka input without recovery: a restart reads again from %s and loses the "
+            "events of windows that were still open; set recovery.directory",
+            settings.kafka.starting_offset,
+        )
+    spec = replace(
+        flow_spec(settings), snapshots=recovery is not None, idempotency=open_idempotency(settings)
+    )
 
     def open_writer() -> ClickHouseWriter:
         return ClickHouseWriter(
@@ -80,15 +175,27 @@ def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
     stats = RunStats()
     flow = build_flow(
         spec,
-        source=source,
-        window_sink=RatedWindowSink(open_writer),
-        rejection_sink=RejectionSink(open_writer),
+        source=make_source(settings),
+        window_sink=RatedWindowSink(open_writer, primary=primary),
+        rejection_sink=RejectionSink(
+            open_writer, primary=primary, open_dead_letters=dead_letter_opener(settings)
+        ),
         stats=stats,
     )
-    with Progress(stats) if progress else nullcontext():
-        cli_main(flow, workers_per_process=settings.flow.workers)
-    data = summary_data(
-        stats, usage_totals(client, ch.database), rejected_counts(client, ch.database)
-    )
+    with Progress(stats) if progress else nullcontext(), _engine_stdout_to_stderr():
+        cli_main(
+            flow,
+            workers_per_process=settings.flow.workers,
+            process_id=settings.flow.process_id,
+            addresses=settings.flow.addresses or None,
+            epoch_interval=timedelta(milliseconds=settings.recovery.snapshot_interval),
+            recovery_config=recovery,
+        )
+    totals = usage_totals(client, ch.database) if client is not None else []
+    stored = rejected_counts(client, ch.database) if client is not None else {}
+    clustered = settings.flow.process_id is not None
+    data = summary_data(stats, totals, stored, clustered=clustered)
     print(json.dumps(data, indent=2) if as_json else render_summary(data))
-    return 0 if stats.reconciles else 1
+    # A cluster member parses some events and meters others: only the sum over
+    # all processes reconciles.
+    return 0 if clustered or stats.reconciles else 1

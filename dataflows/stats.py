@@ -17,6 +17,7 @@ class RunStats:
     consumed: int = 0
     accepted: int = 0
     duplicates: int = 0
+    redis_duplicates: int = 0  # of which the durable (Redis) layer caught
     late: int = 0
     windows: int = 0
     adjustments: int = 0

@@ -10,9 +10,17 @@ from sinks.clickhouse import UsageTotal
 
 
 def summary_data(
-    stats: RunStats, totals: list[UsageTotal], rejected_stored: dict[str, int]
+    stats: RunStats,
+    totals: list[UsageTotal],
+    rejected_stored: dict[str, int],
+    *,
+    clustered: bool = False,
 ) -> dict[str, Any]:
-    """The summary as plain data (for ``--json``); decimals as exact strings."""
+    """The summary as plain data (for ``--json``); decimals as exact strings.
+
+    In a cluster the counts are this process's share; ``reconciles`` is then
+    None, as only the sum over all processes reconciles.
+    """
     return {
         "run": {
             "consumed": stats.consumed,
@@ -22,7 +30,7 @@ def summary_data(
             "rejected": dict(sorted(stats.rejected.items())),
             "windows": stats.windows,
             "adjustments": stats.adjustments,
-            "reconciles": stats.reconciles,
+            "reconciles": None if clustered else stats.reconciles,
         },
         "usage": [
             {
@@ -44,6 +52,12 @@ def _plain(value: Decimal) -> str:
     return text
 
 
+def _reconcile_note(reconciles: bool | None) -> str:
+    if reconciles is None:
+        return "   (this process's share: sum over all processes)"
+    return "" if reconciles else "   <-- DOES NOT RECONCILE"
+
+
 def render_summary(data: dict[str, Any]) -> str:
     """The summary as an aligned text report."""
     run = data["run"]
@@ -51,7 +65,7 @@ def render_summary(data: dict[str, Any]) -> str:
         "meterwax run summary",
         f"  consumed {run['consumed']:,} = accepted {run['accepted']:,} "
         f"+ duplicates {run['duplicates']:,} + rejected {sum(run['rejected'].values()):,}"
-        + ("" if run["reconciles"] else "   <-- DOES NOT RECONCILE"),
+        + _reconcile_note(run["reconciles"]),
         f"  late events accepted as adjustments: {run['late_accepted']:,}; "
         f"windows emitted: {run['windows']:,}; adjustment revisions: {run['adjustments']:,}",
     ]

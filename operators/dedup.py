@@ -20,7 +20,7 @@ class DedupState:
             raise ValueError("horizon_ms must be >= 0 and bucket_ms > 0")
         self.horizon_ms = horizon_ms
         self._bucket_ms = bucket_ms
-        self._seen: dict[str, int] = {}
+        self._seen: set[str] = set()
         self._buckets: dict[int, list[str]] = {}
         self._heap: list[int] = []
 
@@ -35,7 +35,7 @@ class DedupState:
         if key in self._seen:
             return False
         bucket = time_ms // self._bucket_ms
-        self._seen[key] = bucket
+        self._seen.add(key)
         keys = self._buckets.get(bucket)
         if keys is None:
             self._buckets[bucket] = [key]
@@ -44,10 +44,6 @@ class DedupState:
             keys.append(key)
         return True
 
-    def forget(self, key: str) -> None:
-        """Drop ``key`` (used when a later layer refuses an event this one let through)."""
-        self._seen.pop(key, None)
-
     def expire(self, watermark_ms: int) -> int:
         """Drop keys whose bucket ended more than the horizon before ``watermark_ms``."""
         dropped = 0
@@ -55,9 +51,7 @@ class DedupState:
         heap, buckets, seen = self._heap, self._buckets, self._seen
         while heap and (heap[0] + 1) * self._bucket_ms <= limit:
             bucket = heapq.heappop(heap)
-            for key in buckets.pop(bucket):
-                # A forgotten and re-added key may live in a newer bucket now.
-                if seen.get(key) == bucket:
-                    del seen[key]
-                    dropped += 1
+            keys = buckets.pop(bucket)
+            seen.difference_update(keys)
+            dropped += len(keys)
         return dropped

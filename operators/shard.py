@@ -1,17 +1,20 @@
 """One shard's metering state: duplicate screening, then event-time windows.
 
-The steps are split so that another dedup layer (Redis) can sit between
-screening and admission: ``screen`` -> (external check) -> ``admit`` ->
-``finish``.
+The steps are split so that a durable dedup layer (Redis) can sit between
+screening and admission: ``screen`` -> (claim ``claims(fresh)``, drop the
+duplicates) -> ``admit`` -> ``finish``. Keys the durable layer calls
+duplicates stay in the keyed state: later copies are caught there, cheaply.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from config.meters import Aggregation
 from operators.dedup import DedupState
+from operators.idempotency import Claim, claim_token
 from operators.model import Event, Reason, Rejection, WindowUsage
 from operators.windowing import Lateness, PartitionKey, WindowConfig, WindowStore
 
@@ -34,9 +37,27 @@ class ShardState:
         window: WindowConfig,
         aggregations: Mapping[str, Aggregation],
         dedup_horizon_ms: int,
+        instance: str | None = None,
     ) -> None:
         self.windows = WindowStore(window, aggregations)
         self.dedup = DedupState(dedup_horizon_ms, bucket_ms=window.size_ms)
+        # Names this state in durable idempotency claims. It travels in snapshots,
+        # so a restore is the same instance (its replays are not duplicates of
+        # themselves) while a fresh start is a new one.
+        self.instance = instance or uuid.uuid4().hex
+
+    def claims(self, events: Sequence[Event]) -> list[Claim]:
+        """Durable-store claims for ``events``, tokened with this instance and their positions."""
+        instance = self.instance
+        return [
+            Claim(
+                e.tenant,
+                e.source,
+                e.id,
+                claim_token(instance, e.message.origin, e.message.partition, e.message.offset),
+            )
+            for e in events
+        ]
 
     def resume(self, now_s: float) -> None:
         """Called after a restore: restart the quiet-time clock."""
@@ -60,11 +81,6 @@ class ShardState:
                 result.late += 1
             fresh.append(event)
         return result
-
-    def refuse(self, events: Sequence[Event]) -> None:
-        """Events another layer found to be duplicates: they were never admitted here."""
-        for event in events:
-            self.dedup.forget(event.idempotency_key)
 
     def admit(self, events: Sequence[Event]) -> None:
         """Fold accepted events into their windows."""

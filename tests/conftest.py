@@ -16,6 +16,9 @@ from clickhouse_connect.driver.client import Client
 from sinks.clickhouse import connect
 from sinks.clickhouse_schema import migrate
 
+# Real services, started once per test session: see tests/fixtures/.
+pytest_plugins = ["tests.fixtures.redis", "tests.fixtures.kafka"]
+
 
 @pytest.fixture(scope="session")
 def chdb_dsn(tmp_path_factory: pytest.TempPathFactory) -> str:

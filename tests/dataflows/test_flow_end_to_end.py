@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -21,125 +17,7 @@ from dataflows.sources import JsonlFileSource
 from dataflows.stats import RunStats
 from operators.windowing import WindowConfig
 from sinks.clickhouse import ClickHouseWriter, connect, rejected_counts, usage_totals
-
-MINUTE = 60_000
-BASE_MS = 1_793_489_400_000  # 2026-10-31T23:30:00Z: the price change at 00:00 falls inside
-PRICE_CHANGE_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
-TENANTS = ("acme", "globex", "umbrella", "initech")
-PRICES = {  # (plan, version) -> meter -> unit price, as in tests/dataflows/conftest.py
-    "v1": {"tokens": "0.000002", "calls": "0.0001", "users": "0.01", "peak_gb": "0.003"},
-    "v2": {"tokens": "0.0000015", "calls": "0.0002", "users": "0.01", "peak_gb": "0.004"},
-    "p1": {"tokens": "0.000001", "calls": "0.00005"},
-}
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
-
-
-def _event(n: int, time_ms: int, tenant: str, kind: int) -> dict[str, object]:
-    event: dict[str, object] = {
-        "specversion": "1.0",
-        "id": f"evt-{n}",
-        "source": "tests/e2e",
-        "subject": tenant,
-        "time": _iso(time_ms),
-    }
-    if kind == 0:
-        event |= {"type": "llm.completion", "data": {"tokens": n % 97 + 1, "model": f"m{n % 3}"}}
-    elif kind == 1:
-        event |= {"type": "api.request", "data": {"user": f"u{n % 7}"}}
-    else:
-        event |= {"type": "storage.snapshot", "data": {"gb": f"{n % 50}.25"}}
-    return event
-
-
-@dataclass
-class Scenario:
-    """The input lines and what a correct meter must make of them."""
-
-    lines: list[bytes] = field(default_factory=list)
-    accepted: list[dict[str, object]] = field(default_factory=list)
-    duplicates: int = 0
-    rejected: Counter[str] = field(default_factory=Counter)
-
-
-def build_scenario(count: int = 1200) -> Scenario:
-    """Events 1 s apart, with duplicates, late (5 min), too-late (3 h) and broken lines."""
-    s = Scenario()
-    for n in range(count):
-        time_ms = BASE_MS + n * 1000
-        event = _event(n, time_ms, TENANTS[n % 4], n % 3)
-        s.lines.append(json.dumps(event).encode())
-        s.accepted.append(event)
-        if n % 40 == 39:  # an exact retry of an earlier event
-            s.lines.append(json.dumps(s.accepted[n - 30]).encode())
-            s.duplicates += 1
-        if n % 97 == 96:  # same source and id, different body: still the same event
-            again = dict(s.accepted[n - 5])
-            again["time"] = _iso(time_ms)
-            s.lines.append(json.dumps(again).encode())
-            s.duplicates += 1
-        if n % 50 == 49 and n > 400:  # late by 5 minutes: an adjustment
-            late = _event(100_000 + n, time_ms - 5 * MINUTE, TENANTS[(n + 1) % 4], n % 3)
-            s.lines.append(json.dumps(late).encode())
-            s.accepted.append(late)
-        if n in (700, 900):  # 3 hours late: past the settlement horizon
-            s.lines.append(
-                json.dumps(_event(200_000 + n, time_ms - 180 * MINUTE, "acme", 0)).encode()
-            )
-            s.rejected["too_late"] += 1
-    s.lines.insert(10, b'{"specversion": "1.0", "id": ')
-    s.lines.insert(20, json.dumps({**_event(300_001, BASE_MS, "acme", 0), "type": "x.y"}).encode())
-    s.lines.insert(
-        30,
-        json.dumps({**_event(300_002, BASE_MS, "acme", 0), "time": "2026-11-01T00:00:00"}).encode(),
-    )
-    s.lines.insert(
-        40,
-        json.dumps(
-            _event(300_003, BASE_MS, "acme", 0) | {"data": {"tokens": -1, "model": "m0"}}
-        ).encode(),
-    )
-    s.rejected.update(["malformed_json", "unknown_event_type", "bad_time", "negative_value"])
-    return s
-
-
-def expected_totals(s: Scenario) -> dict[tuple[str, str], tuple[Decimal, Decimal]]:
-    """Per (tenant, meter): quantity and amount, computed straight from the accepted events."""
-    windows: dict[tuple[str, str, tuple[str, ...], int], list[Decimal | str]] = defaultdict(list)
-    for event in s.accepted:
-        data = event["data"]
-        assert isinstance(data, dict)
-        time_ms = _parse_ms(str(event["time"]))
-        start = time_ms - time_ms % MINUTE
-        tenant = str(event["subject"])
-        if event["type"] == "llm.completion":
-            windows[(tenant, "tokens", (str(data["model"]),), start)].append(
-                Decimal(data["tokens"])
-            )
-        elif event["type"] == "api.request":
-            windows[(tenant, "calls", (), start)].append(Decimal(1))
-            windows[(tenant, "users", (), start)].append(str(data["user"]))
-        else:
-            windows[(tenant, "peak_gb", (), start)].append(Decimal(str(data["gb"])))
-    totals: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
-    for (tenant, meter, _groups, start), values in windows.items():
-        if meter == "users":
-            quantity = Decimal(len(set(values)))
-        elif meter == "peak_gb":
-            quantity = max(v for v in values if isinstance(v, Decimal))
-        else:
-            quantity = sum((v for v in values if isinstance(v, Decimal)), Decimal(0))
-        version = "p1" if tenant == "acme" else ("v2" if start >= PRICE_CHANGE_MS else "v1")
-        price = Decimal(PRICES[version].get(meter, "0"))
-        q, a = totals.get((tenant, meter), (Decimal(0), Decimal(0)))
-        totals[(tenant, meter)] = (q + quantity, a + quantity * price)
-    return totals
-
-
-def _parse_ms(text: str) -> int:
-    return int(datetime.fromisoformat(text).timestamp() * 1000)
+from tests.dataflows.scenario import MINUTE, Scenario, build_scenario, expected_totals
 
 
 def _run(

@@ -58,49 +58,6 @@ def test_expiry_drops_only_due_buckets() -> None:
     ]
 
 
-def test_forget_lets_the_key_in_again() -> None:
-    state = DedupState(HORIZON_MS, bucket_ms=BUCKET_MS)
-    state.add("k", 1_000)
-
-    state.forget("k")
-
-    assert "k" not in state
-    assert len(state) == 0
-    assert state.add("k", 1_000) is True
-    assert state.add("k", 1_000) is False
-
-
-def test_forget_of_an_unknown_key_is_harmless() -> None:
-    state = DedupState(HORIZON_MS, bucket_ms=BUCKET_MS)
-
-    state.forget("never-seen")
-
-    assert len(state) == 0
-
-
-def test_readded_key_lives_in_its_new_bucket() -> None:
-    state = DedupState(HORIZON_MS, bucket_ms=BUCKET_MS)
-    state.add("k", 1_000)
-    state.forget("k")
-    state.add("k", 20_000)  # re-added with a later time
-
-    # The old bucket expiring must not take the re-added key with it.
-    assert state.expire(2_000 + HORIZON_MS) == 0
-    assert "k" in state
-    assert state.expire(21_000 + HORIZON_MS) == 1
-    assert "k" not in state
-
-
-def test_readded_key_in_the_same_bucket_is_dropped_once() -> None:
-    state = DedupState(HORIZON_MS, bucket_ms=BUCKET_MS)
-    state.add("k", 1_000)
-    state.forget("k")
-    state.add("k", 1_500)
-
-    assert state.expire(2_000 + HORIZON_MS) == 1
-    assert len(state) == 0
-
-
 def test_memory_is_bounded_by_the_horizon() -> None:
     state = DedupState(HORIZON_MS, bucket_ms=BUCKET_MS)
     for time_ms in range(0, 100_000, 10):
@@ -133,9 +90,6 @@ class ReferenceDedup:
         self.times[key] = time_ms
         return True
 
-    def forget(self, key: str) -> None:
-        self.times.pop(key, None)
-
     def expire(self, watermark_ms: int) -> int:
         due = [
             key
@@ -152,7 +106,6 @@ OPERATIONS = st.lists(
         st.tuples(
             st.just("add"), st.sampled_from("abcdefgh"), st.integers(min_value=0, max_value=20_000)
         ),
-        st.tuples(st.just("forget"), st.sampled_from("abcdefgh"), st.just(0)),
         st.tuples(st.just("expire"), st.just(""), st.integers(min_value=0, max_value=30_000)),
     ),
     max_size=80,
@@ -173,9 +126,6 @@ def test_matches_the_naive_model(
     for operation, key, number in operations:
         if operation == "add":
             assert state.add(key, number) == model.add(key, number)
-        elif operation == "forget":
-            state.forget(key)
-            model.forget(key)
         else:
             assert state.expire(number) == model.expire(number)
         assert len(state) == len(model.times)

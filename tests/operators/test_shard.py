@@ -136,23 +136,6 @@ def test_one_ms_before_the_settlement_horizon_is_still_late_not_too_late() -> No
     assert (len(screened.fresh), screened.late, screened.too_late) == (1, 1, [])
 
 
-def test_refused_events_can_come_back() -> None:
-    # Another layer (Redis) found the event already counted elsewhere and refused it;
-    # if that was wrong and a true copy arrives later, it must get through here.
-    shard = new_shard()
-    event = make_event(1_100, Decimal(2), event_id="evt-1")
-    screened = shard.screen([event], NOW_MS)
-    assert screened.fresh == [event]
-
-    shard.refuse(screened.fresh)
-    again = shard.screen([make_event(1_100, Decimal(2), event_id="evt-1", offset=7)], NOW_MS)
-    shard.admit(again.fresh)
-
-    assert len(again.fresh) == 1
-    assert again.duplicates == 0
-    assert [r.quantity for r in shard.close_all()] == [Decimal(2)]
-
-
 def test_a_copy_after_the_key_expired_is_too_late_not_counted_twice() -> None:
     shard = new_shard()
     run_batch(shard, [make_event(1_100, Decimal(2), event_id="evt-1")])

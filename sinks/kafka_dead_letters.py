@@ -1,0 +1,143 @@
+"""Dead-letter topic: every rejected event, with its reason, original bytes and origin.
+
+The message value is the original payload, byte for byte, so a fixed event
+can be re-produced as is; the reason and where it came from travel in
+headers. The key is ``topic:partition:offset`` of the original message, so
+consumers can drop the copies that a replay after a crash re-sends
+(delivery is at least once).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from operators.model import Rejection
+
+log = logging.getLogger(__name__)
+
+HEADER_PREFIX = "meterwax."
+# Kafka's default message.max.bytes is ~1 MB; a bigger original (rejected as
+# too_large) is cut to this size so that it cannot block the dead-letter topic.
+MAX_VALUE_BYTES = 900_000
+
+
+class DeadLetterError(RuntimeError):
+    """Dead letters could not be delivered; the flow stops rather than lose them."""
+
+
+def dead_letter_headers(rejection: Rejection) -> list[tuple[str, bytes]]:
+    """The headers that describe a rejection (``truncated_from`` when the value was cut)."""
+    fields = {
+        "reason": rejection.reason.value,
+        "detail": rejection.detail,
+        "origin": rejection.origin,
+        "partition": str(rejection.partition),
+        "offset": str(rejection.offset),
+        "rejected_at_ms": str(rejection.rejected_at_ms),
+        "event_id": rejection.event_id,
+        "event_source": rejection.event_source,
+        "tenant": rejection.tenant,
+    }
+    if len(rejection.payload) > MAX_VALUE_BYTES:
+        fields["truncated_from"] = str(len(rejection.payload))
+    return [(HEADER_PREFIX + name, value.encode()) for name, value in fields.items()]
+
+
+def dead_letter_key(rejection: Rejection) -> bytes:
+    """Where the original message was: ``topic:partition:offset``."""
+    return f"{rejection.origin}:{rejection.partition}:{rejection.offset}".encode()
+
+
+class DeadLetterProducer:
+    """Produces rejections to ``topic`` and waits until the broker has them all."""
+
+    def __init__(
+        self,
+        brokers: str,
+        topic: str,
+        config: Mapping[str, Any] | None = None,
+        *,
+        max_attempts: int = 8,
+        flush_timeout_s: float = 30.0,
+    ) -> None:
+        settings: dict[str, Any] = {
+            "bootstrap.servers": brokers,
+            # Idempotent producer: broker-side retries never write a message twice.
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 20,
+        }
+        settings.update(config or {})
+        self._producer = Producer(settings)
+        self._topic = topic
+        self._max_attempts = max_attempts
+        self._flush_timeout_s = flush_timeout_s
+
+    def send(self, rejections: Sequence[Rejection]) -> None:
+        """Deliver every rejection, retrying failed ones; raise DeadLetterError if impossible."""
+        pending = list(rejections)
+        for attempt in range(1, self._max_attempts + 1):
+            failed = self._deliver(pending)
+            if not failed:
+                return
+            errors = {str(error) for _, error in failed}
+            pending = [rejection for rejection, _ in failed]
+            if attempt == self._max_attempts:
+                break
+            delay = min(0.2 * 2**attempt, 10.0)
+            log.warning(
+                "%d dead letters to %s failed (attempt %d/%d), retrying in %.1fs: %s",
+                len(pending),
+                self._topic,
+                attempt,
+                self._max_attempts,
+                delay,
+                "; ".join(sorted(errors)),
+            )
+            time.sleep(delay)
+        raise DeadLetterError(
+            f"{len(pending)} dead letters could not be delivered to topic {self._topic!r} "
+            f"after {self._max_attempts} attempts: {'; '.join(sorted(errors))}"
+        )
+
+    def _deliver(self, rejections: Sequence[Rejection]) -> list[tuple[Rejection, Any]]:
+        failed: list[tuple[Rejection, Any]] = []
+
+        def report(rejection: Rejection) -> Any:
+            def on_delivery(error: KafkaError | None, _message: Any) -> None:
+                if error is not None:
+                    failed.append((rejection, error))
+
+            return on_delivery
+
+        for rejection in rejections:
+            self._produce(rejection, report(rejection))
+        remaining = self._producer.flush(self._flush_timeout_s)
+        if remaining:
+            raise DeadLetterError(
+                f"{remaining} dead letters to {self._topic!r} still unacknowledged after "
+                f"{self._flush_timeout_s:.0f}s: is the broker reachable?"
+            )
+        return failed
+
+    def _produce(self, rejection: Rejection, on_delivery: Any) -> None:
+        while True:
+            try:
+                self._producer.produce(
+                    self._topic,
+                    value=rejection.payload[:MAX_VALUE_BYTES],
+                    key=dead_letter_key(rejection),
+                    headers=dead_letter_headers(rejection),
+                    on_delivery=on_delivery,
+                )
+                return
+            except BufferError:
+                # Local queue full: let deliveries drain, then try again.
+                self._producer.poll(0.1)
+            except KafkaException as exc:
+                raise DeadLetterError(f"cannot produce to {self._topic!r}: {exc}") from exc

@@ -1,0 +1,408 @@
+"""Redis idempotency store against real redis-servers: claims, TTLs, key layout, outages.
+
+Each test uses a key prefix of its own on the session's redis-server; the
+outage tests start (and stop) private servers and never touch the shared one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dataflows.local_services import RunningService, free_port, start_redis, stop
+from operators.idempotency import Claim, ClaimStatus, MemoryIdempotencyStore
+from sinks.redis_idempotency import (
+    IdempotencyError,
+    IdempotencyUnavailable,
+    RedisIdempotencyStore,
+    StoreOptions,
+    idempotency_key,
+    redact_url,
+    tenant_key_pattern,
+)
+
+integration = pytest.mark.integration
+
+NEW, REPLAY, DUPLICATE = ClaimStatus.NEW, ClaimStatus.REPLAY, ClaimStatus.DUPLICATE
+TTL_S = 3_600
+LOGGER = "sinks.redis_idempotency"
+
+
+@pytest.fixture(scope="module")
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    """A client of the session's redis-server (module-scoped: hypothesis reuses it)."""
+    c = redis.Redis.from_url(redis_url)
+    yield c
+    c.close()
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A key prefix no other test uses."""
+    return f"test-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+def store(client: redis.Redis, prefix: str) -> RedisIdempotencyStore:
+    """A store on the session's redis-server under ``prefix``."""
+    return RedisIdempotencyStore(client, ttl_s=TTL_S, key_prefix=prefix)
+
+
+def claim(tenant: str = "acme", source: str = "api", id: str = "e1", token: str = "t1") -> Claim:
+    """A claim with defaults for the parts a test does not care about."""
+    return Claim(tenant, source, id, token)
+
+
+# --- key layout (pure) -------------------------------------------------------
+
+
+def test_key_layout_is_the_documented_one() -> None:
+    assert (
+        idempotency_key("meterwax", "acme", "api-gw/eu-west-1", "9f1c")
+        == "meterwax:idem:4:acme:16:api-gw/eu-west-1:9f1c"
+    )
+    assert idempotency_key("p", "a:1", "b", "x") == "p:idem:3:a:1:1:b:x"
+    assert idempotency_key("p", "a", "1:b", "x") == "p:idem:1:a:3:1:b:x"
+    # Characters, not bytes.
+    assert idempotency_key("p", "ü🚀", "", "") == "p:idem:2:ü🚀:0::"
+
+
+@given(
+    st.tuples(*[st.text(alphabet=":1a", max_size=4)] * 3),
+    st.tuples(*[st.text(alphabet=":1a", max_size=4)] * 3),
+)
+def test_keys_of_different_events_differ(
+    one: tuple[str, str, str], other: tuple[str, str, str]
+) -> None:
+    # A tiny alphabet full of ':' and digits makes near-collisions likely.
+    if one != other:
+        assert idempotency_key("p", *one) != idempotency_key("p", *other)
+
+
+def test_tenant_pattern_escapes_glob_characters() -> None:
+    assert tenant_key_pattern("mw", "acme") == "mw:idem:4:acme:*"
+    assert tenant_key_pattern("mw", "a*[b]?\\") == "mw:idem:7:a\\*\\[b\\]\\?\\\\:*"
+
+
+def test_redact_url_hides_the_password() -> None:
+    assert redact_url("redis://:sekret@127.0.0.1:6379/0") == "redis://:***@127.0.0.1:6379/0"
+    assert redact_url("rediss://bob:p@ss:w@host/1") == "rediss://bob:***@host/1"
+    assert redact_url("redis://host:6379/0") == "redis://host:6379/0"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        StoreOptions(ttl_s=0),
+        StoreOptions(key_prefix=""),
+        StoreOptions(retry_initial_s=0.0),
+        StoreOptions(retry_max_s=0.01),
+        StoreOptions(max_wait_s=-1.0),
+        StoreOptions(chunk_size=0),
+    ],
+)
+def test_rejects_options_that_cannot_work(options: StoreOptions) -> None:
+    with pytest.raises(ValueError, match=next(iter(options))):
+        RedisIdempotencyStore.from_url("redis://127.0.0.1:1/0", **options)
+
+
+# --- claims ------------------------------------------------------------------
+
+
+@integration
+def test_new_then_replay_for_same_token_then_duplicate_for_another(
+    store: RedisIdempotencyStore,
+) -> None:
+    assert store.claim([claim(token="t1")]) == [NEW]
+    assert store.claim([claim(token="t1")]) == [REPLAY]
+    assert store.claim([claim(token="t2")]) == [DUPLICATE]
+    # The first claimant keeps the event: a duplicate does not take it over.
+    assert store.claim([claim(token="t1")]) == [REPLAY]
+
+
+@integration
+def test_within_one_batch_the_first_claim_wins(store: RedisIdempotencyStore) -> None:
+    batch = [claim(token="t1"), claim(token="t2"), claim(token="t1"), claim(id="e2")]
+    assert store.claim(batch) == [NEW, DUPLICATE, REPLAY, NEW]
+    assert store.claim([]) == []
+
+
+@integration
+def test_tenants_are_isolated(store: RedisIdempotencyStore) -> None:
+    same_event = [claim(tenant="acme"), claim(tenant="globex")]
+    assert store.claim(same_event) == [NEW, NEW]
+    assert store.claim([claim(tenant="globex", token="t2")]) == [DUPLICATE]
+
+
+@integration
+def test_ttl_is_set_and_refreshed_by_replays_only(
+    store: RedisIdempotencyStore, client: redis.Redis, prefix: str
+) -> None:
+    key = idempotency_key(prefix, "acme", "api", "e1")
+    store.claim([claim(token="t1")])
+    assert TTL_S - 5 <= client.ttl(key) <= TTL_S
+
+    client.expire(key, 100)
+    assert store.claim([claim(token="t2")]) == [DUPLICATE]
+    assert client.ttl(key) <= 100
+
+    assert store.claim([claim(token="t1")]) == [REPLAY]
+    assert TTL_S - 5 <= client.ttl(key) <= TTL_S
+
+
+@integration
+def test_keys_and_values_are_stored_as_documented(
+    store: RedisIdempotencyStore, client: redis.Redis, prefix: str
+) -> None:
+    store.claim([claim("acme", "api-gw/eu", "9f1c", "inst|orders|3|42"), claim("globex")])
+
+    acme = {k.decode() for k in client.scan_iter(match=tenant_key_pattern(prefix, "acme"))}
+    assert acme == {f"{prefix}:idem:4:acme:9:api-gw/eu:9f1c"}
+    assert client.get(f"{prefix}:idem:4:acme:9:api-gw/eu:9f1c") == b"inst|orders|3|42"
+    every = {k.decode() for k in client.scan_iter(match=f"{prefix}:idem:*")}
+    assert every == acme | {f"{prefix}:idem:6:globex:3:api:e1"}
+
+
+@integration
+def test_unicode_and_colons_do_not_collide(
+    store: RedisIdempotencyStore, client: redis.Redis, prefix: str
+) -> None:
+    parts = [
+        ("a:1", "b", "x"),
+        ("a", "1:b", "x"),
+        ("a", "1", "b:x"),
+        ("a:1:b", "", "x"),
+        ("ten ant", "sour ce", "i d"),
+        ("🚀", "ß", "\"'`"),
+        ("🚀:", "ß", "\"'`"),
+        ("\ud800", "lone surrogate", "x"),
+        ("*", "[a-z]", "?"),
+    ]
+    claims = [Claim(t, s, i, f"tok 🚀 {n}:'\"") for n, (t, s, i) in enumerate(parts)]
+    assert store.claim(claims) == [NEW] * len(parts)
+    assert store.claim(claims) == [REPLAY] * len(parts)
+    assert client.get(idempotency_key(prefix, "🚀", "ß", "\"'`").encode()) == (
+        "tok 🚀 5:'\"".encode()
+    )
+    stars = list(client.scan_iter(match=tenant_key_pattern(prefix, "*")))
+    assert stars == [idempotency_key(prefix, "*", "[a-z]", "?").encode()]
+
+
+@integration
+def test_large_batches_come_back_in_order_in_chunks(
+    store: RedisIdempotencyStore, client: redis.Redis
+) -> None:
+    n = 12_000
+    store.claim([claim(id=str(i), token="first") for i in range(0, n, 2)])
+
+    def token(i: int) -> str:
+        return "first" if i % 4 == 0 else "second"
+
+    expected = [NEW if i % 2 else REPLAY if i % 4 == 0 else DUPLICATE for i in range(n)]
+    calls_before = _evalsha_calls(client)
+    assert store.claim([claim(id=str(i), token=token(i)) for i in range(n)]) == expected
+    assert _evalsha_calls(client) - calls_before == 3  # chunks of 5,000
+
+
+def _evalsha_calls(client: redis.Redis) -> int:
+    stats = client.info("commandstats").get("cmdstat_evalsha", {"calls": 0})
+    return int(stats["calls"])
+
+
+tenants = st.sampled_from(["a", "a:1", "1", ""])
+sources = st.sampled_from(["b", "1:b", ":"])
+ids = st.sampled_from(["x", "b:x"])
+tokens = st.sampled_from(["t1", "t2", "t:1"])
+batches = st.lists(
+    st.lists(st.builds(Claim, tenants, sources, ids, tokens), max_size=12), max_size=6
+)
+
+
+@integration
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batches=batches, chunk_size=st.sampled_from([1, 3, 5_000]))
+def test_same_results_as_the_memory_store(
+    client: redis.Redis, batches: list[list[Claim]], chunk_size: int
+) -> None:
+    redis_store = RedisIdempotencyStore(
+        client, ttl_s=60, key_prefix=f"test-{uuid.uuid4().hex}", chunk_size=chunk_size
+    )
+    memory_store = MemoryIdempotencyStore()
+    for batch in batches:
+        assert redis_store.claim(batch) == memory_store.claim(batch)
+
+
+# --- start-up checks and errors ------------------------------------------------
+
+
+@integration
+def test_ping(store: RedisIdempotencyStore) -> None:
+    store.ping()
+
+
+def test_ping_reports_an_unreachable_redis_at_once() -> None:
+    store = RedisIdempotencyStore.from_url(f"redis://:sekret@127.0.0.1:{free_port()}/0")
+    with pytest.raises(IdempotencyUnavailable, match="unavailable") as info:
+        store.ping()
+    assert "sekret" not in _everything(info.value)
+
+
+@integration
+def test_wrong_credentials_fail_at_once(redis_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    url = redis_url.replace("redis://", f"redis://nobody-{uuid.uuid4().hex}:sekret@")
+    store = RedisIdempotencyStore.from_url(url)
+    with pytest.raises(IdempotencyError, match="AuthenticationError") as info:
+        store.claim([claim()])
+    assert not isinstance(info.value, IdempotencyUnavailable)
+    assert "sekret" not in _everything(info.value)
+    assert not [r for r in caplog.records if r.name == LOGGER]
+
+
+@integration
+def test_a_foreign_key_under_the_prefix_fails_at_once(
+    store: RedisIdempotencyStore,
+    client: redis.Redis,
+    prefix: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client.rpush(idempotency_key(prefix, "acme", "api", "e1"), "not ours")
+    with pytest.raises(IdempotencyError, match=r"WRONGTYPE.*key prefix of its own"):
+        store.claim([claim()])
+    assert not [r for r in caplog.records if r.name == LOGGER]
+
+
+# --- outages -----------------------------------------------------------------
+
+
+@integration
+def test_claim_waits_until_redis_is_back(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    port = free_port()
+    running: list[RunningService] = [start_redis(tmp_path, port)]
+    store = RedisIdempotencyStore.from_url(
+        f"redis://127.0.0.1:{port}/0",
+        retry_initial_s=0.05,
+        retry_max_s=0.2,
+        max_wait_s=30,  # a safety net: the test fails instead of hanging
+    )
+
+    def restart_later() -> None:
+        time.sleep(1.0)
+        running.append(start_redis(tmp_path, port))
+
+    restarter = threading.Thread(target=restart_later)
+    try:
+        assert store.claim([claim(token="t1")]) == [NEW]
+        stop(running.pop().pid)
+        restarter.start()
+        caplog.set_level(logging.WARNING, logger=LOGGER)
+        # The restarted server is empty (no persistence): both are new to it.
+        assert store.claim([claim(token="t2"), claim(id="e2")]) == [NEW, NEW]
+        restarter.join()
+        assert store.claim([claim(token="t2")]) == [REPLAY]
+    finally:
+        if restarter.ident is not None:
+            restarter.join()
+        for service in running:
+            stop(service.pid)
+
+    messages = [r.getMessage() for r in caplog.records if r.name == LOGGER]
+    retries = [m for m in messages if "retrying 2 claims" in m]
+    assert len(retries) >= 3
+    assert all(f"127.0.0.1:{port}/0" in m for m in messages)
+    assert "is back after" in messages[-1]
+
+
+@integration
+def test_claim_waits_out_a_failover(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    primary = start_redis(tmp_path / "primary")
+    replica = start_redis(tmp_path / "replica")
+
+    def replicaof(host: str, port: str) -> None:
+        with redis.Redis(port=replica.port) as admin:
+            admin.replicaof(host, port)
+
+    promoter = threading.Timer(0.5, replicaof, args=("NO", "ONE"))
+    try:
+        # The address still points at a server that was demoted to a replica.
+        replicaof("127.0.0.1", str(primary.port))
+        store = RedisIdempotencyStore.from_url(
+            f"redis://127.0.0.1:{replica.port}/0",
+            retry_initial_s=0.05,
+            retry_max_s=0.2,
+            max_wait_s=30,  # a safety net: the test fails instead of hanging
+        )
+        caplog.set_level(logging.WARNING, logger=LOGGER)
+        promoter.start()
+        assert store.claim([claim()]) == [NEW]
+    finally:
+        if promoter.ident is not None:
+            promoter.join()
+        stop(replica.pid)
+        stop(primary.pid)
+    assert any("ReadOnlyError" in r.getMessage() for r in caplog.records if r.name == LOGGER)
+
+
+@integration
+def test_backoff_doubles_up_to_its_cap_and_never_gives_up_by_default(tmp_path: Path) -> None:
+    port = free_port()
+    delays: list[float] = []
+    running: list[RunningService] = []
+
+    def sleep(seconds: float) -> None:
+        delays.append(seconds)
+        if len(delays) == 7:
+            running.append(start_redis(tmp_path, port))
+
+    store = RedisIdempotencyStore.from_url(
+        f"redis://127.0.0.1:{port}/0", retry_initial_s=0.1, retry_max_s=0.5, sleep=sleep
+    )
+    try:
+        assert store.claim([claim()]) == [NEW]
+    finally:
+        for service in running:
+            stop(service.pid)
+    assert delays == pytest.approx([0.1, 0.2, 0.4, 0.5, 0.5, 0.5, 0.5])
+
+
+def test_gives_up_after_max_wait_without_showing_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    port = free_port()
+    store = RedisIdempotencyStore.from_url(
+        f"redis://:sekret@127.0.0.1:{port}/0", retry_initial_s=0.05, max_wait_s=0.5
+    )
+    caplog.set_level(logging.WARNING, logger=LOGGER)
+    started = time.monotonic()
+    with pytest.raises(IdempotencyUnavailable) as info:
+        store.claim([claim()])
+    assert 0.5 <= time.monotonic() - started < 5
+    assert f"127.0.0.1:{port}/0" in str(info.value)
+    assert "sekret" not in _everything(info.value)
+    assert caplog.records
+    assert "sekret" not in caplog.text
+
+
+def test_invalid_url_does_not_show_the_password() -> None:
+    with pytest.raises(ValueError, match="invalid Redis URL") as info:
+        RedisIdempotencyStore.from_url("redis://:sekret@127.0.0.1:notaport/0")
+    assert "sekret" not in _everything(info.value)
+
+
+def _everything(exc: BaseException) -> str:
+    """The messages of ``exc`` and of every exception chained to it, as a log shows them."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return "".join(line for e in seen for line in traceback.format_exception_only(e))
