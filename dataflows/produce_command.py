@@ -19,16 +19,16 @@ from typing import Any
 
 import orjson
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient
 
 from config.durations import format_duration_ms, parse_duration_ms
 from config.settings import GeneratorSettings
+from dataflows.kafka_topics import TopicError, ensure_topic
 from dataflows.synthetic import SyntheticPartition, SyntheticSpec
 
 # Late events miss their window by more than the default grace (30 s) + window (1 m).
 LATE_BY_MS = 90_000
 SECRET_MARKERS = ("password", "secret", "key")
-METADATA_TIMEOUT_S = 10.0
 POLL_EVERY = 1_000
 _DEFAULT = "(default: %(default)s)"
 # librdkafka's own code for "no partition chosen": the partitioner picks one by key.
@@ -165,38 +165,6 @@ def synthetic_payloads(spec: SyntheticSpec) -> Iterator[bytes]:
         events = SyntheticPartition(spec, partition)
         for n in range(events.count):
             yield from events.payloads(n)
-
-
-def ensure_topic(admin: AdminClient, topic: str, partitions: int, replication: int) -> int:
-    """Create ``topic`` unless it exists; its partition count either way."""
-    existing = _partition_count(admin, topic)
-    if existing is not None:
-        print(f"topic {topic!r} exists with {existing} partitions; kept as it is", file=sys.stderr)
-        return existing
-    futures = admin.create_topics([NewTopic(topic, partitions, replication)])
-    try:
-        futures[topic].result(timeout=30)
-    except KafkaException as exc:
-        error: KafkaError = exc.args[0]
-        # Another producer may have created it in the meantime: then use theirs.
-        if error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
-            raise ProduceError(f"cannot create topic {topic!r}: {error.str()}") from None
-        return _partition_count(admin, topic) or partitions
-    print(f"created topic {topic!r} with {partitions} partitions", file=sys.stderr)
-    return partitions
-
-
-def _partition_count(admin: AdminClient, topic: str) -> int | None:
-    # Metadata of all topics: asking for one by name may auto-create it on the broker.
-    try:
-        metadata = admin.list_topics(timeout=METADATA_TIMEOUT_S)
-    except KafkaException as exc:
-        raise ProduceError(
-            f"cannot reach Kafka within {METADATA_TIMEOUT_S:.0f} s ({exc.args[0].str()}); "
-            "check --brokers and the security settings in --kafka-config"
-        ) from None
-    found = metadata.topics.get(topic)
-    return len(found.partitions) if found is not None and found.error is None else None
 
 
 def send(
@@ -376,13 +344,22 @@ def main(args: argparse.Namespace) -> int:
     try:
         payloads = _payloads(args)
         admin = AdminClient({**extra, "bootstrap.servers": args.brokers})
-        partitions = ensure_topic(admin, args.topic, args.partitions, args.replication_factor)
+        partitions, created = ensure_topic(
+            admin, args.topic, args.partitions, args.replication_factor
+        )
+        if created:
+            print(f"created topic {args.topic!r} with {partitions} partitions", file=sys.stderr)
+        else:
+            print(
+                f"topic {args.topic!r} exists with {partitions} partitions; kept as it is",
+                file=sys.stderr,
+            )
         producer = open_producer(producer_config(args.brokers, extra))
         result = send(producer, args.topic, payloads, partitions)
     except KafkaException as exc:
         print(f"meterwax produce: {redact(exc.args[0].str(), extra)}", file=sys.stderr)
         return 2
-    except (ProduceError, OSError) as exc:
+    except (ProduceError, TopicError, OSError) as exc:
         print(f"meterwax produce: {exc}", file=sys.stderr)
         return 2
     print(format_result(result, args.topic))

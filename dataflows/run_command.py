@@ -16,6 +16,7 @@ from bytewax._bytewax import cli_main
 from bytewax.inputs import Source
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
+from confluent_kafka.admin import AdminClient
 
 from config.errors import ConfigError
 from config.meter_catalog import load_meter_catalog
@@ -23,6 +24,7 @@ from config.pricing_catalog import load_pricing_catalog
 from config.settings import Settings, redact_url
 from dataflows.flow import FlowSpec, build_flow
 from dataflows.kafka_source import KafkaBatchSource
+from dataflows.kafka_topics import TopicError, ensure_topic
 from dataflows.outputs import RatedWindowSink, RejectionSink
 from dataflows.progress import Progress
 from dataflows.sources import Batch, JsonlFileSource, SyntheticSource
@@ -111,12 +113,23 @@ def open_idempotency(settings: Settings) -> IdempotencyStore | None:
 
 
 def dead_letter_opener(settings: Settings) -> Callable[[], DeadLetterProducer] | None:
-    """How the rejection sink opens its producer, when dead letters are on."""
+    """How the rejection sink opens its producer, when dead letters are on.
+
+    The topic is created when missing (brokers often refuse auto-creation), with
+    the broker's default replication factor.
+    """
     if not settings.dead_letters_enabled:
         return None
     k = settings.kafka
     topic = k.dead_letter_topic or ""
-    return lambda: DeadLetterProducer(k.brokers, topic, k.client_config())
+    config = k.client_config()
+    if settings.flow.is_primary:
+        admin = AdminClient({**config, "bootstrap.servers": k.brokers})
+        try:
+            ensure_topic(admin, topic, partitions=1, replication=-1)
+        except TopicError as exc:
+            raise ConfigError(f"kafka.dead_letter_topic: {exc}") from None
+    return lambda: DeadLetterProducer(k.brokers, topic, config)
 
 
 def recovery_config(settings: Settings) -> RecoveryConfig | None:

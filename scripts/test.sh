@@ -1,8 +1,16 @@
 #!/usr/bin/env bash
-# Set up, then lint, type-check and run the whole test suite (unit and integration).
+# Set up, then lint, type-check and run the whole test suite: unit tests and
+# integration tests against a real Kafka-protocol broker (Tansu), redis-server
+# and chDB, which the tests start themselves.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "test: installing redis-server (Debian package)" >&2
+  apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
+  # The package starts a system-wide server; the tests run their own.
+  service redis-server stop >/dev/null 2>&1 || true
+fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
