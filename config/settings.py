@@ -106,6 +106,8 @@ class ClickHouseSettings(_Section):
     dsn: SecretStr = SecretStr("chdb://./data/clickhouse")
     database: str = Field("meterwax", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
     max_attempts: int = Field(8, ge=1)
+    # Keep every accepted event in accepted_events (what `meterwax reconcile` reads).
+    event_log: bool = True
 
 
 class FlowSettings(_Section):
@@ -116,6 +118,9 @@ class FlowSettings(_Section):
     workers: int = Field(1, ge=1, le=256)
     process_id: int | None = Field(None, ge=0)
     addresses: list[str] = Field(default_factory=list)
+    # Redis claims name the flow by this id; by default it is kept in the recovery
+    # directory. Set it (the same on every process) when processes do not share one.
+    instance_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
 
     @model_validator(mode="after")
     def _check_cluster(self) -> FlowSettings:

@@ -12,7 +12,7 @@ from typing import Any
 
 from config.errors import ConfigError
 from config.settings import load_settings
-from dataflows import produce_command, run_command, services_command
+from dataflows import produce_command, reconcile_command, run_command, services_command
 
 log = logging.getLogger("meterwax")
 
@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     _run_parser(sub)
     services_command.add_parser(sub)
     produce_command.add_parser(sub)
+    reconcile_command.add_parser(sub)
     return parser
 
 
@@ -117,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return services_command.main(args)
     if args.command == "produce":
         return produce_command.main(args)
+    if args.command == "reconcile":
+        return reconcile_command.main(args)
     try:
         settings = load_settings(args.config, _overrides(args))
         if args.print_config:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import bytewax.operators as op
@@ -15,7 +16,7 @@ from bytewax.outputs import Sink
 
 from config.meters import MeterCatalog
 from config.pricing import PricingCatalog
-from dataflows.metering_step import MeteringLogic, Output, ShardBatch, StepContext
+from dataflows.metering_step import Admitted, MeteringLogic, Output, ShardBatch, StepContext
 from dataflows.sources import Batch
 from dataflows.stats import RunStats
 from operators.idempotency import IdempotencyStore
@@ -40,6 +41,8 @@ class FlowSpec:
     max_future_skew_ms: int = 300_000
     snapshots: bool = False
     idempotency: IdempotencyStore | None = None
+    # Names this flow in idempotency claims; see flow_instance_id().
+    instance: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 def build_flow(
@@ -49,9 +52,10 @@ def build_flow(
     window_sink: Sink[tuple[str, RatedWindow]],
     rejection_sink: Sink[tuple[str, Rejection]],
     stats: RunStats,
+    event_log_sink: Sink[tuple[str, Admitted]] | None = None,
     flow_id: str = "meterwax",
 ) -> Dataflow:
-    """Wire the metering flow from ``source`` into the two sinks."""
+    """Wire the metering flow from ``source`` into the sinks (the event log is optional)."""
     parser = BatchParser(
         ParserConfig(
             meters=spec.meters,
@@ -62,11 +66,14 @@ def build_flow(
     )
     aggregations = {meter.slug: meter.aggregation for meter in spec.meters.meters}
     context = StepContext(
-        new_state=lambda: ShardState(spec.window, aggregations, spec.dedup_horizon_ms),
+        new_state=lambda: ShardState(
+            spec.window, aggregations, spec.dedup_horizon_ms, spec.instance
+        ),
         rater=Rater(spec.pricing),
         stats=stats,
         snapshots=spec.snapshots,
         idempotency=spec.idempotency,
+        event_log=event_log_sink is not None,
     )
 
     def parse(batch: Batch) -> tuple[PartitionKey, ParsedBatch]:
@@ -84,10 +91,14 @@ def build_flow(
     sharded = op.flat_map("shard", parsed, _splitter(spec.shards))
     metered = op.stateful_batch("meter", sharded, lambda resume: MeteringLogic(context, resume))
     outputs = op.map("unkey", metered, _value)
-    split = op.branch("split_outputs", outputs, _is_window)
-    rejections = op.merge("rejections", bad, split.falses)
-    op.output("windows_out", op.key_on("key_windows", split.trues, _sink_key), window_sink)
+    windows = op.branch("split_windows", outputs, _is_window)
+    others = op.branch("split_rejections", windows.falses, _is_rejection)
+    rejections = op.merge("rejections", bad, others.trues)
+    op.output("windows_out", op.key_on("key_windows", windows.trues, _sink_key), window_sink)
     op.output("rejections_out", op.key_on("key_rejections", rejections, _sink_key), rejection_sink)
+    if event_log_sink is not None:
+        admitted = op.key_on("key_events", others.falses, _sink_key)
+        op.output("events_out", admitted, event_log_sink)
     return flow
 
 
@@ -119,6 +130,10 @@ def _value(item: tuple[str, Output]) -> Output:
 
 def _is_window(item: Output) -> bool:
     return isinstance(item, RatedWindow)
+
+
+def _is_rejection(item: Output) -> bool:
+    return isinstance(item, Rejection)
 
 
 def _sink_key(item: Output) -> str:

@@ -23,7 +23,15 @@ from operators.rating import Rater
 from operators.shard import ShardState
 from operators.windowing import PartitionKey
 
-Output = RatedWindow | Rejection
+
+class Admitted(NamedTuple):
+    """The events one batch added to the windows, for the append-only event log."""
+
+    events: list[Event]
+    at_ms: int
+
+
+Output = RatedWindow | Rejection | Admitted
 DUPLICATE = ClaimStatus.DUPLICATE
 
 
@@ -49,6 +57,7 @@ class StepContext:
     stats: RunStats
     snapshots: bool
     idempotency: IdempotencyStore | None = None
+    event_log: bool = True
 
 
 class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
@@ -70,6 +79,8 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
             screened = state.screen(batch.events, now_ms)
             fresh, durable_duplicates = self._claim(screened.fresh)
             state.admit(fresh)
+            if fresh and self._ctx.event_log:
+                out.append(Admitted(fresh, now_ms))
             out.extend(screened.too_late)
             usages = state.finish(batch.partition, batch.max_time_ms, time.monotonic())
             self._rate_into(out, usages, now_ms)

@@ -12,11 +12,12 @@ commits recovery progress: nothing acknowledged by a snapshot is left unwritten.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Generic, TypeVar
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
+from dataflows.metering_step import Admitted
 from operators.model import RatedWindow, Rejection
 from sinks.clickhouse import ClickHouseWriter
 from sinks.kafka_dead_letters import DeadLetterProducer
@@ -89,6 +90,34 @@ class RatedWindowSink(_WriterSink[RatedWindow]):
         self, step_id: str, for_part: str, resume_state: None
     ) -> BufferedPartition[RatedWindow]:
         return BufferedPartition(self._open_writer().write_windows)
+
+
+class EventLogSink(_WriterSink[Admitted]):
+    """Accepted events into the append-only ``accepted_events`` table."""
+
+    # Items are whole batches of events: flush after this many.
+    BATCHES_PER_INSERT = 64
+
+    def __init__(
+        self,
+        open_writer: Callable[[], ClickHouseWriter],
+        aggregations: Mapping[str, str],
+        *,
+        primary: bool = True,
+    ) -> None:
+        super().__init__(open_writer, primary=primary)
+        self._aggregations = dict(aggregations)
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: None
+    ) -> BufferedPartition[Admitted]:
+        writer = self._open_writer()
+        aggregations = self._aggregations
+
+        def write(items: Sequence[Admitted]) -> None:
+            writer.write_events([(item.events, item.at_ms) for item in items], aggregations)
+
+        return BufferedPartition(write, max_rows=self.BATCHES_PER_INSERT)
 
 
 class RejectionSink(_WriterSink[Rejection]):

@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
@@ -25,7 +26,7 @@ from config.settings import Settings, redact_url
 from dataflows.flow import FlowSpec, build_flow
 from dataflows.kafka_source import KafkaBatchSource
 from dataflows.kafka_topics import TopicError, ensure_topic
-from dataflows.outputs import RatedWindowSink, RejectionSink
+from dataflows.outputs import EventLogSink, RatedWindowSink, RejectionSink
 from dataflows.progress import Progress
 from dataflows.sources import Batch, JsonlFileSource, SyntheticSource
 from dataflows.stats import RunStats
@@ -143,6 +144,29 @@ def recovery_config(settings: Settings) -> RecoveryConfig | None:
     return RecoveryConfig(r.directory, timedelta(milliseconds=r.backup_interval))
 
 
+INSTANCE_FILE = "meterwax-instance"
+
+
+def flow_instance_id(settings: Settings) -> str:
+    """The id this flow claims events under in Redis.
+
+    With recovery it is kept beside the snapshots: a restart (even after a crash
+    before the first snapshot) is the same flow, whose replayed messages must not
+    be duplicates of themselves. ``flow.instance_id`` sets it for a cluster whose
+    processes have separate recovery directories. Without recovery every run is
+    a new flow: what an earlier run counted is a duplicate.
+    """
+    if settings.flow.instance_id:
+        return settings.flow.instance_id
+    directory = settings.recovery.directory
+    if directory is None:
+        return uuid.uuid4().hex
+    path = directory / INSTANCE_FILE
+    if not path.exists():
+        path.write_text(uuid.uuid4().hex + "\n", encoding="utf-8")
+    return path.read_text(encoding="utf-8").strip()
+
+
 @contextmanager
 def _engine_stdout_to_stderr() -> Iterator[None]:
     """Send what the engine prints (cluster connection retries) to stderr.
@@ -170,6 +194,7 @@ def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
     if client is not None:
         migrate(client, ch.database)
     recovery = recovery_config(settings)
+    instance = flow_instance_id(settings)
     if recovery is None and settings.input.kind == "kafka":
         log.warning(
             "Kafka input without recovery: a restart reads again from %s and loses the "
@@ -177,7 +202,10 @@ def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
             settings.kafka.starting_offset,
         )
     spec = replace(
-        flow_spec(settings), snapshots=recovery is not None, idempotency=open_idempotency(settings)
+        flow_spec(settings),
+        snapshots=recovery is not None,
+        idempotency=open_idempotency(settings),
+        instance=instance,
     )
 
     def open_writer() -> ClickHouseWriter:
@@ -193,6 +221,13 @@ def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
         rejection_sink=RejectionSink(
             open_writer, primary=primary, open_dead_letters=dead_letter_opener(settings)
         ),
+        event_log_sink=EventLogSink(
+            open_writer,
+            {m.slug: m.aggregation.value for m in spec.meters.meters},
+            primary=primary,
+        )
+        if ch.event_log
+        else None,
         stats=stats,
     )
     with Progress(stats) if progress else nullcontext(), _engine_stdout_to_stderr():

@@ -187,6 +187,65 @@ class _MeterPlan:
         )
 
 
+def _key_count(doc: dict[str, Any]) -> int:
+    """Object keys in a parsed document (orjson keeps only the last of duplicates)."""
+    # Fast path for the usual shape, an envelope with flat objects in it.
+    count = len(doc)
+    for value in doc.values():
+        kind = type(value)
+        if kind is dict:
+            count += len(value)
+            for inner in value.values():
+                if type(inner) in _CONTAINERS:
+                    return _nested_key_count(doc)
+        elif kind is list:
+            return _nested_key_count(doc)
+    return count
+
+
+def _nested_key_count(doc: dict[str, Any]) -> int:
+    count = 0
+    stack: list[Any] = [doc]
+    # A loop, not recursion: orjson accepts nesting deeper than Python's stack.
+    while stack:
+        node = stack.pop()
+        if type(node) is dict:
+            count += len(node)
+            children = node.values()
+        else:
+            children = node
+        stack.extend(child for child in children if type(child) in _CONTAINERS)
+    return count
+
+
+_CONTAINERS = (dict, list)
+
+
+def _check_unique_keys(payload: bytes) -> None:
+    """Reject a document that repeats a key in one object.
+
+    Parsers disagree on which copy wins, so such an event could be billed
+    differently by any other reader. Called only when compact JSON's count of
+    ``":`` differs from the parsed key count: a repeated key, or merely other
+    spacing or a ``":`` inside a string, told apart here.
+    """
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        result = dict(pairs)
+        if len(result) != len(pairs):
+            seen: set[str] = set()
+            repeated = next(key for key, _ in pairs if key in seen or seen.add(key))
+            raise _Reject(
+                Reason.MALFORMED_JSON, f"key {repeated[:64]!r} appears twice in one object"
+            )
+        return result
+
+    try:
+        json.loads(payload, object_pairs_hook=unique, parse_constant=_raise_non_finite)
+    except RecursionError:
+        raise _Reject(Reason.MALFORMED_JSON, "nested too deeply to check") from None
+
+
 class _FloatValue(Exception):
     """A metered value came out of orjson as a float, which may have rounded it."""
 
@@ -269,6 +328,8 @@ class BatchParser:
             raise _classify_bad_json(payload, exc) from None
         if type(doc) is not dict:
             raise _Reject(Reason.NOT_AN_OBJECT, f"expected a JSON object, got {_type_name(doc)}")
+        if payload.count(b'":') != _key_count(doc):
+            _check_unique_keys(payload)
         get = doc.get
         event_id, source = get("id"), get("source")
         event_type, subject = get("type"), get("subject")

@@ -8,7 +8,6 @@ duplicates stay in the keyed state: later copies are caught there, cheaply.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -37,14 +36,14 @@ class ShardState:
         window: WindowConfig,
         aggregations: Mapping[str, Aggregation],
         dedup_horizon_ms: int,
-        instance: str | None = None,
+        instance: str,
     ) -> None:
         self.windows = WindowStore(window, aggregations)
         self.dedup = DedupState(dedup_horizon_ms, bucket_ms=window.size_ms)
-        # Names this state in durable idempotency claims. It travels in snapshots,
-        # so a restore is the same instance (its replays are not duplicates of
-        # themselves) while a fresh start is a new one.
-        self.instance = instance or uuid.uuid4().hex
+        # Names the flow in durable idempotency claims: the same after a restart
+        # from recovery (even one before the first snapshot), so replayed messages
+        # are not duplicates of themselves; new for a flow started afresh.
+        self.instance = instance
 
     def claims(self, events: Sequence[Event]) -> list[Claim]:
         """Durable-store claims for ``events``, tokened with this instance and their positions."""

@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Context, Decimal
@@ -30,7 +30,7 @@ from clickhouse_connect.driver.exceptions import (
     ProgrammingError,
 )
 
-from operators.model import GroupValues, RatedWindow, Rejection
+from operators.model import Event, GroupValues, RatedWindow, Rejection
 from sinks.clickhouse_schema import quote_database
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,23 @@ _WINDOW_COLUMNS = (
     "plan_id",
     "price_version",
     "emitted_at",
+)
+
+_EVENT_COLUMNS = (
+    "tenant",
+    "meter",
+    "aggregation",
+    "group_key",
+    "quantity",
+    "distinct_value",
+    "event_time",
+    "source",
+    "id",
+    "type",
+    "origin",
+    "partition",
+    "offset",
+    "ingested_at",
 )
 
 _REJECTION_COLUMNS = (
@@ -233,6 +250,22 @@ class ClickHouseWriter:
         """Insert window revisions; raises ValueError for a decimal the column would truncate."""
         self._insert("rated_windows", _WINDOW_COLUMNS, [_window_row(w) for w in rows])
 
+    def write_events(
+        self,
+        batches: Sequence[tuple[Sequence[Event], int]],
+        aggregations: Mapping[str, str],
+    ) -> None:
+        """Append accepted events to the event log, one row per event and meter.
+
+        ``batches`` pairs events with the time (epoch ms) they were accepted.
+        """
+        rows: list[list[Any]] = []
+        for events, ingested_at_ms in batches:
+            ingested_at = _utc(ingested_at_ms)
+            for event in events:
+                rows.extend(_event_rows(event, aggregations, ingested_at))
+        self._insert("accepted_events", _EVENT_COLUMNS, rows)
+
     def write_rejections(self, rows: Sequence[Rejection]) -> None:
         """Insert rejected events with their original payload bytes."""
         self._insert("rejected_events", _REJECTION_COLUMNS, [_rejection_row(r) for r in rows])
@@ -305,6 +338,42 @@ def _window_row(w: RatedWindow) -> list[Any]:
         w.price_version,
         _utc(w.emitted_at_ms),
     ]
+
+
+_ONE = Decimal(1)
+_ZERO = Decimal(0)
+
+
+def _event_rows(
+    event: Event, aggregations: Mapping[str, str], ingested_at: datetime
+) -> list[list[Any]]:
+    message = event.message
+    time = _utc(event.time_ms)
+    rows = []
+    for meter, value, groups in event.measures:
+        if isinstance(value, str):
+            quantity, distinct = _ZERO, value
+        else:
+            quantity, distinct = (_ONE if value is None else value), ""
+        rows.append(
+            [
+                event.tenant,
+                meter,
+                aggregations[meter],
+                group_key(groups),
+                quantity,
+                distinct,
+                time,
+                event.source,
+                event.id,
+                event.type,
+                message.origin,
+                message.partition,
+                message.offset,
+                ingested_at,
+            ]
+        )
+    return rows
 
 
 def _rejection_row(r: Rejection) -> list[Any]:

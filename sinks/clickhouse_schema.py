@@ -152,6 +152,36 @@ MIGRATIONS: tuple[Migration, ...] = (
         {_DEDUP_SETTING}
         """,
     ),
+    Migration(
+        5,
+        "create accepted_events",
+        # Append-only log of what was metered: one row per event and meter. A replay
+        # after a crash appends the same event again; readers keep one row per
+        # (tenant, meter, source, id).
+        f"""
+        CREATE TABLE IF NOT EXISTS {{db}}.accepted_events
+        (
+            tenant String,
+            meter LowCardinality(String),
+            aggregation LowCardinality(String),
+            group_key String,
+            quantity Decimal(38, 9),
+            distinct_value String,
+            event_time DateTime64(3, 'UTC'),
+            source String,
+            id String,
+            type LowCardinality(String),
+            origin String,
+            `partition` Int32,
+            `offset` Int64,
+            ingested_at DateTime64(3, 'UTC')
+        )
+        ENGINE = MergeTree
+        PARTITION BY toYYYYMM(event_time)
+        ORDER BY (tenant, meter, event_time, source, id)
+        {_DEDUP_SETTING}
+        """,
+    ),
 )
 
 

@@ -12,7 +12,7 @@ from clickhouse_connect.driver.client import Client
 from config.meters import MeterCatalog
 from config.pricing import PricingCatalog
 from dataflows.flow import FlowSpec, build_flow
-from dataflows.outputs import RatedWindowSink, RejectionSink
+from dataflows.outputs import EventLogSink, RatedWindowSink, RejectionSink
 from dataflows.sources import JsonlFileSource
 from dataflows.stats import RunStats
 from operators.windowing import WindowConfig
@@ -49,6 +49,9 @@ def _run(
         source=JsonlFileSource([path], batch_size),
         window_sink=RatedWindowSink(open_writer),
         rejection_sink=RejectionSink(open_writer),
+        event_log_sink=EventLogSink(
+            open_writer, {m.slug: m.aggregation.value for m in meters.meters}
+        ),
         stats=stats,
     )
     if workers == 1:

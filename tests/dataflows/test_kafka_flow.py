@@ -20,7 +20,7 @@ from config.meters import MeterCatalog
 from config.pricing import PricingCatalog
 from dataflows.flow import FlowSpec, build_flow
 from dataflows.kafka_source import KafkaBatchSource
-from dataflows.outputs import RatedWindowSink, RejectionSink
+from dataflows.outputs import EventLogSink, RatedWindowSink, RejectionSink
 from dataflows.stats import RunStats
 from operators.windowing import WindowConfig
 from sinks.clickhouse import ClickHouseWriter, connect, rejected_counts, usage_totals
@@ -101,6 +101,8 @@ class Rig:
             shards=4,
             snapshots=recovery is not None,
             idempotency=store,
+            # As `meterwax run` does: one instance per recovery directory.
+            **({"instance": f"rig-{recovery.name}"} if recovery is not None else {}),
         )
 
         def open_writer() -> ClickHouseWriter:
@@ -120,6 +122,9 @@ class Rig:
             rejection_sink=RejectionSink(
                 open_writer,
                 open_dead_letters=lambda: DeadLetterProducer(self.brokers, self.dead_letter_topic),
+            ),
+            event_log_sink=EventLogSink(
+                open_writer, {m.slug: m.aggregation.value for m in meters.meters}
             ),
             stats=stats,
         )

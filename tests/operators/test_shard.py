@@ -26,7 +26,9 @@ P0 = ("usage", 0)
 
 def new_shard() -> ShardState:
     # Dedup horizon = settlement, as the settings default it.
-    return ShardState(CONFIG, {"tokens": Aggregation.SUM}, dedup_horizon_ms=SETTLEMENT)
+    return ShardState(
+        CONFIG, {"tokens": Aggregation.SUM}, dedup_horizon_ms=SETTLEMENT, instance="test"
+    )
 
 
 def run_batch(

@@ -1,0 +1,91 @@
+"""`meterwax reconcile` finds every window where stored events and rated windows disagree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from config.settings import load_settings
+from dataflows.reconcile_command import check
+from operators.reconcile import Problem
+from tests.dataflows.conftest import METERS_YAML, PRICING_YAML
+from tests.dataflows.scenario import BASE_MS, build_scenario
+from tests.dataflows.test_flow_end_to_end import _run
+
+pytestmark = pytest.mark.integration
+
+DAY = 86_400_000
+
+
+@pytest.fixture
+def metered(
+    tmp_path: Path, catalogs: object, chdb_dsn: str, ch_client: Client, ch_database: str
+) -> object:
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(build_scenario().lines) + b"\n")
+    _run(events, catalogs, chdb_dsn, ch_database, batch_size=10)  # type: ignore[arg-type]
+    (tmp_path / "meters.yaml").write_text(METERS_YAML)
+    (tmp_path / "pricing.yaml").write_text(PRICING_YAML)
+    return load_settings(
+        overrides={
+            "clickhouse": {"dsn": chdb_dsn, "database": ch_database},
+            "catalogs": {
+                "meters": str(tmp_path / "meters.yaml"),
+                "pricing": str(tmp_path / "pricing.yaml"),
+            },
+        }
+    )
+
+
+def test_a_clean_run_reconciles(metered: object) -> None:
+    compared, differences = check(metered, BASE_MS - DAY, BASE_MS + DAY, None)  # type: ignore[arg-type]
+    assert compared > 100
+    assert differences == []
+
+
+def test_a_tampered_window_is_reported(
+    metered: object, ch_client: Client, ch_database: str
+) -> None:
+    # A later revision of one window with one unit too many.
+    ch_client.command(
+        f"""
+        INSERT INTO `{ch_database}`.rated_windows
+        SELECT * REPLACE (revision + 1000 AS revision, quantity + 1 AS quantity)
+        FROM `{ch_database}`.rated_windows
+        WHERE tenant = 'globex' AND meter = 'tokens'
+        ORDER BY window_start LIMIT 1
+        """
+    )
+    _, differences = check(metered, BASE_MS - DAY, BASE_MS + DAY, None)  # type: ignore[arg-type]
+    assert [(d.problem, d.key.tenant, d.key.meter) for d in differences] == [
+        (Problem.QUANTITY, "globex", "tokens")
+    ]
+    assert differences[0].rated.quantity == differences[0].expected.quantity + 1  # type: ignore[union-attr]
+
+
+def test_a_lost_window_and_a_wrong_price_are_reported(
+    metered: object, ch_client: Client, ch_database: str
+) -> None:
+    ch_client.command(
+        f"ALTER TABLE `{ch_database}`.rated_windows DELETE WHERE tenant = 'umbrella' "
+        "AND meter = 'calls'",
+        settings={"mutations_sync": 2},
+    )
+    ch_client.command(
+        f"""
+        INSERT INTO `{ch_database}`.rated_windows
+        SELECT * REPLACE (revision + 1000 AS revision, amount * 2 AS amount)
+        FROM `{ch_database}`.rated_windows
+        WHERE tenant = 'acme' AND meter = 'tokens'
+        ORDER BY window_start LIMIT 1
+        """
+    )
+    _, differences = check(metered, BASE_MS - DAY, BASE_MS + DAY, None)  # type: ignore[arg-type]
+    problems = {(d.problem, d.key.tenant, d.key.meter) for d in differences}
+    assert problems == {
+        (Problem.MISSING_WINDOW, "umbrella", "calls"),
+        (Problem.AMOUNT, "acme", "tokens"),
+    }
+    assert sum(d.problem is Problem.AMOUNT for d in differences) == 1
