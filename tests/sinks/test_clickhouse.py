@@ -125,6 +125,7 @@ def test_migrate_is_idempotent(chdb_dsn: str, ch_database: str) -> None:
             parameters={"db": ch_database},
         ).result_rows
         assert [t[0] for t in tables] == [
+            "accepted_events",
             "rated_windows",
             "rejected_events",
             "schema_migrations",
