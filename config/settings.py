@@ -105,7 +105,10 @@ class ClickHouseSettings(_Section):
 
     dsn: SecretStr = SecretStr("chdb://./data/clickhouse")
     database: str = Field("meterwax", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-    max_attempts: int = Field(8, ge=1)
+    # Transient errors (server down, overloaded) are retried this many times with
+    # backoff doubling up to 15 s: the default rides out an outage of ~6 minutes,
+    # while input waits. Then the flow stops; recovery resumes it later.
+    max_attempts: int = Field(30, ge=1)
     # Keep every accepted event in accepted_events (what `meterwax reconcile` reads).
     event_log: bool = True
 

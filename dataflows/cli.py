@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -110,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``meterwax`` console script."""
     args = build_parser().parse_args(argv)
+    if not args.verbose:
+        # The engine reports a failing step as a panic with a long native stack
+        # trace; meterwax prints what went wrong itself (-v keeps the trace).
+        os.environ["RUST_BACKTRACE"] = "0"
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

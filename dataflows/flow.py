@@ -65,9 +65,12 @@ def build_flow(
         )
     )
     aggregations = {meter.slug: meter.aggregation for meter in spec.meters.meters}
+    # Sources of ours name their partitions up front; others are learnt as they deliver.
+    list_partitions = getattr(source, "input_partitions", None)
+    partitions: list[PartitionKey] = list_partitions() if list_partitions else []
     context = StepContext(
         new_state=lambda: ShardState(
-            spec.window, aggregations, spec.dedup_horizon_ms, spec.instance
+            spec.window, aggregations, spec.dedup_horizon_ms, spec.instance, partitions
         ),
         rater=Rater(spec.pricing),
         stats=stats,

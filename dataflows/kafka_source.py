@@ -33,6 +33,14 @@ class KafkaBatchSource(KafkaSource):  # type: ignore[misc]
         super().__init__(*args, **kw)
         self._consumer_config = consumer_config or {}
 
+    def input_partitions(self) -> list[tuple[str, int]]:
+        """(topic, partition) of every partition of the topics, as RawMessage names them."""
+        parts = []
+        for part in self.list_parts():
+            idx, topic = part.split("-", 1)
+            parts.append((topic, int(idx)))
+        return parts
+
     def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _BatchPartition:
         """The connector's partition, re-typed to emit batches."""
         idx, topic = for_part.split("-", 1)

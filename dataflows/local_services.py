@@ -152,9 +152,21 @@ def start_tansu(workdir: Path, port: int | None = None, host: str = "127.0.0.1")
     return _spawn("kafka", argv, host, port, workdir)
 
 
-def start_redis(workdir: Path, port: int | None = None, host: str = "127.0.0.1") -> RunningService:
-    """Start redis-server on ``host:port`` with its data in ``workdir``."""
+def start_redis(
+    workdir: Path,
+    port: int | None = None,
+    host: str = "127.0.0.1",
+    *,
+    persistent: bool = False,
+) -> RunningService:
+    """Start redis-server on ``host:port`` with its data in ``workdir``.
+
+    ``persistent`` turns on the append-only file, synced on every write, so the
+    data survives a stop and a restart on the same ``workdir`` (as production
+    Redis should be run); by default nothing is written to disk.
+    """
     port = port or free_port(host)
+    appendonly = ["yes", "--appendfsync", "always"] if persistent else ["no"]
     argv = [
         str(redis_binary()),
         "--port",
@@ -166,7 +178,7 @@ def start_redis(workdir: Path, port: int | None = None, host: str = "127.0.0.1")
         "--save",
         "",
         "--appendonly",
-        "no",
+        *appendonly,
         "--protected-mode",
         "no",
     ]

@@ -65,11 +65,8 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
 
     def __init__(self, context: StepContext, resume: bytes | None) -> None:
         self._ctx = context
-        if resume is None:
-            self._state = context.new_state()
-        else:
-            self._state = pickle.loads(resume)
-            self._state.resume(time.monotonic())
+        self._state = context.new_state() if resume is None else pickle.loads(resume)
+        self._state.resume(time.monotonic())
 
     def on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[Output], bool]:
         state, stats = self._state, self._ctx.stats

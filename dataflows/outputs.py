@@ -11,6 +11,7 @@ commits recovery progress: nothing acknowledged by a snapshot is left unwritten.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Generic, TypeVar
@@ -21,6 +22,8 @@ from dataflows.metering_step import Admitted
 from operators.model import RatedWindow, Rejection
 from sinks.clickhouse import ClickHouseWriter
 from sinks.kafka_dead_letters import DeadLetterProducer
+
+log = logging.getLogger(__name__)
 
 PART = "clickhouse"
 T = TypeVar("T")
@@ -43,6 +46,7 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
         self._max_delay_s = max_delay_s
         self._rows: list[T] = []
         self._oldest = 0.0
+        self._failed = False
 
     def write_batch(self, values: list[T]) -> None:
         if not self._rows:
@@ -56,15 +60,28 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
 
     def flush(self) -> None:
         """Write every waiting row."""
-        if self._rows:
-            rows, self._rows = self._rows, []
-            self._write(rows)
+        if self._rows and not self._failed:
+            rows = self._rows
+            try:
+                self._write(rows)
+            except BaseException:
+                # The flow is stopping: do not write again from close(), which the
+                # engine calls while it unwinds (a second error there aborts the process).
+                self._failed = True
+                raise
+            self._rows = []
 
     def snapshot(self) -> None:
         self.flush()
 
     def close(self) -> None:
-        self.flush()
+        # Normally empty: the final snapshot flushed. When the flow is stopping on an
+        # error, raising here would abort the process; unflushed rows were never
+        # covered by a snapshot, so a restart writes them.
+        try:
+            self.flush()
+        except Exception:
+            log.exception("could not write %d buffered rows while closing", len(self._rows))
 
 
 class _WriterSink(FixedPartitionedSink[T, None]):

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from clickhouse_connect.driver.client import Client
 
 from config.errors import ConfigError
 from config.meter_catalog import load_meter_catalog
@@ -53,10 +56,7 @@ def _groups(group_key: str) -> GroupValues:
     return tuple(sorted(json.loads(group_key).items()))
 
 
-def _pricer(settings: Settings, size_ms: int) -> Any:
-    meters = load_meter_catalog(settings.catalogs.meters)
-    rater = Rater(load_pricing_catalog(settings.catalogs.pricing, meters))
-
+def _pricer(rater: Rater, size_ms: int) -> Callable[[WindowKey, Decimal], Decimal]:
     def price(key: WindowKey, quantity: Decimal) -> Decimal:
         usage = WindowUsage(
             key.tenant,
@@ -74,21 +74,44 @@ def _pricer(settings: Settings, size_ms: int) -> Any:
     return price
 
 
+def differences(
+    client: Client,
+    database: str,
+    rater: Rater,
+    *,
+    size_ms: int,
+    start_ms: int,
+    end_ms: int,
+    tenant: str | None = None,
+) -> tuple[int, list[Difference]]:
+    """(windows compared, differences) for windows in [start, end)."""
+    bounds = {"size_ms": size_ms, "start_ms": start_ms, "end_ms": end_ms, "tenant": tenant}
+    recomputed = {
+        key: quantity for key, (_, quantity) in recomputed_usage(client, database, **bounds).items()
+    }
+    rated = rated_usage(client, database, **bounds)
+    return len(recomputed.keys() | rated.keys()), reconcile(
+        recomputed, rated, _pricer(rater, size_ms)
+    )
+
+
 def check(
     settings: Settings, start_ms: int, end_ms: int, tenant: str | None
 ) -> tuple[int, list[Difference]]:
-    """(windows compared, differences) for [start, end)."""
-    size = settings.window.size
+    """(windows compared, differences) for [start, end), with the catalogs of ``settings``."""
+    meters = load_meter_catalog(settings.catalogs.meters)
+    rater = Rater(load_pricing_catalog(settings.catalogs.pricing, meters))
     ch = settings.clickhouse
     client = connect(ch.dsn.get_secret_value(), ch.database)
-    bounds = {"size_ms": size, "start_ms": start_ms, "end_ms": end_ms, "tenant": tenant}
-    recomputed = {
-        key: quantity
-        for key, (_, quantity) in recomputed_usage(client, ch.database, **bounds).items()
-    }
-    rated = rated_usage(client, ch.database, **bounds)
-    differences = reconcile(recomputed, rated, _pricer(settings, size))
-    return len(recomputed.keys() | rated.keys()), differences
+    return differences(
+        client,
+        ch.database,
+        rater,
+        size_ms=settings.window.size,
+        start_ms=start_ms,
+        end_ms=end_ms,
+        tenant=tenant,
+    )
 
 
 def _render(compared: int, differences: list[Difference]) -> str:

@@ -34,10 +34,10 @@ from dataflows.summary import render_summary, summary_data
 from dataflows.synthetic import SyntheticSpec
 from operators.idempotency import IdempotencyStore
 from operators.windowing import WindowConfig
-from sinks.clickhouse import ClickHouseWriter, connect, rejected_counts, usage_totals
+from sinks.clickhouse import ClickHouseWriter, SinkError, connect, rejected_counts, usage_totals
 from sinks.clickhouse_schema import migrate
-from sinks.kafka_dead_letters import DeadLetterProducer
-from sinks.redis_idempotency import RedisIdempotencyStore
+from sinks.kafka_dead_letters import DeadLetterError, DeadLetterProducer
+from sinks.redis_idempotency import IdempotencyError, RedisIdempotencyStore
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +145,8 @@ def recovery_config(settings: Settings) -> RecoveryConfig | None:
 
 
 INSTANCE_FILE = "meterwax-instance"
+# Exit code when a sink or Redis failed for good: the run stopped, input not acknowledged.
+STOPPED = 3
 
 
 def flow_instance_id(settings: Settings) -> str:
@@ -230,15 +232,24 @@ def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
         else None,
         stats=stats,
     )
-    with Progress(stats) if progress else nullcontext(), _engine_stdout_to_stderr():
-        cli_main(
-            flow,
-            workers_per_process=settings.flow.workers,
-            process_id=settings.flow.process_id,
-            addresses=settings.flow.addresses or None,
-            epoch_interval=timedelta(milliseconds=settings.recovery.snapshot_interval),
-            recovery_config=recovery,
+    try:
+        with Progress(stats) if progress else nullcontext(), _engine_stdout_to_stderr():
+            cli_main(
+                flow,
+                workers_per_process=settings.flow.workers,
+                process_id=settings.flow.process_id,
+                addresses=settings.flow.addresses or None,
+                epoch_interval=timedelta(milliseconds=settings.recovery.snapshot_interval),
+                recovery_config=recovery,
+            )
+    except (SinkError, DeadLetterError, IdempotencyError) as exc:
+        print(
+            f"meterwax: stopped, nothing was lost: {exc}\n"
+            "Fix the cause and run again: with recovery the flow resumes from its last "
+            "snapshot, and every write is idempotent.",
+            file=sys.stderr,
         )
+        return STOPPED
     totals = usage_totals(client, ch.database) if client is not None else []
     stored = rejected_counts(client, ch.database) if client is not None else {}
     clustered = settings.flow.process_id is not None

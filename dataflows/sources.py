@@ -35,6 +35,10 @@ class JsonlFileSource(FixedPartitionedSource[Batch, int]):
         """One partition per file."""
         return list(self._paths)
 
+    def input_partitions(self) -> list[tuple[str, int]]:
+        """(origin, partition) of every input partition, as RawMessage names them."""
+        return [(name, 0) for name in self._paths]
+
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _JsonlPartition:
         """Open the file at the resume position."""
         return _JsonlPartition(self._paths[for_part], self._batch_size, resume_state)
@@ -87,6 +91,10 @@ class SyntheticSource(FixedPartitionedSource[Batch, dict[str, int]]):
     def list_parts(self) -> list[str]:
         """One partition per generator partition."""
         return [str(p) for p in range(self._spec.partitions)]
+
+    def input_partitions(self) -> list[tuple[str, int]]:
+        """(origin, partition) of every input partition, as RawMessage names them."""
+        return [(self.ORIGIN, p) for p in range(self._spec.partitions)]
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _SyntheticPartition:
         """Resume at the next position of the partition."""

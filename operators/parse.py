@@ -34,6 +34,9 @@ _NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)
 _NON_FINITE_TEXT = re.compile(r"[+-]?(?:nan|snan|inf|infinity)", re.IGNORECASE)
 MAX_FRACTION_DIGITS = 9
 MAX_ATTRIBUTE_CHARS = 256
+# Deeper documents are refused whatever parser would read them: one limit for
+# every event (orjson stops at 1024, the standard library somewhat earlier).
+MAX_DEPTH = 128
 MAX_GROUP_VALUE_CHARS = 256
 # Earliest accepted event time: 2000-01-01T00:00:00Z. Older stamps are broken clocks.
 MIN_TIME_MS = 946_684_800_000
@@ -98,7 +101,7 @@ def _to_decimal(value: Any, where: str) -> Decimal:
         # repr is the shortest text that round-trips: 0.1 stays 0.1, not 0.1000000000000000055.
         number = Decimal(repr(value))
     else:
-        text = value.strip()
+        text = value.strip(" \t\r\n")
         if _NON_FINITE_TEXT.fullmatch(text):
             raise _Reject(Reason.NON_FINITE_VALUE, f"{where}: {value!r} is not a finite number")
         # Only plain ASCII decimal notation: Decimal() would also take "1_000" and "١٢".
@@ -205,21 +208,29 @@ def _key_count(doc: dict[str, Any]) -> int:
 
 
 def _nested_key_count(doc: dict[str, Any]) -> int:
+    """Keys of a nested document; rejects nesting deeper than MAX_DEPTH."""
     count = 0
-    stack: list[Any] = [doc]
+    stack: list[tuple[Any, int]] = [(doc, 1)]
     # A loop, not recursion: orjson accepts nesting deeper than Python's stack.
     while stack:
-        node = stack.pop()
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise _Reject(Reason.MALFORMED_JSON, f"nested deeper than {MAX_DEPTH} levels")
         if type(node) is dict:
             count += len(node)
             children = node.values()
         else:
             children = node
-        stack.extend(child for child in children if type(child) in _CONTAINERS)
+        stack.extend((child, depth + 1) for child in children if type(child) in _CONTAINERS)
     return count
 
 
 _CONTAINERS = (dict, list)
+
+
+def _spaced_colon(payload: bytes) -> bool:
+    """Whether a key may be followed by white space before its colon (not counted as ``":``)."""
+    return b" :" in payload or b"\t:" in payload or b"\n:" in payload or b"\r:" in payload
 
 
 def _check_unique_keys(payload: bytes) -> None:
@@ -329,7 +340,7 @@ class BatchParser:
             raise _classify_bad_json(payload, exc) from None
         if type(doc) is not dict:
             raise _Reject(Reason.NOT_AN_OBJECT, f"expected a JSON object, got {_type_name(doc)}")
-        if payload.count(b'":') != _key_count(doc):
+        if payload.count(b'":') != _key_count(doc) or _spaced_colon(payload):
             _check_unique_keys(payload)
         get = doc.get
         event_id, source = get("id"), get("source")

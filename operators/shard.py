@@ -8,7 +8,7 @@ duplicates stay in the keyed state: later copies are caught there, cheaply.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from config.meters import Aggregation
@@ -37,8 +37,9 @@ class ShardState:
         aggregations: Mapping[str, Aggregation],
         dedup_horizon_ms: int,
         instance: str,
+        expected_partitions: Iterable[PartitionKey] = (),
     ) -> None:
-        self.windows = WindowStore(window, aggregations)
+        self.windows = WindowStore(window, aggregations, expected_partitions)
         self.dedup = DedupState(dedup_horizon_ms, bucket_ms=window.size_ms)
         # Names the flow in durable idempotency claims: the same after a restart
         # from recovery (even one before the first snapshot), so replayed messages
@@ -59,7 +60,7 @@ class ShardState:
         ]
 
     def resume(self, now_s: float) -> None:
-        """Called after a restore: restart the quiet-time clock."""
+        """Called when the flow starts or restarts: start the quiet-time clocks."""
         self.windows.resume(now_s)
 
     def screen(self, events: Sequence[Event], now_ms: int) -> Screened:

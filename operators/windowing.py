@@ -18,7 +18,7 @@ window and emitted as an ``adjustment`` revision, until the watermark reaches
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import IntEnum
 
@@ -62,9 +62,18 @@ class WindowConfig:
 class WindowStore:
     """Open and settled windows of one shard, with their watermark."""
 
-    def __init__(self, config: WindowConfig, aggregations: Mapping[str, Aggregation]) -> None:
+    def __init__(
+        self,
+        config: WindowConfig,
+        aggregations: Mapping[str, Aggregation],
+        expected_partitions: Iterable[PartitionKey] = (),
+    ) -> None:
         self.config = config
         self.aggregations = dict(aggregations)
+        # Input partitions known up front (e.g. a topic's): until each has delivered
+        # or stayed quiet for idle_timeout, it holds the watermark back, so the first
+        # consumer to start cannot make the others' first events late.
+        self.expected_partitions = frozenset(expected_partitions)
         self.watermark = NO_WATERMARK
         self.open: dict[int, dict[SeriesKey, Accumulator]] = {}
         self.settled: dict[int, dict[SeriesKey, Accumulator]] = {}
@@ -81,8 +90,10 @@ class WindowStore:
         return state
 
     def resume(self, now_s: float) -> None:
-        """Start counting quiet time afresh (after a restore): downtime is not quiet time."""
-        self._partition_seen = dict.fromkeys(self.partition_max, now_s)
+        """Start the quiet-time clocks (at start and after a restore): downtime is not quiet."""
+        self._partition_seen = dict.fromkeys(
+            self.partition_max.keys() | self.expected_partitions, now_s
+        )
         self._last_activity = now_s
 
     def window_start(self, time_ms: int) -> int:
@@ -165,19 +176,16 @@ class WindowStore:
         return now_s + min(wait_ms / 1000, idle_s)
 
     def _watermark_candidate(self, now_s: float) -> int:
-        if not self.partition_max:
-            return NO_WATERMARK
         idle_s = self.config.idle_timeout_ms / 1000
-        seen = self._partition_seen
-        active = [
-            latest
-            for partition, latest in self.partition_max.items()
-            if now_s - seen.get(partition, now_s) < idle_s
-        ]
+        latest = self.partition_max
+        active = [p for p, seen in self._partition_seen.items() if now_s - seen < idle_s]
         if active:
-            return min(active)
+            # An active partition that has not delivered yet holds everything back.
+            return min(latest.get(p, NO_WATERMARK) for p in active)
+        if not latest:
+            return NO_WATERMARK
         quiet_ms = int((now_s - self._last_activity) * 1000)
-        return max(self.partition_max.values()) + quiet_ms
+        return max(latest.values()) + quiet_ms
 
     def _close_due(self) -> list[WindowUsage]:
         size, grace = self.config.size_ms, self.config.grace_ms

@@ -237,6 +237,7 @@ class ClickHouseWriter:
         *,
         max_attempts: int = 5,
         backoff_base_s: float = 0.5,
+        backoff_cap_s: float = 15.0,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
@@ -245,6 +246,7 @@ class ClickHouseWriter:
         self._database = database
         self._max_attempts = max_attempts
         self._backoff_base_s = backoff_base_s
+        self._backoff_cap_s = backoff_cap_s
 
     def write_windows(self, rows: Sequence[RatedWindow]) -> None:
         """Insert window revisions; raises ValueError for a decimal the column would truncate."""
@@ -284,7 +286,7 @@ class ClickHouseWriter:
                         f"after {attempt} attempt(s): {_describe(exc)}",
                         attempts=attempt,
                     ) from exc
-                delay = self._backoff_base_s * 2 ** (attempt - 1)
+                delay = min(self._backoff_base_s * 2 ** (attempt - 1), self._backoff_cap_s)
                 log.warning(
                     "insert into %s.%s failed (attempt %d/%d), retrying in %.2fs: %s",
                     self._database,

@@ -54,9 +54,12 @@ class Scenario:
     rejected: Counter[str] = field(default_factory=Counter)
 
 
-def build_scenario(count: int = 1200) -> Scenario:
+def build_scenario(count: int = 1200, *, too_late: bool = True) -> Scenario:
     """Events 1 s apart, with duplicates, late (5 min), too-late (3 h) and broken lines."""
     s = Scenario()
+    # Well past the start, so the watermark is established whatever the batching
+    # (at 1,200 events: positions 700 and 900).
+    too_late_at = (count * 7 // 12, count * 3 // 4) if too_late else ()
     for n in range(count):
         time_ms = BASE_MS + n * 1000
         event = _event(n, time_ms, TENANTS[n % 4], n % 3)
@@ -74,7 +77,7 @@ def build_scenario(count: int = 1200) -> Scenario:
             late = _event(100_000 + n, time_ms - 5 * MINUTE, TENANTS[(n + 1) % 4], n % 3)
             s.lines.append(json.dumps(late).encode())
             s.accepted.append(late)
-        if n in (700, 900):  # 3 hours late: past the settlement horizon
+        if n in too_late_at:  # 3 hours late: past the settlement horizon
             s.lines.append(
                 json.dumps(_event(200_000 + n, time_ms - 180 * MINUTE, "acme", 0)).encode()
             )

@@ -27,9 +27,12 @@ def test_two_processes_match_the_expectation(
     new_topic: Callable[..., str],
     redis_url: str,
 ) -> None:
-    scenario = build_scenario()
+    # Without events past the settlement horizon: whether those are too late depends
+    # on which process starts reading first (a partition not yet read holds the
+    # watermark), and this test is about equal totals, not lateness.
+    scenario = build_scenario(too_late=False)
     topic = new_topic(partitions=4)
-    produce(kafka_brokers, topic, scenario.lines)
+    produce(kafka_brokers, topic, scenario.lines, partitions=4)
     (tmp_path / "meters.yaml").write_text(METERS_YAML)
     (tmp_path / "pricing.yaml").write_text(PRICING_YAML)
     config = tmp_path / "meterwax.yaml"

@@ -33,10 +33,17 @@ pytestmark = pytest.mark.integration
 Totals = dict[tuple[str, str], tuple[Decimal, Decimal]]
 
 
-def produce(brokers: str, topic: str, lines: list[bytes]) -> None:
-    """Produce lines keyed by tenant (when readable), as a platform would."""
+def produce(brokers: str, topic: str, lines: list[bytes], partitions: int = 0) -> None:
+    """Produce lines keyed by tenant (when readable), as a platform would.
+
+    With ``partitions``, lines go round-robin instead, so that no partition is
+    empty (an empty partition holds the watermark for the idle timeout).
+    """
     producer = Producer({"bootstrap.servers": brokers, "linger.ms": 5})
-    for line in lines:
+    for n, line in enumerate(lines):
+        if partitions:
+            producer.produce(topic, value=line, partition=n % partitions)
+            continue
         try:
             key = str(orjson.loads(line).get("subject", "")).encode()
         except (orjson.JSONDecodeError, AttributeError):

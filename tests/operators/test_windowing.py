@@ -643,3 +643,45 @@ def test_highest_revisions_add_up_to_every_event_that_was_not_too_late(
     )
     assert all(r.revision == expected_count[(s, t)] for (s, t, _), r in final.items())
     assert store.open == {}
+
+
+def test_an_expected_partition_holds_the_watermark_until_it_delivers() -> None:
+    # Two consumers start at slightly different times: the first must not make the
+    # second's first events late.
+    store = WindowStore(CONFIG, AGGREGATIONS, expected_partitions=[A, B])
+    store.resume(0.0)
+    fold(store, 100)
+    assert tick(store, 50_000, now_s=1.0, partition=A) == []
+    assert store.watermark == NO_WATERMARK
+    assert store.lateness(150) is Lateness.OPEN
+
+    fold(store, 120)
+    closed = tick(store, 40_000, now_s=2.0, partition=B)
+
+    assert store.watermark == 40_000
+    assert [(u.window_start_ms, u.quantity) for u in closed] == [(0, Decimal(2))]
+
+
+def test_an_expected_partition_that_never_delivers_stops_holding_after_idle_timeout() -> None:
+    store = WindowStore(CONFIG, AGGREGATIONS, expected_partitions=[A, B])
+    store.resume(0.0)
+    tick(store, 50_000, now_s=1.0, partition=A)
+    assert store.watermark == NO_WATERMARK
+
+    tick(store, 50_000, now_s=IDLE_S + 0.5, partition=A)  # B silent since start
+
+    assert store.watermark == 50_000
+
+
+def test_expected_partitions_hold_again_after_a_restore() -> None:
+    store = WindowStore(CONFIG, AGGREGATIONS, expected_partitions=[A, B])
+    store.resume(0.0)
+    tick(store, 5_000, now_s=1.0, partition=A)
+    tick(store, 5_000, now_s=1.0, partition=B)
+    restored: WindowStore = pickle.loads(pickle.dumps(store))
+    restored.resume(1_000.0)  # long downtime
+
+    tick(restored, 60_000, now_s=1_001.0, partition=A)
+
+    # B is still behind at 5 s until it delivers or stays quiet for idle_timeout.
+    assert restored.watermark == 5_000
