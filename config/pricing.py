@@ -10,12 +10,65 @@ from decimal import Decimal
 
 @dataclass(frozen=True, slots=True)
 class UnitPrice:
-    """Per-unit price: amount = quantity x unit_price, exact decimal."""
+    """per_unit: cost = quantity x unit_price."""
 
     unit_price: Decimal
 
 
-MeterPrice = UnitPrice
+@dataclass(frozen=True, slots=True)
+class PackagePrice:
+    """package: every started ``package_size`` units cost ``package_price`` (rounded up)."""
+
+    package_size: Decimal
+    package_price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """Up to ``up_to`` units (None: no upper bound): ``unit_price`` each, plus ``flat_price``."""
+
+    up_to: Decimal | None
+    unit_price: Decimal
+    flat_price: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class GraduatedPrice:
+    """graduated: each tier prices the units that fall in it (tax-bracket style)."""
+
+    tiers: tuple[Tier, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class VolumePrice:
+    """volume: the tier the period's total falls in prices every unit."""
+
+    tiers: tuple[Tier, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PercentagePrice:
+    """percentage: cost = quantity x rate_percent / 100 (fees on a transaction-amount meter)."""
+
+    rate_percent: Decimal
+
+
+PriceModel = UnitPrice | PackagePrice | GraduatedPrice | VolumePrice | PercentagePrice
+
+
+@dataclass(frozen=True, slots=True)
+class MeterPrice:
+    """How one meter is priced over a billing period.
+
+    The first ``free_allowance`` units of the period are free; the period's cost
+    for the meter never exceeds ``maximum`` (a cap) and is raised to ``minimum``
+    on the invoice when usage falls short.
+    """
+
+    model: PriceModel
+    free_allowance: Decimal = Decimal(0)
+    maximum: Decimal | None = None
+    minimum: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +78,10 @@ class PlanVersion:
     version: str
     effective_from_ms: int
     prices: Mapping[str, MeterPrice]
+    # Charged once per billing period (invoice line), whatever the usage.
+    fixed_fee: Decimal = Decimal(0)
+    # The invoice total (usage + fixed fee) is raised to this when it falls short.
+    minimum_commitment: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,17 +103,33 @@ def _effective_from(version: PlanVersion) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class Subscription:
+    """A tenant's plan and billing period: monthly, from ``anchor_day`` 00:00 in ``timezone``."""
+
+    plan: str
+    anchor_day: int = 1
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True, slots=True)
 class PricingCatalog:
     """Plans by id, tenant subscriptions, and the plan for tenants without one."""
 
     plans: Mapping[str, Plan]
-    subscriptions: Mapping[str, str]
+    subscriptions: Mapping[str, Subscription]
     default_plan: str | None = None
+
+    def subscription_for(self, tenant: str) -> Subscription | None:
+        """The tenant's subscription (the default plan's, monthly from the 1st UTC), or None."""
+        found = self.subscriptions.get(tenant)
+        if found is not None:
+            return found
+        return None if self.default_plan is None else Subscription(self.default_plan)
 
     def plan_for(self, tenant: str) -> Plan | None:
         """The tenant's plan, the default plan, or None for an unknown tenant."""
-        plan_id = self.subscriptions.get(tenant, self.default_plan)
-        return None if plan_id is None else self.plans[plan_id]
+        subscription = self.subscription_for(tenant)
+        return None if subscription is None else self.plans[subscription.plan]
 
     def knows(self, tenant: str) -> bool:
         """Whether events of ``tenant`` can be rated at all."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationInfo
 
 from config.errors import (
     ConfigIssue,
@@ -19,40 +22,89 @@ from config.errors import (
     load_catalog_file,
 )
 from config.meters import MeterCatalog
-from config.pricing import MeterPrice, Plan, PlanVersion, PricingCatalog, UnitPrice
+from config.pricing import (
+    GraduatedPrice,
+    MeterPrice,
+    PackagePrice,
+    PercentagePrice,
+    Plan,
+    PlanVersion,
+    PriceModel,
+    PricingCatalog,
+    Subscription,
+    Tier,
+    UnitPrice,
+    VolumePrice,
+)
 
 # Bundled with the package; what `meterwax run` uses when given no catalog paths.
 EXAMPLE_PRICING_CATALOG = Path(__file__).parent / "examples" / "pricing.yaml"
 
-_MAX_FRACTION_DIGITS = 12
-_PRICE_EXAMPLE = 'write a quoted decimal such as "0.0001"'
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 _TIME_EXAMPLE = 'write it like "2026-01-01T00:00:00Z" (Z or an offset such as +02:00)'
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CURRENCY = re.compile(r"[A-Z]{3}")
+_TIMEZONE_EXAMPLE = 'write an IANA name such as "Europe/Berlin" or "UTC"'
+# Every month has days 1..28, so a period anchored on one starts on that day every month.
+_LAST_ANCHOR_DAY = 28
 
 
-def _amount(value: object) -> Decimal:
-    """An exact, finite, non-negative price with at most 12 decimal places."""
+def _decimal(value: object, key: str, noun: str, places: int, example: str) -> Decimal:
+    """An exact, finite, non-negative decimal with at most ``places`` decimal places."""
     if isinstance(value, float):
         # A float such as 0.1 has already lost its exact value by the time we see it.
         problem = f"{value!r} is a floating-point number, which is not exact"
-        raise FieldProblem(problem, f'quote it: unit_price: "{value}"')
+        raise FieldProblem(problem, f'quote it: {key}: "{value}"')
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise FieldProblem(f"{value!r} is not a price", _PRICE_EXAMPLE)
+        raise FieldProblem(f"{value!r} is not a {noun}", example)
     try:
         amount = Decimal(value)
     except InvalidOperation:
-        raise FieldProblem(f"{value!r} is not a decimal number", _PRICE_EXAMPLE) from None
+        raise FieldProblem(f"{value!r} is not a decimal number", example) from None
     if not amount.is_finite():
-        raise FieldProblem(f"{value!r} is not a finite number", _PRICE_EXAMPLE)
+        raise FieldProblem(f"{value!r} is not a finite number", example)
     if amount < 0:
-        raise FieldProblem(f"{value!r} is negative", "write a price of zero or more")
+        raise FieldProblem(f"{value!r} is negative", f"write a {noun} of zero or more")
     exponent = amount.normalize().as_tuple().exponent
-    if isinstance(exponent, int) and -exponent > _MAX_FRACTION_DIGITS:
-        problem = f"{value!r} has more than {_MAX_FRACTION_DIGITS} decimal places"
-        raise FieldProblem(problem, f"round it to at most {_MAX_FRACTION_DIGITS}")
-    return amount
+    if isinstance(exponent, int) and -exponent > places:
+        problem = f"{value!r} has more than {places} decimal places"
+        raise FieldProblem(problem, f"round it to at most {places}")
+    # "-0" passes the sign check; drop its sign so that no amount comes out as -0.
+    return amount.copy_abs()
+
+
+def _number(noun: str, places: int, example: str) -> PlainValidator:
+    """A ``_decimal`` validator whose float hint names the key being validated."""
+
+    def parse(value: object, info: ValidationInfo) -> Decimal:
+        return _decimal(value, info.field_name or noun, noun, places, example)
+
+    return PlainValidator(parse)
+
+
+def _above_zero(value: Decimal) -> Decimal:
+    if not value:
+        raise FieldProblem("must be above zero", "write the number of units in one package")
+    return value
+
+
+def _at_most_100(value: Decimal) -> Decimal:
+    if value > 100:
+        raise FieldProblem(f"{_plain(value)} is more than 100", "write a percentage from 0 to 100")
+    return value
+
+
+# Prices have at most 12 decimal places and quantities 9 (like event values), so an
+# amount has at most 21: the scale of the amount columns in ClickHouse.
+_Price = Annotated[Decimal, _number("price", 12, 'write a quoted decimal such as "0.0001"')]
+_Quantity = Annotated[Decimal, _number("quantity", 9, 'write a quoted decimal such as "1000"')]
+_PackageSize = Annotated[_Quantity, AfterValidator(_above_zero)]
+# rate_percent / 100 is the price of one unit: two places fewer keep that within 12.
+_Percent = Annotated[
+    Decimal,
+    _number("percentage", 10, 'write a quoted decimal such as "2.5"'),
+    AfterValidator(_at_most_100),
+]
 
 
 def _epoch_ms(value: object) -> int:
@@ -80,21 +132,89 @@ def _currency(value: str) -> str:
     return value
 
 
+def _anchor_day(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _LAST_ANCHOR_DAY:
+        problem = f"{value!r} is not a day from 1 to {_LAST_ANCHOR_DAY}"
+        fix = f"write a whole number from 1 to {_LAST_ANCHOR_DAY} (every month has those days)"
+        raise FieldProblem(problem, fix)
+    return value
+
+
+def _timezone(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise FieldProblem(f"{value!r} is not a time zone name", _TIMEZONE_EXAMPLE)
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        # Unknown names raise ZoneInfoNotFoundError; folders ("Europe") and paths the others.
+        close = difflib.get_close_matches(value, available_timezones(), n=1)
+        hint = f"did you mean {close[0]!r}? otherwise " if close else ""
+        raise FieldProblem(
+            f"{value!r} is not an IANA time zone", hint + _TIMEZONE_EXAMPLE
+        ) from None
+    return value
+
+
 class _Spec(BaseModel):
     # Unknown keys are errors so that a misspelt key is reported, not ignored.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class _PerUnitSpec(_Spec):
+class _MeterPriceSpec(_Spec):
+    """The keys beside ``model`` that every price takes; each model narrows ``model`` to its tag."""
+
+    model: str
+    free_allowance: _Quantity = Decimal(0)
+    maximum: _Price | None = None
+    minimum: _Price | None = None
+
+
+class _PerUnitSpec(_MeterPriceSpec):
     """``{model: per_unit, unit_price: "0.0001"}``."""
 
     model: Literal["per_unit"]
-    unit_price: Annotated[Decimal, PlainValidator(_amount)]
+    unit_price: _Price
 
 
-# Discriminated on ``model`` so package, graduated and volume prices can join as members;
-# a one-member union cannot be written with ``|``, hence Union.
-_PriceSpec = Annotated[Union[_PerUnitSpec], Field(discriminator="model")]  # noqa: UP007
+class _PackageSpec(_MeterPriceSpec):
+    """``{model: package, package_size: 100, package_price: "5"}``."""
+
+    model: Literal["package"]
+    package_size: _PackageSize
+    package_price: _Price
+
+
+class _TierSpec(_Spec):
+    """One tier; the last has no ``up_to`` (or ``up_to: null``)."""
+
+    up_to: _Quantity | None = None
+    unit_price: _Price
+    flat_price: _Price = Decimal(0)
+
+
+class _GraduatedSpec(_MeterPriceSpec):
+    """``{model: graduated, tiers: [{up_to: 1000, unit_price: "0.01"}, {unit_price: ...}]}``."""
+
+    model: Literal["graduated"]
+    tiers: list[_TierSpec] = Field(min_length=1)
+
+
+class _VolumeSpec(_MeterPriceSpec):
+    """``{model: volume, tiers: [...]}``, written like graduated tiers."""
+
+    model: Literal["volume"]
+    tiers: list[_TierSpec] = Field(min_length=1)
+
+
+class _PercentageSpec(_MeterPriceSpec):
+    """``{model: percentage, rate_percent: "2.5"}``."""
+
+    model: Literal["percentage"]
+    rate_percent: _Percent
+
+
+_AnyPriceSpec = _PerUnitSpec | _PackageSpec | _GraduatedSpec | _VolumeSpec | _PercentageSpec
+_PriceSpec = Annotated[_AnyPriceSpec, Field(discriminator="model")]
 
 
 class _VersionSpec(_Spec):
@@ -103,6 +223,8 @@ class _VersionSpec(_Spec):
     version: str = Field(min_length=1)
     effective_from: Annotated[int, PlainValidator(_epoch_ms)]
     prices: dict[str, _PriceSpec]
+    fixed_fee: _Price = Decimal(0)
+    minimum_commitment: _Price | None = None
 
 
 class _PlanSpec(_Spec):
@@ -114,6 +236,8 @@ class _PlanSpec(_Spec):
 class _SubscriptionSpec(_Spec):
     tenant: str = Field(min_length=1)
     plan: str = Field(min_length=1)
+    anchor_day: Annotated[int, PlainValidator(_anchor_day)] = 1
+    timezone: Annotated[str, PlainValidator(_timezone)] = "UTC"
 
 
 class _PricingFile(_Spec):
@@ -133,6 +257,7 @@ def load_pricing_catalog(path: Path, meters: MeterCatalog | None = None) -> Pric
     spec = load_catalog_file(path, _PricingFile)
     issues = [
         *_plan_issues(spec.plans),
+        *_price_issues(spec.plans),
         *_subscription_issues(spec),
         *(_unknown_meter_issues(spec.plans, meters) if meters is not None else []),
     ]
@@ -140,7 +265,10 @@ def load_pricing_catalog(path: Path, meters: MeterCatalog | None = None) -> Pric
         raise config_error(path, issues)
     return PricingCatalog(
         plans={plan.id: _plan(plan) for plan in spec.plans},
-        subscriptions={sub.tenant: sub.plan for sub in spec.subscriptions},
+        subscriptions={
+            sub.tenant: Subscription(sub.plan, sub.anchor_day, sub.timezone)
+            for sub in spec.subscriptions
+        },
         default_plan=spec.default_plan,
     )
 
@@ -221,6 +349,50 @@ def _unknown_meter_issues(plans: list[_PlanSpec], meters: MeterCatalog) -> list[
     ]
 
 
+def _price_issues(plans: list[_PlanSpec]) -> Iterator[ConfigIssue]:
+    """Tier bounds, and minimum <= maximum; each issue at the key to change."""
+    for p, plan in enumerate(plans):
+        for v, version in enumerate(plan.versions):
+            for slug, price in version.prices.items():
+                where: tuple[int | str, ...] = ("plans", p, "versions", v, "prices", slug)
+                if isinstance(price, _GraduatedSpec | _VolumeSpec):
+                    yield from _tier_issues(where, price.tiers)
+                low, high = price.minimum, price.maximum
+                if low is not None and high is not None and low > high:
+                    yield ConfigIssue(
+                        field_path(*where, "minimum"),
+                        f"{_plain(low)} is more than maximum {_plain(high)}",
+                        "lower minimum to at most maximum, or raise maximum",
+                    )
+
+
+def _tier_issues(where: tuple[int | str, ...], tiers: list[_TierSpec]) -> Iterator[ConfigIssue]:
+    """Bounds rise strictly from zero; the last tier, and only it, is unbounded."""
+    last = len(tiers) - 1
+    below, below_text = Decimal(0), "zero"
+    for index, tier in enumerate(tiers):
+        field = field_path(*where, "tiers", index, "up_to")
+        if tier.up_to is None:
+            if index != last:
+                yield ConfigIssue(
+                    field,
+                    "only the last tier may have no upper bound",
+                    "give this tier an up_to, or move it to the end",
+                )
+            continue
+        if tier.up_to <= below:
+            fix = "write an up_to above zero" if index == 0 else "make up_to rise from tier to tier"
+            yield ConfigIssue(field, f"{_plain(tier.up_to)} is not above {below_text}", fix)
+        if index == last:
+            yield ConfigIssue(
+                field,
+                f"the last tier must have no upper bound (usage above {_plain(tier.up_to)} "
+                "would have no price)",
+                "leave up_to out of the last tier, or add a tier without it",
+            )
+        below, below_text = tier.up_to, f"tiers[{index}].up_to ({_plain(tier.up_to)})"
+
+
 def _plan(spec: _PlanSpec) -> Plan:
     versions = sorted(spec.versions, key=lambda version: version.effective_from)
     return Plan(
@@ -231,11 +403,41 @@ def _plan(spec: _PlanSpec) -> Plan:
                 version=version.version,
                 effective_from_ms=version.effective_from,
                 prices={slug: _price(price) for slug, price in version.prices.items()},
+                fixed_fee=version.fixed_fee,
+                minimum_commitment=version.minimum_commitment,
             )
             for version in versions
         ),
     )
 
 
-def _price(spec: _PriceSpec) -> MeterPrice:
-    return UnitPrice(unit_price=spec.unit_price)
+def _price(spec: _AnyPriceSpec) -> MeterPrice:
+    return MeterPrice(
+        model=_model(spec),
+        free_allowance=spec.free_allowance,
+        maximum=spec.maximum,
+        minimum=spec.minimum,
+    )
+
+
+def _model(spec: _AnyPriceSpec) -> PriceModel:
+    match spec:
+        case _PerUnitSpec():
+            return UnitPrice(spec.unit_price)
+        case _PackageSpec():
+            return PackagePrice(spec.package_size, spec.package_price)
+        case _GraduatedSpec():
+            return GraduatedPrice(_tiers(spec.tiers))
+        case _VolumeSpec():
+            return VolumePrice(_tiers(spec.tiers))
+        case _PercentageSpec():
+            return PercentagePrice(spec.rate_percent)
+
+
+def _tiers(specs: list[_TierSpec]) -> tuple[Tier, ...]:
+    return tuple(Tier(tier.up_to, tier.unit_price, tier.flat_price) for tier in specs)
+
+
+def _plain(value: Decimal) -> str:
+    """``value`` as a user would write it, without exponent notation (1E+6 is 1000000)."""
+    return f"{value:f}"

@@ -13,7 +13,13 @@ from typing import Any
 
 from config.errors import ConfigError
 from config.settings import load_settings
-from dataflows import produce_command, reconcile_command, run_command, services_command
+from dataflows import (
+    produce_command,
+    quote_command,
+    reconcile_command,
+    run_command,
+    services_command,
+)
 
 log = logging.getLogger("meterwax")
 
@@ -105,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     services_command.add_parser(sub)
     produce_command.add_parser(sub)
     reconcile_command.add_parser(sub)
+    quote_command.add_parser(sub)
     return parser
 
 
@@ -125,6 +132,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return produce_command.main(args)
     if args.command == "reconcile":
         return reconcile_command.main(args)
+    if args.command == "quote":
+        return quote_command.main(args)
     try:
         settings = load_settings(args.config, _overrides(args))
         if args.print_config:

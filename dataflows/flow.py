@@ -22,7 +22,6 @@ from dataflows.stats import RunStats
 from operators.idempotency import IdempotencyStore
 from operators.model import Event, RatedWindow, Rejection
 from operators.parse import BatchParser, ParsedBatch, ParserConfig
-from operators.rating import Rater
 from operators.shard import ShardState
 from operators.sharding import shard_of
 from operators.windowing import PartitionKey, WindowConfig
@@ -72,7 +71,10 @@ def build_flow(
         new_state=lambda: ShardState(
             spec.window, aggregations, spec.dedup_horizon_ms, spec.instance, partitions
         ),
-        rater=Rater(spec.pricing),
+        reconfigure=lambda state: state.reconfigure(
+            spec.window, aggregations, spec.dedup_horizon_ms, partitions
+        ),
+        pricing=spec.pricing,
         stats=stats,
         snapshots=spec.snapshots,
         idempotency=spec.idempotency,

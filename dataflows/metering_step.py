@@ -16,10 +16,10 @@ from typing import NamedTuple
 
 from bytewax.operators import StatefulBatchLogic
 
+from config.pricing import PricingCatalog
 from dataflows.stats import RunStats
 from operators.idempotency import ClaimStatus, IdempotencyStore
 from operators.model import Event, RatedWindow, Rejection, WindowKind, WindowUsage
-from operators.rating import Rater
 from operators.shard import ShardState
 from operators.windowing import PartitionKey
 
@@ -53,7 +53,9 @@ class StepContext:
     """What every shard logic shares: how to build state, rate, claim and count."""
 
     new_state: Callable[[], ShardState]
-    rater: Rater
+    # Applies the current settings to a state restored from a snapshot.
+    reconfigure: Callable[[ShardState], None]
+    pricing: PricingCatalog
     stats: RunStats
     snapshots: bool
     idempotency: IdempotencyStore | None = None
@@ -65,7 +67,11 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
 
     def __init__(self, context: StepContext, resume: bytes | None) -> None:
         self._ctx = context
-        self._state = context.new_state() if resume is None else pickle.loads(resume)
+        if resume is None:
+            self._state = context.new_state()
+        else:
+            self._state = pickle.loads(resume)
+            context.reconfigure(self._state)
         self._state.resume(time.monotonic())
 
     def on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[Output], bool]:
@@ -126,11 +132,8 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
     def _rate_into(self, out: list[Output], usages: list[WindowUsage], now_ms: int) -> None:
         if not usages:
             return
-        rate = self._ctx.rater.rate
-        adjustments = 0
-        for usage in usages:
-            out.append(rate(usage, now_ms))
-            adjustments += usage.kind is WindowKind.ADJUSTMENT
+        out.extend(self._state.rate(usages, self._ctx.pricing, now_ms))
+        adjustments = sum(usage.kind is WindowKind.ADJUSTMENT for usage in usages)
         self._ctx.stats.add(windows=len(usages) - adjustments, adjustments=adjustments)
 
 

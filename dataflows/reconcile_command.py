@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
+from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,14 +14,21 @@ from clickhouse_connect.driver.client import Client
 
 from config.errors import ConfigError
 from config.meter_catalog import load_meter_catalog
+from config.pricing import PricingCatalog
 from config.pricing_catalog import load_pricing_catalog
 from config.settings import Settings, load_settings
-from operators.model import GroupValues, WindowKind, WindowUsage
-from operators.rating import Rater
-from operators.reconcile import Difference, WindowKey, reconcile
+from operators.periods import billing_period
+from operators.pricing import period_cost
+from operators.reconcile import (
+    Difference,
+    SegmentKey,
+    WindowKey,
+    reconcile_amounts,
+    reconcile_windows,
+)
 from operators.timeparse import TimeFormatError, parse_rfc3339_ms
 from sinks.clickhouse import connect
-from sinks.clickhouse_reconcile import rated_usage, recomputed_usage
+from sinks.clickhouse_reconcile import RecomputedWindow, rated_usage, recomputed_usage
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -52,47 +59,75 @@ def _time(flag: str, text: str) -> int:
         raise ConfigError(f"{flag}: {exc}") from None
 
 
-def _groups(group_key: str) -> GroupValues:
-    return tuple(sorted(json.loads(group_key).items()))
+def _segment(pricing: PricingCatalog, key: WindowKey) -> tuple[SegmentKey, int] | None:
+    """The billing-period segment a window belongs to, and the segment's end."""
+    subscription = pricing.subscription_for(key.tenant)
+    if subscription is None:
+        return None
+    version = pricing.plans[subscription.plan].version_at(key.start_ms)
+    start, end = billing_period(key.start_ms, subscription.anchor_day, subscription.timezone)
+    name = "" if version is None else version.version
+    return SegmentKey(key.tenant, key.meter, start, name), end
 
 
-def _pricer(rater: Rater, size_ms: int) -> Callable[[WindowKey, Decimal], Decimal]:
-    def price(key: WindowKey, quantity: Decimal) -> Decimal:
-        usage = WindowUsage(
-            key.tenant,
-            key.meter,
-            _groups(key.group_key),
-            key.start_ms,
-            key.start_ms + size_ms,
-            quantity,
-            Decimal(0),
-            0,
-            WindowKind.WINDOW,
-        )
-        return rater.rate(usage, 0).amount
+def _period_quantity(windows: list[RecomputedWindow]) -> Decimal:
+    """The period's usage from its windows, as the meter's aggregation defines it."""
+    aggregation = windows[0].aggregation
+    if aggregation == "UNIQUE_COUNT":
+        return Decimal(len(frozenset().union(*(w.distinct_values for w in windows))))
+    if aggregation == "MAX":
+        return max(w.quantity for w in windows)
+    if aggregation == "LATEST":
+        return max(windows, key=lambda w: (w.latest_ms, w.quantity)).quantity
+    return sum((w.quantity for w in windows), Decimal(0))
 
-    return price
+
+def _price(pricing: PricingCatalog, key: SegmentKey, quantity: Decimal) -> Decimal:
+    subscription = pricing.subscription_for(key.tenant)
+    assert subscription is not None
+    plan = pricing.plans[subscription.plan]
+    version = next((v for v in plan.versions if v.version == key.price_version), None)
+    price = None if version is None else version.prices.get(key.meter)
+    return Decimal(0) if price is None else period_cost(price, quantity)
 
 
 def differences(
     client: Client,
     database: str,
-    rater: Rater,
+    pricing: PricingCatalog,
     *,
     size_ms: int,
     start_ms: int,
     end_ms: int,
     tenant: str | None = None,
 ) -> tuple[int, list[Difference]]:
-    """(windows compared, differences) for windows in [start, end)."""
+    """(windows compared, differences) for windows in [start, end).
+
+    Quantities are compared window by window. Amounts are compared per billing
+    period (and price version): the windows' amounts must add up to the price
+    of the period's usage; only periods wholly inside the range are checked.
+    """
     bounds = {"size_ms": size_ms, "start_ms": start_ms, "end_ms": end_ms, "tenant": tenant}
-    recomputed = {
-        key: quantity for key, (_, quantity) in recomputed_usage(client, database, **bounds).items()
-    }
+    recomputed = recomputed_usage(client, database, **bounds)
     rated = rated_usage(client, database, **bounds)
-    return len(recomputed.keys() | rated.keys()), reconcile(
-        recomputed, rated, _pricer(rater, size_ms)
+    found = reconcile_windows(
+        {key: w.quantity for key, w in recomputed.items()},
+        {key: r.quantity for key, r in rated.items()},
     )
+    usage: dict[SegmentKey, list[RecomputedWindow]] = defaultdict(list)
+    charged: dict[SegmentKey, Decimal] = defaultdict(Decimal)
+    for windows in (recomputed, rated):
+        for key, value in windows.items():
+            located = _segment(pricing, key)
+            if located is None or located[0].period_start_ms < start_ms or located[1] > end_ms:
+                continue
+            if isinstance(value, RecomputedWindow):
+                usage[located[0]].append(value)
+            else:
+                charged[located[0]] += value.amount
+    expected = {key: _price(pricing, key, _period_quantity(ws)) for key, ws in usage.items()}
+    found += reconcile_amounts(expected, charged)
+    return len(recomputed.keys() | rated.keys()), found
 
 
 def check(
@@ -100,13 +135,13 @@ def check(
 ) -> tuple[int, list[Difference]]:
     """(windows compared, differences) for [start, end), with the catalogs of ``settings``."""
     meters = load_meter_catalog(settings.catalogs.meters)
-    rater = Rater(load_pricing_catalog(settings.catalogs.pricing, meters))
+    pricing = load_pricing_catalog(settings.catalogs.pricing, meters)
     ch = settings.clickhouse
     client = connect(ch.dsn.get_secret_value(), ch.database)
     return differences(
         client,
         ch.database,
-        rater,
+        pricing,
         size_ms=settings.window.size,
         start_ms=start_ms,
         end_ms=end_ms,
@@ -114,17 +149,13 @@ def check(
     )
 
 
-def _render(compared: int, differences: list[Difference]) -> str:
-    if not differences:
+def _render(compared: int, found: list[Difference]) -> str:
+    if not found:
         return f"reconciled: {compared} windows, no differences"
-    lines = [f"{len(differences)} of {compared} windows differ:"]
-    for d in differences:
-        expected = "-" if d.expected is None else f"{d.expected.quantity} / {d.expected.amount}"
-        rated = "-" if d.rated is None else f"{d.rated.quantity} / {d.rated.amount}"
-        lines.append(
-            f"  {d.problem.value:<15} {d.key.tenant} {d.key.meter} {d.key.group_key} "
-            f"window {d.key.start_ms}: events say {expected}, rated {rated}"
-        )
+    lines = [f"{len(found)} differences in {compared} windows:"]
+    for d in found:
+        where = " ".join(str(part) for part in d.key)
+        lines.append(f"  {d.problem.value:<15} {where}: events say {d.expected}, rated {d.rated}")
     return "\n".join(lines)
 
 
@@ -140,7 +171,7 @@ def main(args: argparse.Namespace) -> int:
         start, end = _time("--from", args.start), _time("--to", args.end)
         if end <= start:
             raise ConfigError("--to must be later than --from")
-        compared, differences = check(settings, start, end, args.tenant)
+        compared, found = check(settings, start, end, args.tenant)
     except ConfigError as exc:
         print(f"meterwax reconcile: {exc}", file=sys.stderr)
         return 2
@@ -158,12 +189,12 @@ def main(args: argparse.Namespace) -> int:
                             else [str(v) for v in d.expected],
                             "rated": None if d.rated is None else [str(v) for v in d.rated],
                         }
-                        for d in differences
+                        for d in found
                     ],
                 },
                 indent=2,
             )
         )
     else:
-        print(_render(compared, differences))
-    return 1 if differences else 0
+        print(_render(compared, found))
+    return 1 if found else 0

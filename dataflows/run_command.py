@@ -16,6 +16,7 @@ from datetime import timedelta
 from bytewax._bytewax import cli_main
 from bytewax.inputs import Source
 from bytewax.recovery import RecoveryConfig, init_db_dir
+from clickhouse_connect.driver.exceptions import ClickHouseError
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 from confluent_kafka.admin import AdminClient
 
@@ -33,6 +34,7 @@ from dataflows.stats import RunStats
 from dataflows.summary import render_summary, summary_data
 from dataflows.synthetic import SyntheticSpec
 from operators.idempotency import IdempotencyStore
+from operators.shard import IncompatibleStateError
 from operators.windowing import WindowConfig
 from sinks.clickhouse import ClickHouseWriter, SinkError, connect, rejected_counts, usage_totals
 from sinks.clickhouse_schema import migrate
@@ -187,14 +189,34 @@ def _engine_stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+def _report_stop(error: Exception, recovering: bool) -> None:
+    if recovering:
+        outcome = (
+            "nothing was lost: run again once the cause is fixed; the flow resumes from its "
+            "last snapshot and every write is idempotent"
+        )
+    else:
+        outcome = (
+            "without recovery, events of windows still open were not written: set "
+            "recovery.directory in production"
+        )
+    print(f"meterwax: stopped: {error}\n{outcome}.", file=sys.stderr)
+
+
 def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
     """Run the flow to the end of its input; 0 when every message is accounted for."""
     primary = settings.flow.is_primary
     ch = settings.clickhouse
     dsn = ch.dsn.get_secret_value()
-    client = connect(dsn, ch.database) if primary else None
-    if client is not None:
-        migrate(client, ch.database)
+    try:
+        client = connect(dsn, ch.database) if primary else None
+        if client is not None:
+            migrate(client, ch.database)
+    except (SinkError, ClickHouseError, OSError) as exc:
+        _report_stop(
+            SinkError(f"cannot prepare ClickHouse at {redact_url(dsn)}: {exc}", attempts=1), True
+        )
+        return STOPPED
     recovery = recovery_config(settings)
     instance = flow_instance_id(settings)
     if recovery is None and settings.input.kind == "kafka":
@@ -242,13 +264,10 @@ def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
                 epoch_interval=timedelta(milliseconds=settings.recovery.snapshot_interval),
                 recovery_config=recovery,
             )
+    except IncompatibleStateError as exc:
+        raise ConfigError(f"recovery.directory: {exc}") from None
     except (SinkError, DeadLetterError, IdempotencyError) as exc:
-        print(
-            f"meterwax: stopped, nothing was lost: {exc}\n"
-            "Fix the cause and run again: with recovery the flow resumes from its last "
-            "snapshot, and every write is idempotent.",
-            file=sys.stderr,
-        )
+        _report_stop(exc, recovery is not None)
         return STOPPED
     totals = usage_totals(client, ch.database) if client is not None else []
     stored = rejected_counts(client, ch.database) if client is not None else {}

@@ -1,8 +1,10 @@
 """Per-window accumulators, one per aggregation kind.
 
-Each keeps ``count`` (distinct events folded in, the revision of the window)
-and ``emitted`` (the quantity last emitted for the window, None before the
-first emission), so a closed window can be revised exactly by late events.
+Each keeps ``count`` (distinct events folded in, the revision of the window),
+``emitted`` (the quantity last emitted for the window, None before the first
+emission) and ``amount`` (the amount last emitted), so a closed window can be
+revised exactly by late events. ``merge`` folds a window into the same kind
+of accumulator kept for the whole billing period.
 """
 
 from __future__ import annotations
@@ -16,12 +18,13 @@ from operators.money import EXACT, ZERO
 class SumAccumulator:
     """SUM of values."""
 
-    __slots__ = ("count", "emitted", "total")
+    __slots__ = ("amount", "count", "emitted", "total")
 
     def __init__(self) -> None:
         self.total = ZERO
         self.count = 0
         self.emitted: Decimal | None = None
+        self.amount = ZERO
 
     def fold(self, value: Decimal | str | None, time_ms: int) -> None:
         """Add one event's value."""
@@ -32,15 +35,20 @@ class SumAccumulator:
         """The window's quantity so far."""
         return self.total
 
+    def merge(self, window: SumAccumulator, change: Decimal) -> None:
+        """Add a window revision's change in quantity."""
+        self.total = EXACT.add(self.total, change)
+
 
 class CountAccumulator:
     """COUNT of events."""
 
-    __slots__ = ("count", "emitted")
+    __slots__ = ("amount", "count", "emitted")
 
     def __init__(self) -> None:
         self.count = 0
         self.emitted: Decimal | None = None
+        self.amount = ZERO
 
     def fold(self, value: Decimal | str | None, time_ms: int) -> None:
         """Count one event."""
@@ -50,16 +58,21 @@ class CountAccumulator:
         """The window's quantity so far."""
         return Decimal(self.count)
 
+    def merge(self, window: CountAccumulator, change: Decimal) -> None:
+        """Add a window revision's change in count."""
+        self.count += int(change)
+
 
 class MaxAccumulator:
     """MAX of values (for example peak GB stored)."""
 
-    __slots__ = ("best", "count", "emitted")
+    __slots__ = ("amount", "best", "count", "emitted")
 
     def __init__(self) -> None:
         self.best = ZERO
         self.count = 0
         self.emitted: Decimal | None = None
+        self.amount = ZERO
 
     def fold(self, value: Decimal | str | None, time_ms: int) -> None:
         """Keep the larger value."""
@@ -70,16 +83,21 @@ class MaxAccumulator:
         """The window's quantity so far."""
         return self.best
 
+    def merge(self, window: MaxAccumulator, change: Decimal) -> None:
+        """Keep the larger maximum (merging a revision twice changes nothing)."""
+        self.best = max(self.best, window.best)
+
 
 class UniqueCountAccumulator:
     """Number of distinct values (for example active users)."""
 
-    __slots__ = ("count", "emitted", "values")
+    __slots__ = ("amount", "count", "emitted", "values")
 
     def __init__(self) -> None:
         self.values: set[str] = set()
         self.count = 0
         self.emitted: Decimal | None = None
+        self.amount = ZERO
 
     def fold(self, value: Decimal | str | None, time_ms: int) -> None:
         """Remember one distinct value."""
@@ -90,6 +108,10 @@ class UniqueCountAccumulator:
         """The window's quantity so far."""
         return Decimal(len(self.values))
 
+    def merge(self, window: UniqueCountAccumulator, change: Decimal) -> None:
+        """Union the distinct values (merging a revision twice changes nothing)."""
+        self.values |= window.values
+
 
 class LatestAccumulator:
     """Value of the event with the latest time; ties go to the larger value.
@@ -98,13 +120,14 @@ class LatestAccumulator:
     and partition interleaving do not preserve.
     """
 
-    __slots__ = ("count", "emitted", "latest", "time_ms")
+    __slots__ = ("amount", "count", "emitted", "latest", "time_ms")
 
     def __init__(self) -> None:
         self.time_ms = -1
         self.latest = ZERO
         self.count = 0
         self.emitted: Decimal | None = None
+        self.amount = ZERO
 
     def fold(self, value: Decimal | str | None, time_ms: int) -> None:
         """Keep the value if it is the latest so far."""
@@ -116,6 +139,11 @@ class LatestAccumulator:
     def quantity(self) -> Decimal:
         """The window's quantity so far."""
         return self.latest
+
+    def merge(self, window: LatestAccumulator, change: Decimal) -> None:
+        """Keep the later value (merging a revision twice changes nothing)."""
+        mine, theirs = (self.time_ms, self.latest), (window.time_ms, window.latest)
+        self.time_ms, self.latest = max(mine, theirs)
 
 
 Accumulator = (

@@ -6,7 +6,7 @@ leak in here, so every operator can be tested with ordinary Python values.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -92,8 +92,12 @@ class Event(NamedTuple):
 
     @property
     def idempotency_key(self) -> str:
-        """``source`` and ``id`` joined by a separator that cannot occur in either."""
-        return f"{self.source}\x1f{self.id}"
+        """(tenant, source, id), length-prefixed so that no two triples share a key.
+
+        The idempotency key is CloudEvents ``source`` + ``id`` within a tenant:
+        the same scope as the Redis layer's keys.
+        """
+        return f"{len(self.tenant)}:{self.tenant}{len(self.source)}:{self.source}{self.id}"
 
 
 class WindowKind(StrEnum):
@@ -124,6 +128,8 @@ class WindowUsage:
     previous_quantity: Decimal
     revision: int
     kind: WindowKind
+    # The window's accumulator, for rating against the billing period; not data.
+    accumulator: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from config.meters import Aggregation
+from config.pricing import PricingCatalog
 from operators.dedup import DedupState
 from operators.idempotency import Claim, claim_token
-from operators.model import Event, Reason, Rejection, WindowUsage
+from operators.model import Event, RatedWindow, Reason, Rejection, WindowUsage
+from operators.period_rating import PeriodLedger
 from operators.windowing import Lateness, PartitionKey, WindowConfig, WindowStore
+
+
+class IncompatibleStateError(ValueError):
+    """Restored state cannot work with the current settings; the message says which."""
 
 
 @dataclass(slots=True)
@@ -40,6 +46,7 @@ class ShardState:
         expected_partitions: Iterable[PartitionKey] = (),
     ) -> None:
         self.windows = WindowStore(window, aggregations, expected_partitions)
+        self.ledger = PeriodLedger(aggregations)
         self.dedup = DedupState(dedup_horizon_ms, bucket_ms=window.size_ms)
         # Names the flow in durable idempotency claims: the same after a restart
         # from recovery (even one before the first snapshot), so replayed messages
@@ -59,6 +66,37 @@ class ShardState:
             for e in events
         ]
 
+    def reconfigure(
+        self,
+        window: WindowConfig,
+        aggregations: Mapping[str, Aggregation],
+        dedup_horizon_ms: int,
+        expected_partitions: Iterable[PartitionKey] = (),
+    ) -> None:
+        """Apply the current settings to state restored from a snapshot.
+
+        Grace, settlement, idle timeout, dedup horizon, new meters and the input
+        partitions may change between runs; the window length and a meter's
+        aggregation may not, as the state was built with them.
+        """
+        old = self.windows.config
+        if window.size_ms != old.size_ms:
+            raise IncompatibleStateError(
+                f"window.size is {window.size_ms} ms but the recovery state was built with "
+                f"{old.size_ms} ms; keep it, or start with a new recovery directory"
+            )
+        for meter, aggregation in self.windows.aggregations.items():
+            if aggregations.get(meter, aggregation) != aggregation:
+                raise IncompatibleStateError(
+                    f"meter {meter!r} is now {aggregations[meter]} but the recovery state "
+                    f"aggregates it as {aggregation}; keep it, or give the new meter a new slug"
+                )
+        self.windows.config = window
+        self.windows.aggregations = dict(aggregations)
+        self.windows.expected_partitions = frozenset(expected_partitions)
+        self.ledger.aggregations = dict(aggregations)
+        self.dedup.horizon_ms = dedup_horizon_ms
+
     def resume(self, now_s: float) -> None:
         """Called when the flow starts or restarts: start the quiet-time clocks."""
         self.windows.resume(now_s)
@@ -69,12 +107,18 @@ class ShardState:
         lateness = self.windows.lateness
         add = self.dedup.add
         fresh = result.fresh
+        seen = self.dedup.__contains__
         for event in events:
+            key = event.idempotency_key
             status = lateness(event.time_ms)
+            # A copy of a counted event is a duplicate even when it comes too late.
             if status is Lateness.TOO_LATE:
-                result.too_late.append(_too_late(event, now_ms))
+                if seen(key):
+                    result.duplicates += 1
+                else:
+                    result.too_late.append(_too_late(event, now_ms))
                 continue
-            if not add(event.idempotency_key, event.time_ms):
+            if not add(key, event.time_ms):
                 result.duplicates += 1
                 continue
             if status is Lateness.LATE:
@@ -101,6 +145,16 @@ class ShardState:
     def close_all(self) -> list[WindowUsage]:
         """End of input: close every window."""
         return self.windows.close_all()
+
+    def rate(
+        self, usages: Sequence[WindowUsage], pricing: PricingCatalog, now_ms: int
+    ) -> list[RatedWindow]:
+        """Price window revisions against their billing periods, then forget settled periods."""
+        rated = [self.ledger.rate(usage, pricing, now_ms) for usage in usages]
+        config = self.windows.config
+        # A period's last window can change until its end plus the settlement horizon.
+        self.ledger.expire(self.windows.watermark - config.size_ms - config.settlement_ms)
+        return rated
 
 
 def _too_late(event: Event, now_ms: int) -> Rejection:

@@ -208,6 +208,7 @@ class WindowStore:
                         ZERO,
                         acc.count,
                         WindowKind.WINDOW,
+                        acc,
                     )
                 )
             # A window is open or settled, never both: events reach settled[start]
@@ -234,6 +235,7 @@ class WindowStore:
                     previous,
                     acc.count,
                     WindowKind.ADJUSTMENT,
+                    acc,
                 )
             )
         self.dirty.clear()

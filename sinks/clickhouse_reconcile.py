@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from clickhouse_connect.driver.client import Client
 
-from operators.reconcile import WindowKey, WindowTotals
+from operators.reconcile import WindowKey
 from sinks.clickhouse_schema import quote_database
 
 # One value per window, picked by the meter's aggregation, from one row per
@@ -22,7 +23,9 @@ SELECT
         aggregation = 'MAX', max(quantity),
         aggregation = 'UNIQUE_COUNT', toDecimal128(uniqExact(distinct_value), 9),
         argMax(quantity, tuple(event_time, quantity))
-    ) AS quantity
+    ) AS quantity,
+    if(aggregation = 'UNIQUE_COUNT', groupUniqArray(distinct_value), []) AS distinct_values,
+    toUnixTimestamp64Milli(max(event_time)) AS latest_ms
 FROM
 (
     SELECT *
@@ -36,7 +39,9 @@ GROUP BY tenant, meter, group_key, start_ms
 """
 
 _RATED = """
-SELECT tenant, meter, group_key, toUnixTimestamp64Milli(window_start), quantity, amount
+SELECT
+    tenant, meter, group_key, toUnixTimestamp64Milli(window_start), quantity, amount,
+    price_version
 FROM {db}.window_usage
 WHERE window_start >= fromUnixTimestamp64Milli({{start:Int64}})
   AND window_start < fromUnixTimestamp64Milli({{end:Int64}})
@@ -44,38 +49,59 @@ WHERE window_start >= fromUnixTimestamp64Milli({{start:Int64}})
 """
 
 
+@dataclass(frozen=True, slots=True)
+class RecomputedWindow:
+    """A window's usage from the event log, with what merging it into a period needs."""
+
+    aggregation: str
+    quantity: Decimal
+    distinct_values: frozenset[str]
+    latest_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class RatedWindowTotals:
+    """A window's latest rated revision."""
+
+    quantity: Decimal
+    amount: Decimal
+    price_version: str
+
+
+def _bounds(size_ms: int, start_ms: int, end_ms: int) -> tuple[int, int]:
+    """The range widened to whole windows."""
+    return start_ms - start_ms % size_ms, end_ms + (-end_ms) % size_ms
+
+
 def recomputed_usage(
     client: Client, database: str, *, size_ms: int, start_ms: int, end_ms: int, tenant: str | None
-) -> dict[WindowKey, tuple[str, Decimal]]:
-    """Per window in [start, end): (aggregation, quantity) straight from the event log.
-
-    Windows are taken whole: the range is widened to window boundaries.
-    """
-    start = start_ms - start_ms % size_ms
-    end = end_ms + (-end_ms) % size_ms
+) -> dict[WindowKey, RecomputedWindow]:
+    """Every window in [start, end) as the event log says it should be."""
+    start, end = _bounds(size_ms, start_ms, end_ms)
     result = client.query(
         _RECOMPUTE.format(db=quote_database(database)),
         parameters={"size": size_ms, "start": start, "end": end, "tenant": tenant},
     )
     return {
-        WindowKey(row[0], row[1], row[2], int(row[3])): (str(row[4]), Decimal(row[5]))
+        WindowKey(row[0], row[1], row[2], int(row[3])): RecomputedWindow(
+            str(row[4]), Decimal(row[5]), frozenset(row[6]), int(row[7])
+        )
         for row in result.result_rows
     }
 
 
 def rated_usage(
     client: Client, database: str, *, size_ms: int, start_ms: int, end_ms: int, tenant: str | None
-) -> dict[WindowKey, WindowTotals]:
-    """Per window in [start, end): the latest rated revision's quantity and amount."""
-    start = start_ms - start_ms % size_ms
-    end = end_ms + (-end_ms) % size_ms
+) -> dict[WindowKey, RatedWindowTotals]:
+    """Every window in [start, end) as rated (latest revision)."""
+    start, end = _bounds(size_ms, start_ms, end_ms)
     result = client.query(
         _RATED.format(db=quote_database(database)),
         parameters={"start": start, "end": end, "tenant": tenant},
     )
     return {
-        WindowKey(row[0], row[1], row[2], int(row[3])): WindowTotals(
-            Decimal(row[4]), Decimal(row[5])
+        WindowKey(row[0], row[1], row[2], int(row[3])): RatedWindowTotals(
+            Decimal(row[4]), Decimal(row[5]), str(row[6])
         )
         for row in result.result_rows
     }

@@ -10,11 +10,22 @@ import pytest
 from config.errors import ConfigError
 from config.meter_catalog import EXAMPLE_METER_CATALOG, load_meter_catalog
 from config.meters import MeterCatalog
-from config.pricing import UnitPrice
+from config.pricing import (
+    GraduatedPrice,
+    MeterPrice,
+    PackagePrice,
+    PercentagePrice,
+    PriceModel,
+    Subscription,
+    Tier,
+    UnitPrice,
+    VolumePrice,
+)
 from config.pricing_catalog import EXAMPLE_PRICING_CATALOG, load_pricing_catalog
 
 JAN_2026_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 NOV_2026_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
+MODELS = "per_unit, package, graduated, volume, percentage"
 
 
 def pricing(
@@ -57,21 +68,42 @@ def example_meters() -> MeterCatalog:
 def test_example_catalog_loads(example_meters: MeterCatalog) -> None:
     catalog = load_pricing_catalog(EXAMPLE_PRICING_CATALOG, example_meters)
 
-    assert sorted(catalog.plans) == ["pro", "starter"]
+    assert sorted(catalog.plans) == ["enterprise", "pro", "starter"]
     assert catalog.default_plan == "starter"
     assert catalog.subscriptions == {
-        "acme": "pro",
-        "globex": "pro",
-        "initech": "pro",
-        "umbrella": "starter",
+        "acme": Subscription("pro", anchor_day=15, timezone="Europe/Berlin"),
+        "globex": Subscription("pro"),
+        "initech": Subscription("pro"),
+        "umbrella": Subscription("starter"),
     }
+    assert {plan.id: plan.currency for plan in catalog.plans.values()} == {
+        "starter": "USD",
+        "pro": "USD",
+        "enterprise": "EUR",
+    }
+    for plan_id in ("starter", "pro"):
+        versions = catalog.plans[plan_id].versions
+        assert [v.effective_from_ms for v in versions] == [JAN_2026_MS, NOV_2026_MS]
     for plan in catalog.plans.values():
-        assert plan.currency == "USD"
-        assert [v.effective_from_ms for v in plan.versions] == [JAN_2026_MS, NOV_2026_MS]
         assert all(set(v.prices) <= {m.slug for m in example_meters.meters} for v in plan.versions)
     starter = catalog.plans["starter"]
-    assert starter.versions[0].prices["api_calls"] == UnitPrice(Decimal("0.0001"))
-    assert starter.versions[1].prices["api_calls"] == UnitPrice(Decimal("0.00012"))
+    assert starter.versions[0].prices["api_calls"] == MeterPrice(
+        UnitPrice(Decimal("0.0001")), free_allowance=Decimal(1000)
+    )
+    assert starter.versions[1].prices["api_calls"].model == UnitPrice(Decimal("0.00012"))
+
+
+def test_example_catalog_shows_every_model_it_uses(example_meters: MeterCatalog) -> None:
+    plans = load_pricing_catalog(EXAMPLE_PRICING_CATALOG, example_meters).plans
+    starter, pro = plans["starter"].versions[-1], plans["pro"].versions[-1]
+    enterprise = plans["enterprise"].versions[-1]
+
+    assert isinstance(starter.prices["tokens"].model, GraduatedPrice)
+    assert starter.prices["cpu_seconds"].maximum == Decimal(50)
+    assert pro.prices["active_users"].model == PackagePrice(Decimal(10), Decimal("4.00"))
+    assert (pro.fixed_fee, pro.minimum_commitment) == (Decimal(49), Decimal(100))
+    assert isinstance(enterprise.prices["tokens"].model, VolumePrice)
+    assert (starter.fixed_fee, starter.minimum_commitment) == (Decimal(0), None)
 
 
 def test_example_catalog_resolves_plans_and_versions(example_meters: MeterCatalog) -> None:
@@ -186,8 +218,8 @@ def test_unit_price_is_exact(tmp_path: Path, text: str, amount: Decimal) -> None
     catalog = load_pricing_catalog(write(tmp_path, pricing(price=text)))
 
     price = catalog.plans["starter"].versions[0].prices["api_calls"]
-    assert price == UnitPrice(amount)
-    assert isinstance(price.unit_price, Decimal)
+    assert price.model == UnitPrice(amount)
+    assert isinstance(price.model.unit_price, Decimal)
 
 
 @pytest.mark.parametrize("text", ["0.1", "1.5e-3", "2.0"])
@@ -222,13 +254,13 @@ def test_invalid_unit_price(tmp_path: Path, text: str, problem: str, fix: str) -
 
 
 def test_unknown_price_model_lists_supported_ones(tmp_path: Path) -> None:
-    text = pricing().replace("model: per_unit", "model: graduated")
+    text = pricing().replace("model: per_unit", "model: tiered")
 
     message = load_error(write(tmp_path, text))
 
     assert (
-        "pricing.yaml: plans[0].versions[0].prices.api_calls: model 'graduated' is not "
-        "supported; use one of: per_unit" in message
+        "pricing.yaml: plans[0].versions[0].prices.api_calls: model 'tiered' is not "
+        f"supported; use one of: {MODELS}" in message
     )
 
 
@@ -239,7 +271,7 @@ def test_price_without_model(tmp_path: Path) -> None:
 
     assert (
         "pricing.yaml: plans[0].versions[0].prices.api_calls: has no 'model' key; "
-        "add model: with one of: per_unit" in message
+        f"add model: with one of: {MODELS}" in message
     )
 
 
@@ -250,7 +282,10 @@ def test_misspelt_price_key_hides_the_union_tag(tmp_path: Path) -> None:
 
     # pydantic puts the union tag 'per_unit' in the location; users never wrote it.
     assert "prices.api_calls.unit_prize: unknown key 'unit_prize'" in message
-    assert "did you mean 'unit_price'? allowed keys: model, unit_price" in message
+    assert (
+        "did you mean 'unit_price'? allowed keys: model, free_allowance, maximum, minimum, "
+        "unit_price" in message
+    )
     assert "per_unit.unit" not in message
 
 
@@ -401,5 +436,418 @@ def test_price_must_be_a_mapping(tmp_path: Path) -> None:
 
     assert (
         "pricing.yaml: plans[0].versions[0].prices.api_calls: should be a mapping, not '0.0001'; "
-        "write it as a mapping with the keys model, unit_price" in message
+        "write it as 'key: value' lines" in message
     )
+
+
+def priced(price: str, version_keys: str = "") -> str:
+    """A one-plan pricing file whose only price, for api_calls, is the flow mapping ``price``."""
+    return f"""\
+plans:
+  - id: starter
+    currency: USD
+    versions:
+      - version: "v1"
+        effective_from: "2026-01-01T00:00:00Z"
+{version_keys}        prices:
+          api_calls: {price}
+"""
+
+
+def load_price(tmp_path: Path, price: str) -> MeterPrice:
+    catalog = load_pricing_catalog(write(tmp_path, priced(price)))
+    return catalog.plans["starter"].versions[0].prices["api_calls"]
+
+
+PRICE_AT = "pricing.yaml: plans[0].versions[0].prices.api_calls"
+
+
+@pytest.mark.parametrize(
+    ("text", "model"),
+    [
+        ('{ model: per_unit, unit_price: "0.5" }', UnitPrice(Decimal("0.5"))),
+        (
+            '{ model: package, package_size: 100, package_price: "5" }',
+            PackagePrice(Decimal(100), Decimal(5)),
+        ),
+        (
+            '{ model: package, package_size: "0.5", package_price: "0.000000000001" }',
+            PackagePrice(Decimal("0.5"), Decimal("1E-12")),
+        ),
+        (
+            "{ model: graduated, tiers: ["
+            '{ up_to: "1000", unit_price: "0.01" }, '
+            '{ up_to: 5000, unit_price: "0.008", flat_price: 3 }, '
+            '{ up_to: null, unit_price: "0.005", flat_price: "2" }] }',
+            GraduatedPrice(
+                (
+                    Tier(Decimal(1000), Decimal("0.01")),
+                    Tier(Decimal(5000), Decimal("0.008"), Decimal(3)),
+                    Tier(None, Decimal("0.005"), Decimal(2)),
+                )
+            ),
+        ),
+        (
+            '{ model: volume, tiers: [{ up_to: "0.000000001", unit_price: "1" }, '
+            '{ unit_price: "0.1" }] }',
+            VolumePrice((Tier(Decimal("1E-9"), Decimal(1)), Tier(None, Decimal("0.1")))),
+        ),
+        (
+            '{ model: volume, tiers: [{ unit_price: "0.1" }] }',
+            VolumePrice((Tier(None, Decimal("0.1")),)),
+        ),
+        ('{ model: percentage, rate_percent: "2.5" }', PercentagePrice(Decimal("2.5"))),
+        ("{ model: percentage, rate_percent: 0 }", PercentagePrice(Decimal(0))),
+        ("{ model: percentage, rate_percent: 100 }", PercentagePrice(Decimal(100))),
+        (
+            '{ model: percentage, rate_percent: "0.0000000001" }',
+            PercentagePrice(Decimal("1E-10")),
+        ),
+    ],
+)
+def test_each_price_model_loads(tmp_path: Path, text: str, model: PriceModel) -> None:
+    price = load_price(tmp_path, text)
+
+    assert price == MeterPrice(model)
+
+
+def test_allowance_cap_and_minimum_load_and_default(tmp_path: Path) -> None:
+    text = (
+        '{ model: per_unit, unit_price: "1", free_allowance: "1000.000000001", '
+        'maximum: "50", minimum: 50 }'
+    )
+
+    price = load_price(tmp_path, text)
+    plain = load_price(tmp_path, '{ model: per_unit, unit_price: "1" }')
+
+    assert price == MeterPrice(
+        UnitPrice(Decimal(1)),
+        free_allowance=Decimal("1000.000000001"),
+        maximum=Decimal(50),
+        minimum=Decimal(50),
+    )
+    assert (plain.free_allowance, plain.maximum, plain.minimum) == (Decimal(0), None, None)
+
+
+def test_fixed_fee_and_minimum_commitment_load_and_default(tmp_path: Path) -> None:
+    keys = '        fixed_fee: "49.99"\n        minimum_commitment: 100\n'
+    price = '{ model: per_unit, unit_price: "1" }'
+
+    version = (
+        load_pricing_catalog(write(tmp_path, priced(price, keys))).plans["starter"].versions[0]
+    )
+    bare = load_pricing_catalog(write(tmp_path, priced(price))).plans["starter"].versions[0]
+
+    assert (version.fixed_fee, version.minimum_commitment) == (Decimal("49.99"), Decimal(100))
+    assert (bare.fixed_fee, bare.minimum_commitment) == (Decimal(0), None)
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "key", "value"),
+    [
+        ("{ model: package, package_size: 10, package_price: 5.0 }", "", "package_price", "5.0"),
+        ("{ model: package, package_size: 10.0, package_price: 5 }", "", "package_size", "10.0"),
+        (
+            '{ model: graduated, tiers: [{ up_to: 100.5, unit_price: "1" }, { unit_price: "1" }] }',
+            ".tiers[0]",
+            "up_to",
+            "100.5",
+        ),
+        (
+            '{ model: volume, tiers: [{ unit_price: "1", flat_price: 0.5 }] }',
+            ".tiers[0]",
+            "flat_price",
+            "0.5",
+        ),
+        ('{ model: per_unit, unit_price: "1", free_allowance: 0.5 }', "", "free_allowance", "0.5"),
+        ('{ model: per_unit, unit_price: "1", maximum: 1.5 }', "", "maximum", "1.5"),
+        ('{ model: per_unit, unit_price: "1", minimum: 1.5 }', "", "minimum", "1.5"),
+        ("{ model: percentage, rate_percent: 2.5 }", "", "rate_percent", "2.5"),
+    ],
+)
+def test_float_is_rejected_with_a_quote_hint_naming_the_key(
+    tmp_path: Path, text: str, field: str, key: str, value: str
+) -> None:
+    message = load_error(write(tmp_path, priced(text)))
+
+    assert (
+        f"{PRICE_AT}{field}.{key}: {value} is a floating-point number, which is not exact; "
+        f'quote it: {key}: "{value}"' in message
+    )
+
+
+@pytest.mark.parametrize(
+    ("keys", "key"),
+    [
+        ("        fixed_fee: 49.5\n", "fixed_fee"),
+        ("        minimum_commitment: 0.1\n", "minimum_commitment"),
+    ],
+)
+def test_float_version_fee_is_rejected(tmp_path: Path, keys: str, key: str) -> None:
+    text = priced('{ model: per_unit, unit_price: "1" }', keys)
+
+    message = load_error(write(tmp_path, text))
+
+    assert f"pricing.yaml: plans[0].versions[0].{key}: " in message
+    assert f'which is not exact; quote it: {key}: "' in message
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "problem", "fix"),
+    [
+        (
+            '{ model: per_unit, unit_price: "1", free_allowance: "0.0000000001" }',
+            "free_allowance",
+            "'0.0000000001' has more than 9 decimal places",
+            "round it to at most 9",
+        ),
+        (
+            '{ model: graduated, tiers: [{ up_to: "1.0000000001", unit_price: "1" }, '
+            '{ unit_price: "1" }] }',
+            "tiers[0].up_to",
+            "'1.0000000001' has more than 9 decimal places",
+            "round it to at most 9",
+        ),
+        (
+            '{ model: package, package_size: "0.0000000001", package_price: "1" }',
+            "package_size",
+            "'0.0000000001' has more than 9 decimal places",
+            "round it to at most 9",
+        ),
+        (
+            '{ model: per_unit, unit_price: "1", maximum: "0.0000000000001" }',
+            "maximum",
+            "'0.0000000000001' has more than 12 decimal places",
+            "round it to at most 12",
+        ),
+        (
+            '{ model: volume, tiers: [{ unit_price: "1", flat_price: "0.0000000000001" }] }',
+            "tiers[0].flat_price",
+            "'0.0000000000001' has more than 12 decimal places",
+            "round it to at most 12",
+        ),
+        (
+            '{ model: percentage, rate_percent: "0.00000000001" }',
+            "rate_percent",
+            "'0.00000000001' has more than 10 decimal places",
+            "round it to at most 10",
+        ),
+        (
+            '{ model: per_unit, unit_price: "1", free_allowance: "-1" }',
+            "free_allowance",
+            "'-1' is negative",
+            "write a quantity of zero or more",
+        ),
+        (
+            '{ model: package, package_size: 0, package_price: "1" }',
+            "package_size",
+            "must be above zero",
+            "write the number of units in one package",
+        ),
+        (
+            '{ model: package, package_size: "0.000", package_price: "1" }',
+            "package_size",
+            "must be above zero",
+            "write the number of units in one package",
+        ),
+        (
+            '{ model: percentage, rate_percent: "100.5" }',
+            "rate_percent",
+            "100.5 is more than 100",
+            "write a percentage from 0 to 100",
+        ),
+        (
+            '{ model: percentage, rate_percent: "-1" }',
+            "rate_percent",
+            "'-1' is negative",
+            "write a percentage of zero or more",
+        ),
+        (
+            '{ model: graduated, tiers: [{ up_to: "NaN", unit_price: "1" }, { unit_price: "1" }] }',
+            "tiers[0].up_to",
+            "'NaN' is not a finite number",
+            'write a quoted decimal such as "1000"',
+        ),
+        (
+            '{ model: per_unit, unit_price: "1", minimum: true }',
+            "minimum",
+            "True is not a price",
+            'write a quoted decimal such as "0.0001"',
+        ),
+        (
+            "{ model: package, package_price: '1' }",
+            "package_size",
+            "this required key is missing",
+            "add it",
+        ),
+        (
+            "{ model: graduated, tiers: [{ up_to: 10 }, { unit_price: '1' }] }",
+            "tiers[0].unit_price",
+            "this required key is missing",
+            "add it",
+        ),
+        (
+            "{ model: volume, tiers: [] }",
+            "tiers",
+            "needs at least one item",
+            "add one",
+        ),
+        (
+            "{ model: graduated }",
+            "tiers",
+            "this required key is missing",
+            "add it",
+        ),
+    ],
+)
+def test_invalid_price_field(tmp_path: Path, text: str, field: str, problem: str, fix: str) -> None:
+    message = load_error(write(tmp_path, priced(text)))
+
+    assert f"{PRICE_AT}.{field}: {problem}; {fix}" in message
+
+
+def test_misspelt_tier_key(tmp_path: Path) -> None:
+    text = '{ model: volume, tiers: [{ up_too: 10, unit_price: "1" }, { unit_price: "1" }] }'
+
+    message = load_error(write(tmp_path, priced(text)))
+
+    assert (
+        f"{PRICE_AT}.tiers[0].up_too: unknown key 'up_too'; did you mean 'up_to'? "
+        "allowed keys: up_to, unit_price, flat_price" in message
+    )
+
+
+@pytest.mark.parametrize("model", ["graduated", "volume"])
+@pytest.mark.parametrize(
+    ("tiers", "lines"),
+    [
+        (
+            "[{ up_to: 100, unit_price: '1' }]",
+            [
+                "tiers[0].up_to: the last tier must have no upper bound (usage above 100 would "
+                "have no price); leave up_to out of the last tier, or add a tier without it"
+            ],
+        ),
+        (
+            "[{ unit_price: '1' }, { up_to: 100, unit_price: '1' }, { unit_price: '1' }]",
+            [
+                "tiers[0].up_to: only the last tier may have no upper bound; "
+                "give this tier an up_to, or move it to the end"
+            ],
+        ),
+        (
+            "[{ up_to: 100, unit_price: '1' }, { up_to: '1E+2', unit_price: '1' }, "
+            "{ up_to: 50, unit_price: '1' }, { unit_price: '1' }]",
+            [
+                "tiers[1].up_to: 100 is not above tiers[0].up_to (100); "
+                "make up_to rise from tier to tier",
+                "tiers[2].up_to: 50 is not above tiers[1].up_to (100); "
+                "make up_to rise from tier to tier",
+            ],
+        ),
+        (
+            "[{ up_to: 0, unit_price: '1' }, { unit_price: '1' }]",
+            ["tiers[0].up_to: 0 is not above zero; write an up_to above zero"],
+        ),
+    ],
+)
+def test_tier_bounds(tmp_path: Path, model: str, tiers: str, lines: list[str]) -> None:
+    text = priced(f"{{ model: {model}, tiers: {tiers} }}")
+
+    message = load_error(write(tmp_path, text))
+
+    assert message.splitlines() == [f"{tmp_path / PRICE_AT}.{line}" for line in lines]
+
+
+def test_minimum_above_maximum(tmp_path: Path) -> None:
+    text = '{ model: per_unit, unit_price: "1", maximum: "10", minimum: "10.5" }'
+
+    message = load_error(write(tmp_path, priced(text)))
+
+    assert (
+        f"{PRICE_AT}.minimum: 10.5 is more than maximum 10; "
+        "lower minimum to at most maximum, or raise maximum" in message
+    )
+
+
+def subscribed(entry: str) -> str:
+    return pricing(tail=f"subscriptions:\n  - {{ tenant: acme, plan: starter{entry} }}\n")
+
+
+def test_subscription_defaults_to_the_1st_in_utc(tmp_path: Path) -> None:
+    catalog = load_pricing_catalog(write(tmp_path, subscribed("")))
+
+    assert catalog.subscriptions == {"acme": Subscription("starter", 1, "UTC")}
+
+
+@pytest.mark.parametrize(
+    ("entry", "subscription"),
+    [
+        (
+            ", anchor_day: 28, timezone: America/New_York",
+            Subscription("starter", 28, "America/New_York"),
+        ),
+        (", anchor_day: 1, timezone: 'Asia/Kolkata'", Subscription("starter", 1, "Asia/Kolkata")),
+        (", timezone: Etc/GMT+5", Subscription("starter", 1, "Etc/GMT+5")),
+    ],
+)
+def test_subscription_anchor_day_and_timezone(
+    tmp_path: Path, entry: str, subscription: Subscription
+) -> None:
+    catalog = load_pricing_catalog(write(tmp_path, subscribed(entry)))
+
+    assert catalog.subscriptions["acme"] == subscription
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [("0", "0"), ("29", "29"), ("31", "31"), ("'15'", "'15'"), ("true", "True"), ("1.5", "1.5")],
+)
+def test_invalid_anchor_day(tmp_path: Path, text: str, shown: str) -> None:
+    message = load_error(write(tmp_path, subscribed(f", anchor_day: {text}")))
+
+    assert (
+        f"pricing.yaml: subscriptions[0].anchor_day: {shown} is not a day from 1 to 28; "
+        "write a whole number from 1 to 28 (every month has those days)" in message
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "problem", "suggestion"),
+    [
+        ("Berlin", "'Berlin' is not an IANA time zone", "did you mean 'Europe/Berlin'? otherwise "),
+        (
+            "europe/berlin",
+            "'europe/berlin' is not an IANA time zone",
+            "did you mean 'Europe/Berlin'? otherwise ",
+        ),
+        ("Europe", "'Europe' is not an IANA time zone", ""),
+        ("../../etc/passwd", "'../../etc/passwd' is not an IANA time zone", ""),
+        ("/usr/share/zoneinfo/UTC", "'/usr/share/zoneinfo/UTC' is not an IANA time zone", ""),
+        ("''", "'' is not a time zone name", ""),
+        ("5", "5 is not a time zone name", ""),
+    ],
+)
+def test_invalid_timezone(tmp_path: Path, text: str, problem: str, suggestion: str) -> None:
+    message = load_error(write(tmp_path, subscribed(f", timezone: {text}")))
+
+    assert f"pricing.yaml: subscriptions[0].timezone: {problem}; {suggestion}" in message
+    assert 'write an IANA name such as "Europe/Berlin" or "UTC"' in message
+
+
+def test_misspelt_subscription_key(tmp_path: Path) -> None:
+    message = load_error(write(tmp_path, subscribed(", anchor: 15")))
+
+    assert (
+        "pricing.yaml: subscriptions[0].anchor: unknown key 'anchor'; did you mean "
+        "'anchor_day'? allowed keys: tenant, plan, anchor_day, timezone" in message
+    )
+
+
+def test_negative_zero_loses_its_sign(tmp_path: Path) -> None:
+    price = load_price(tmp_path, '{ model: per_unit, unit_price: "-0", maximum: "-0.00" }')
+
+    assert isinstance(price.model, UnitPrice)
+    assert not price.model.unit_price.is_signed()
+    assert price.maximum is not None
+    assert not price.maximum.is_signed()

@@ -7,10 +7,11 @@ from clickhouse_connect.driver.client import Client
 from config.meters import MeterCatalog
 from config.pricing import PricingCatalog
 from dataflows.reconcile_command import differences
-from operators.rating import Rater
-from tests.dataflows.scenario import BASE_MS, MINUTE
+from tests.dataflows.scenario import MINUTE
 
-DAY = 86_400_000
+# Whole billing periods around the scenario (calendar months, UTC): October and November 2026.
+PERIODS_START_MS = 1_790_812_800_000  # 2026-10-01T00:00:00Z
+PERIODS_END_MS = 1_796_083_200_000  # 2026-12-01T00:00:00Z
 
 
 def reconciles(
@@ -20,9 +21,9 @@ def reconciles(
     compared, found = differences(
         client,
         database,
-        Rater(catalogs[1]),
+        catalogs[1],
         size_ms=MINUTE,
-        start_ms=BASE_MS - DAY,
-        end_ms=BASE_MS + 7 * DAY,
+        start_ms=PERIODS_START_MS,
+        end_ms=PERIODS_END_MS,
     )
     return compared > 0 and not found

@@ -99,7 +99,14 @@ def build_scenario(count: int = 1200, *, too_late: bool = True) -> Scenario:
 
 
 def expected_totals(s: Scenario) -> dict[tuple[str, str], tuple[Decimal, Decimal]]:
-    """Per (tenant, meter): quantity and amount, computed straight from the accepted events."""
+    """Per (tenant, meter): quantity and amount, computed straight from the accepted events.
+
+    The quantity is the sum of the window quantities (what the rated windows
+    report); the amount prices each billing period's usage as a whole: per-unit
+    prices on the period's sum (tokens, calls), distinct users and peak GB.
+    Periods are calendar months in UTC; the price change falls on a period
+    start, so each (month, version) is one segment.
+    """
     windows: dict[tuple[str, str, tuple[str, ...], int], list[Decimal | str]] = defaultdict(list)
     for event in s.accepted:
         data = event["data"]
@@ -116,19 +123,31 @@ def expected_totals(s: Scenario) -> dict[tuple[str, str], tuple[Decimal, Decimal
             windows[(tenant, "users", (), start)].append(str(data["user"]))
         else:
             windows[(tenant, "peak_gb", (), start)].append(Decimal(str(data["gb"])))
-    totals: dict[tuple[str, str], tuple[Decimal, Decimal]] = {}
+    quantities: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    periods: dict[tuple[str, str, str], list[Decimal | str]] = defaultdict(list)
     for (tenant, meter, _groups, start), values in windows.items():
         if meter == "users":
-            quantity = Decimal(len(set(values)))
+            quantities[(tenant, meter)] += len(set(values))
         elif meter == "peak_gb":
-            quantity = max(v for v in values if isinstance(v, Decimal))
+            quantities[(tenant, meter)] += max(v for v in values if isinstance(v, Decimal))
         else:
-            quantity = sum((v for v in values if isinstance(v, Decimal)), Decimal(0))
+            quantities[(tenant, meter)] += sum(
+                (v for v in values if isinstance(v, Decimal)), Decimal(0)
+            )
         version = "p1" if tenant == "acme" else ("v2" if start >= PRICE_CHANGE_MS else "v1")
-        price = Decimal(PRICES[version].get(meter, "0"))
-        q, a = totals.get((tenant, meter), (Decimal(0), Decimal(0)))
-        totals[(tenant, meter)] = (q + quantity, a + quantity * price)
-    return totals
+        month = "nov" if start >= PRICE_CHANGE_MS else "oct"
+        periods[(tenant, meter, f"{month}/{version}")].extend(values)
+    amounts: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
+    for (tenant, meter, segment), values in periods.items():
+        if meter == "users":
+            usage = Decimal(len(set(values)))
+        elif meter == "peak_gb":
+            usage = max(v for v in values if isinstance(v, Decimal))
+        else:
+            usage = sum((v for v in values if isinstance(v, Decimal)), Decimal(0))
+        price = Decimal(PRICES[segment.split("/")[1]].get(meter, "0"))
+        amounts[(tenant, meter)] += usage * price
+    return {key: (quantities[key], amounts[key]) for key in quantities}
 
 
 def _parse_ms(text: str) -> int:

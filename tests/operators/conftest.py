@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from config.meters import Aggregation, MeterCatalog, MeterDefinition
-from config.pricing import Plan, PlanVersion, PricingCatalog, UnitPrice
+from config.pricing import MeterPrice, Plan, PlanVersion, PricingCatalog, Subscription, UnitPrice
 from operators.jsonpath import compile_path
 from operators.model import Event, GroupValues, Measure, RawMessage
 
@@ -83,21 +83,23 @@ def build_pricing_catalog() -> PricingCatalog:
                 version="2026-01",
                 effective_from_ms=JAN_2026_MS,
                 prices={
-                    "tokens": UnitPrice(Decimal("0.000002")),
-                    "completions": UnitPrice(Decimal("0.0001")),
+                    "tokens": MeterPrice(UnitPrice(Decimal("0.000002"))),
+                    "completions": MeterPrice(UnitPrice(Decimal("0.0001"))),
                 },
             ),
             PlanVersion(
                 version="2026-11",
                 effective_from_ms=NOV_2026_MS,
                 prices={
-                    "tokens": UnitPrice(Decimal("0.0000018")),
-                    "completions": UnitPrice(Decimal("0.00012")),
+                    "tokens": MeterPrice(UnitPrice(Decimal("0.0000018"))),
+                    "completions": MeterPrice(UnitPrice(Decimal("0.00012"))),
                 },
             ),
         ),
     )
-    return PricingCatalog(plans={"starter": starter}, subscriptions={"acme": "starter"})
+    return PricingCatalog(
+        plans={"starter": starter}, subscriptions={"acme": Subscription("starter")}
+    )
 
 
 def cloud_event(**overrides: Any) -> dict[str, Any]:

@@ -233,7 +233,7 @@ def test_event_matching_two_meters_yields_a_measure_for_each() -> None:
     assert event.id == "evt-1"
     assert event.type == "llm.completion"
     assert event.time_ms == EVENT_TIME_MS
-    assert event.idempotency_key == "gateway\x1fevt-1"
+    assert event.idempotency_key == "4:acme7:gatewayevt-1"
     assert event.measures == (
         Measure("tokens", Decimal(1500), (("model", "gpt"), ("region", "eu"))),
         Measure("completions", None, ()),

@@ -1,4 +1,9 @@
-"""Rating window revisions: exact per-unit arithmetic and the plan version in force."""
+"""Rating window revisions: exact per-unit arithmetic and the plan version in force.
+
+Each case rates through a fresh PeriodLedger (so the window is alone in its
+billing period); a revision with a previous quantity is preceded by that
+earlier revision, as the flow emits them.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from config.pricing import Plan, PlanVersion, PricingCatalog, UnitPrice
+from config.meters import Aggregation
+from config.pricing import MeterPrice, Plan, PlanVersion, PricingCatalog, Subscription, UnitPrice
+from operators.aggregation import ACCUMULATORS, Accumulator
 from operators.model import RatedWindow, WindowKind, WindowUsage
-from operators.rating import Rater, UnratableError
+from operators.period_rating import PeriodLedger, UnratableError
 from tests.operators.conftest import JAN_2026_MS, NOV_2026_MS
 
 HOUR_MS = 3_600_000
@@ -40,6 +47,40 @@ def window(
         revision=revision,
         kind=kind,
     )
+
+
+AGGREGATIONS = {
+    "tokens": Aggregation.SUM,
+    "completions": Aggregation.COUNT,
+    "storage_gb": Aggregation.MAX,
+}
+
+
+def _set(acc: Accumulator, quantity: Decimal) -> None:
+    """Give a window accumulator the quantity it would have after its events."""
+    if isinstance(acc, ACCUMULATORS[Aggregation.COUNT]):
+        acc.count = int(quantity)
+    elif isinstance(acc, ACCUMULATORS[Aggregation.MAX]):
+        acc.best = quantity  # type: ignore[union-attr]
+    else:
+        acc.total = quantity  # type: ignore[union-attr]
+
+
+class Rater:
+    """Rates one window revision (and its predecessor) in a period of its own."""
+
+    def __init__(self, catalog: PricingCatalog) -> None:
+        self.catalog = catalog
+
+    def rate(self, usage: WindowUsage, emitted_at_ms: int) -> RatedWindow:
+        ledger = PeriodLedger(AGGREGATIONS)
+        acc = ACCUMULATORS[AGGREGATIONS[usage.meter]]()
+        if usage.previous_quantity:
+            _set(acc, usage.previous_quantity)
+            earlier = replace(usage, quantity=usage.previous_quantity, previous_quantity=Decimal(0))
+            ledger.rate(replace(earlier, accumulator=acc), self.catalog, emitted_at_ms)
+        _set(acc, usage.quantity)
+        return ledger.rate(replace(usage, accumulator=acc), self.catalog, emitted_at_ms)
 
 
 @pytest.fixture
@@ -134,7 +175,9 @@ def test_default_plan_rates_tenants_without_a_subscription(
     enterprise = Plan(
         id="enterprise",
         currency="EUR",
-        versions=(PlanVersion("e1", JAN_2026_MS, {"tokens": UnitPrice(Decimal("0.000001"))}),),
+        versions=(
+            PlanVersion("e1", JAN_2026_MS, {"tokens": MeterPrice(UnitPrice(Decimal("0.000001")))}),
+        ),
     )
     catalog = replace(
         pricing_catalog,
@@ -177,9 +220,9 @@ def test_amount_is_quantity_times_unit_price_exactly(
     plan = Plan(
         id="p",
         currency="USD",
-        versions=(PlanVersion("v", 0, {"tokens": UnitPrice(unit_price)}),),
+        versions=(PlanVersion("v", 0, {"tokens": MeterPrice(UnitPrice(unit_price))}),),
     )
-    rater = Rater(PricingCatalog(plans={"p": plan}, subscriptions={"acme": "p"}))
+    rater = Rater(PricingCatalog(plans={"p": plan}, subscriptions={"acme": Subscription("p")}))
     usage = replace(window("0"), quantity=quantity, previous_quantity=previous)
 
     rated = rater.rate(usage, EMITTED_AT_MS)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pickle
 from decimal import Decimal
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from config.meters import Aggregation
 from operators.model import Event, Reason, WindowKind
-from operators.shard import ShardState
+from operators.shard import IncompatibleStateError, ShardState
 from operators.windowing import WindowConfig
 from tests.operators.conftest import make_event
 
@@ -142,7 +143,7 @@ def test_a_copy_after_the_key_expired_is_too_late_not_counted_twice() -> None:
     shard = new_shard()
     run_batch(shard, [make_event(1_100, Decimal(2), event_id="evt-1")])
     shard.finish(P0, 2_000 + SETTLEMENT, 1.0)
-    assert "gateway\x1fevt-1" not in shard.dedup
+    assert "4:acme7:gatewayevt-1" not in shard.dedup
 
     screened = shard.screen([make_event(1_100, Decimal(2), event_id="evt-1")], NOW_MS)
 
@@ -167,7 +168,7 @@ def test_resume_after_restore_keeps_downtime_out_of_the_watermark() -> None:
     restored.resume(50_000.0)
 
     assert restored.finish(None, None, 50_000.5) == []
-    assert "gateway\x1fevt-1100-0" in restored.dedup
+    assert "4:acme7:gatewayevt-1100-0" in restored.dedup
 
 
 # A true copy repeats id and time, so the time is a function of the id.
@@ -205,3 +206,59 @@ def test_every_event_is_fresh_duplicate_or_too_late_and_counted_once(
             final.get(row.window_start_ms, (0, Decimal(0))), (row.revision, row.quantity)
         )
     assert sum((quantity for _, quantity in final.values()), Decimal(0)) == len(counted)
+
+
+def test_the_same_source_and_id_under_two_tenants_are_two_events() -> None:
+    shard = new_shard()
+    events = [
+        make_event(1_100, Decimal(1), event_id="evt-1", tenant="acme"),
+        make_event(1_100, Decimal(1), event_id="evt-1", tenant="globex", offset=1),
+    ]
+
+    screened = shard.screen(events, NOW_MS)
+
+    assert (len(screened.fresh), screened.duplicates) == (2, 0)
+
+
+def test_a_too_late_copy_of_a_counted_event_is_a_duplicate() -> None:
+    # Keys outlive the settlement horizon here (with the default, equal horizons,
+    # a key expires just as its window becomes too late).
+    shard = ShardState(
+        CONFIG, {"tokens": Aggregation.SUM}, dedup_horizon_ms=2 * SETTLEMENT, instance="test"
+    )
+    run_batch(shard, [make_event(1_100, Decimal(2), event_id="evt-1")])
+    shard.finish(P0, 2_000 + SETTLEMENT, 1.0)  # the window is now settled for good
+
+    screened = shard.screen([make_event(1_100, Decimal(2), event_id="evt-1", offset=9)], NOW_MS)
+
+    assert (screened.duplicates, screened.too_late) == (1, [])
+
+
+def test_restored_state_takes_the_current_settings() -> None:
+    shard = new_shard()
+    longer = WindowConfig(
+        size_ms=CONFIG.size_ms,
+        grace_ms=CONFIG.grace_ms,
+        settlement_ms=CONFIG.settlement_ms * 10,
+        idle_timeout_ms=CONFIG.idle_timeout_ms,
+    )
+
+    shard.reconfigure(longer, {"tokens": Aggregation.SUM, "calls": Aggregation.COUNT}, 99)
+
+    assert shard.windows.config == longer
+    assert shard.windows.aggregations["calls"] is Aggregation.COUNT
+    assert shard.dedup.horizon_ms == 99
+
+
+def test_restored_state_refuses_a_new_window_length_or_aggregation() -> None:
+    shard = new_shard()
+    shorter = WindowConfig(
+        size_ms=CONFIG.size_ms // 2,
+        grace_ms=CONFIG.grace_ms,
+        settlement_ms=CONFIG.settlement_ms,
+        idle_timeout_ms=CONFIG.idle_timeout_ms,
+    )
+    with pytest.raises(IncompatibleStateError, match=r"window\.size"):
+        shard.reconfigure(shorter, {"tokens": Aggregation.SUM}, SETTLEMENT)
+    with pytest.raises(IncompatibleStateError, match="'tokens' is now MAX"):
+        shard.reconfigure(CONFIG, {"tokens": Aggregation.MAX}, SETTLEMENT)

@@ -1,0 +1,286 @@
+"""``meterwax quote``: what a plan charges for one meter's usage over a billing period."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, assert_never
+
+from config.errors import ConfigError
+from config.pricing import (
+    GraduatedPrice,
+    MeterPrice,
+    PackagePrice,
+    PercentagePrice,
+    Plan,
+    PlanVersion,
+    PriceModel,
+    Tier,
+    UnitPrice,
+    VolumePrice,
+)
+from config.pricing_catalog import EXAMPLE_PRICING_CATALOG, load_pricing_catalog
+from operators.pricing import minor_units, period_cost, round_to_minor
+from operators.timeparse import TimeFormatError, parse_rfc3339_ms
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+# Quantities follow the rules of event values, so a quote covers what the flow can meter.
+_MAX_QUANTITY = Decimal(10) ** 18
+_QUANTITY_PLACES = 9
+_MODEL_NAMES: dict[type, str] = {
+    UnitPrice: "per_unit",
+    PackagePrice: "package",
+    GraduatedPrice: "graduated",
+    VolumePrice: "volume",
+    PercentagePrice: "percentage",
+}
+
+
+class QuoteError(Exception):
+    """Input the quote cannot be computed for; the message says what to change."""
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A meter's period amount under the plan version in force at ``at_ms``."""
+
+    plan: Plan
+    version: PlanVersion
+    meter: str
+    price: MeterPrice
+    quantity: Decimal
+    at_ms: int
+    amount: Decimal
+    rounded: Decimal
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``meterwax quote``."""
+    parser = sub.add_parser(
+        "quote",
+        help="price one meter's usage over a billing period with a plan",
+        description="Prints the period amount for --quantity units of --meter under the "
+        "plan version in force at --at: at full precision and rounded (half-even) to the "
+        "currency's minor unit. Free allowance and cap apply; a meter's minimum, the "
+        "fixed fee and the minimum commitment are invoice rules and are not included.",
+    )
+    parser.add_argument(
+        "--catalog",
+        type=Path,
+        default=EXAMPLE_PRICING_CATALOG,
+        help="pricing catalog YAML (default: the bundled example)",
+    )
+    parser.add_argument("--plan", required=True, help="plan id")
+    parser.add_argument("--meter", required=True, help="meter slug")
+    parser.add_argument("--quantity", required=True, help="usage in the period, e.g. 1500000")
+    parser.add_argument(
+        "--at",
+        help="when: RFC 3339 with an offset, or YYYY-MM-DD (00:00 UTC); default now",
+    )
+    parser.add_argument("--json", action="store_true", help="print the quote as JSON")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run ``meterwax quote``: 0 with the quote printed, 2 on bad input."""
+    try:
+        quote = build_quote(
+            args.catalog, args.plan, args.meter, _quantity(args.quantity), _at_ms(args.at)
+        )
+    except ConfigError as exc:
+        print(f"meterwax quote: configuration error:\n{exc}", file=sys.stderr)
+        return 2
+    except QuoteError as exc:
+        print(f"meterwax quote: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(_as_json(quote), indent=2) if args.json else _render(quote))
+    return 0
+
+
+def build_quote(catalog: Path, plan_id: str, meter: str, quantity: Decimal, at_ms: int) -> Quote:
+    """Price ``quantity`` of ``meter`` with plan ``plan_id`` of the catalog at ``catalog``."""
+    plans = load_pricing_catalog(catalog).plans
+    plan = plans.get(plan_id)
+    if plan is None:
+        known = ", ".join(sorted(plans))
+        raise QuoteError(f"--plan: {plan_id!r} is not a plan in {catalog}; use one of: {known}")
+    version = plan.version_at(at_ms)
+    if version is None:
+        first = plan.versions[0]
+        raise QuoteError(
+            f"--at: plan {plan.id!r} has no version in force at {_iso(at_ms)}; its first "
+            f"version, {first.version!r}, starts at {_iso(first.effective_from_ms)}"
+        )
+    price = version.prices.get(meter)
+    if price is None:
+        priced = ", ".join(sorted(version.prices)) or "none"
+        raise QuoteError(
+            f"--meter: {meter!r} has no price in plan {plan.id!r} version {version.version!r} "
+            f"(meters without a price are not charged); priced meters: {priced}"
+        )
+    amount = period_cost(price, quantity)
+    return Quote(
+        plan=plan,
+        version=version,
+        meter=meter,
+        price=price,
+        quantity=quantity,
+        at_ms=at_ms,
+        amount=amount,
+        rounded=round_to_minor(amount, plan.currency),
+    )
+
+
+def _quantity(text: str) -> Decimal:
+    fix = "write the period's usage as a decimal, e.g. 1500000 or 12.5"
+    try:
+        quantity = Decimal(text)
+    except InvalidOperation:
+        raise QuoteError(f"--quantity: {text!r} is not a number; {fix}") from None
+    if not quantity.is_finite():
+        raise QuoteError(f"--quantity: {text!r} is not a finite number; {fix}")
+    if quantity < 0:
+        raise QuoteError(f"--quantity: {text!r} is negative; write zero or more")
+    if quantity >= _MAX_QUANTITY:
+        raise QuoteError(f"--quantity: {text!r} is 10^18 or more; write a smaller quantity")
+    exponent = quantity.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and -exponent > _QUANTITY_PLACES:
+        raise QuoteError(
+            f"--quantity: {text!r} has more than {_QUANTITY_PLACES} decimal places; round it"
+        )
+    # "-0" passes the sign check; without its sign it cannot print a "-0" amount.
+    return quantity.copy_abs()
+
+
+def _at_ms(text: str | None) -> int:
+    if text is None:
+        return time.time_ns() // 1_000_000
+    if _DATE.fullmatch(text):
+        try:
+            day = date.fromisoformat(text)
+        except ValueError as exc:
+            raise QuoteError(f"--at: {text!r} is not a real date ({exc})") from None
+        midnight = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        return (midnight - _EPOCH) // timedelta(milliseconds=1)
+    try:
+        return parse_rfc3339_ms(text)
+    except TimeFormatError as exc:
+        raise QuoteError(f"--at: {exc}; or write a date such as 2026-11-01 (00:00 UTC)") from None
+
+
+def _iso(ms: int) -> str:
+    """``2026-11-01T00:00:00Z``, with milliseconds only when there are any."""
+    moment = _EPOCH + timedelta(milliseconds=ms)
+    text = moment.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+def _plain(value: Decimal) -> str:
+    """No exponent notation: 8E-7 reads 0.0000008."""
+    return f"{value:f}"
+
+
+def _render(quote: Quote) -> str:
+    currency = quote.plan.currency
+    price = quote.price
+    version = quote.version
+    lines = [
+        f"plan {quote.plan.id} ({currency}), version {version.version} "
+        f"(from {_iso(version.effective_from_ms)}), at {_iso(quote.at_ms)}",
+        f"meter {quote.meter}: {_describe(price.model)}",
+        *(f"  {line}" for line in _tier_lines(price.model)),
+        f"  free allowance  {_plain(price.free_allowance)} units per period",
+        f"  cap             {'none' if price.maximum is None else _plain(price.maximum)}",
+    ]
+    if price.minimum is not None:
+        lines.append(f"  minimum         {_plain(price.minimum)} (applied on the invoice)")
+    lines += [
+        f"quantity          {_plain(quote.quantity)}",
+        f"amount            {_plain(quote.amount)} {currency}",
+        f"rounded           {_plain(quote.rounded)} {currency}"
+        f" ({minor_units(currency)} decimal places, half-even)",
+    ]
+    extras = []
+    if version.fixed_fee:
+        extras.append(f"fixed fee {_plain(version.fixed_fee)}")
+    if version.minimum_commitment is not None:
+        extras.append(f"minimum commitment {_plain(version.minimum_commitment)}")
+    if extras:
+        lines.append(f"not included: {', '.join(extras)} {currency} per period (plan-wide)")
+    return "\n".join(lines)
+
+
+def _describe(model: PriceModel) -> str:
+    match model:
+        case UnitPrice(unit_price=unit_price):
+            return f"per_unit, {_plain(unit_price)} per unit"
+        case PackagePrice(package_size=size, package_price=package_price):
+            return f"package, {_plain(package_price)} per started package of {_plain(size)} units"
+        case GraduatedPrice():
+            return "graduated, each tier prices the units that fall in it"
+        case VolumePrice():
+            return "volume, the tier the total falls in prices every unit"
+        case PercentagePrice(rate_percent=rate):
+            return f"percentage, {_plain(rate)}% of the quantity"
+        case _:
+            assert_never(model)
+
+
+def _tier_lines(model: PriceModel) -> list[str]:
+    if not isinstance(model, GraduatedPrice | VolumePrice):
+        return []
+    previous = (None, *model.tiers[:-1])
+    return [_tier_line(tier, before) for tier, before in zip(model.tiers, previous, strict=True)]
+
+
+def _tier_line(tier: Tier, before: Tier | None) -> str:
+    if tier.up_to is not None:
+        span = f"up to {_plain(tier.up_to)}"
+    elif before is not None and before.up_to is not None:
+        span = f"above {_plain(before.up_to)}"
+    else:
+        span = "all units"
+    flat = f" + {_plain(tier.flat_price)} flat" if tier.flat_price else ""
+    return f"{span:<22}{_plain(tier.unit_price)} per unit{flat}"
+
+
+def _as_json(quote: Quote) -> dict[str, Any]:
+    price = quote.price
+    return {
+        "plan": quote.plan.id,
+        "currency": quote.plan.currency,
+        "version": quote.version.version,
+        "effective_from": _iso(quote.version.effective_from_ms),
+        "at": _iso(quote.at_ms),
+        "meter": quote.meter,
+        # The same keys as in the catalog file.
+        "price": {
+            "model": _MODEL_NAMES[type(price.model)],
+            **_jsonable(asdict(price.model)),
+            "free_allowance": _plain(price.free_allowance),
+            "maximum": _jsonable(price.maximum),
+            "minimum": _jsonable(price.minimum),
+        },
+        "quantity": _plain(quote.quantity),
+        "amount": _plain(quote.amount),
+        "amount_rounded": _plain(quote.rounded),
+        "minor_units": minor_units(quote.plan.currency),
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    """Decimals as exact strings (JSON numbers would turn into floats), recursively."""
+    if isinstance(value, Decimal):
+        return _plain(value)
+    if isinstance(value, dict):
+        return {key: _jsonable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(item) for item in value]
+    return value

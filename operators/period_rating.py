@@ -1,0 +1,93 @@
+"""Rating against the billing period: a window's amount is what it adds to the period's cost.
+
+For each (tenant, meter, billing period, price version) the ledger keeps the
+period's aggregate (the same accumulator kinds as windows: a SUM adds window
+changes, a MAX keeps the largest maximum, a UNIQUE_COUNT unions the distinct
+values, a LATEST keeps the latest) and the cost last charged for it. A window
+revision is merged in, the period is priced again, and the difference is the
+revision's amount. The amounts of a period's windows therefore always add up
+to the price of the period's whole usage, in whatever order windows and
+adjustments came. A price version change mid-period starts a new segment:
+windows starting on or after it are priced as a period of their own under
+the new version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from decimal import Decimal
+
+from config.meters import Aggregation
+from config.pricing import PricingCatalog
+from operators.aggregation import ACCUMULATORS, Accumulator
+from operators.model import RatedWindow, WindowUsage
+from operators.money import EXACT, ZERO
+from operators.periods import billing_period
+from operators.pricing import period_cost
+
+# tenant, meter, period start (epoch ms), price version
+PeriodKey = tuple[str, str, int, str]
+
+
+class UnratableError(LookupError):
+    """The usage belongs to a tenant the catalog does not know (validation should prevent it)."""
+
+
+class PeriodLedger:
+    """Period aggregates and charged costs of one shard; lives in (and is snapshotted with) it."""
+
+    def __init__(self, aggregations: Mapping[str, Aggregation]) -> None:
+        self.aggregations = dict(aggregations)
+        self.periods: dict[PeriodKey, tuple[Accumulator, Decimal, int]] = {}
+
+    def rate(self, usage: WindowUsage, pricing: PricingCatalog, emitted_at_ms: int) -> RatedWindow:
+        """Price one window revision against its billing period."""
+        subscription = pricing.subscription_for(usage.tenant)
+        if subscription is None:
+            raise UnratableError(f"tenant {usage.tenant!r} has no plan")
+        plan = pricing.plans[subscription.plan]
+        version = plan.version_at(usage.window_start_ms)
+        price = None if version is None else version.prices.get(usage.meter)
+        start, end = billing_period(
+            usage.window_start_ms, subscription.anchor_day, subscription.timezone
+        )
+        key = (usage.tenant, usage.meter, start, "" if version is None else version.version)
+        period, charged, _ = self.periods.get(key) or (
+            ACCUMULATORS[self.aggregations[usage.meter]](),
+            ZERO,
+            end,
+        )
+        window: Accumulator = usage.accumulator
+        period.merge(window, EXACT.subtract(usage.quantity, usage.previous_quantity))  # type: ignore[arg-type]
+        cost = ZERO if price is None else period_cost(price, period.quantity())
+        self.periods[key] = (period, cost, end)
+        previous_amount = window.amount
+        window.amount = EXACT.add(previous_amount, EXACT.subtract(cost, charged))
+        return RatedWindow(
+            tenant=usage.tenant,
+            meter=usage.meter,
+            groups=usage.groups,
+            window_start_ms=usage.window_start_ms,
+            window_end_ms=usage.window_end_ms,
+            quantity=usage.quantity,
+            previous_quantity=usage.previous_quantity,
+            amount=window.amount,
+            previous_amount=previous_amount,
+            currency=plan.currency,
+            plan_id=plan.id,
+            price_version=key[3],
+            revision=usage.revision,
+            kind=usage.kind,
+            emitted_at_ms=emitted_at_ms,
+        )
+
+    def expire(self, before_ms: int) -> int:
+        """Forget periods that ended before ``before_ms`` (no window of theirs can change)."""
+        done = [key for key, (_, _, end) in self.periods.items() if end <= before_ms]
+        for key in done:
+            del self.periods[key]
+        return len(done)
+
+    def period_usage(self) -> dict[PeriodKey, tuple[Decimal, Decimal]]:
+        """(quantity, cost) of every open period: the live view of what is owed so far."""
+        return {key: (acc.quantity(), cost) for key, (acc, cost, _) in self.periods.items()}

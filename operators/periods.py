@@ -1,0 +1,35 @@
+"""Monthly billing periods anchored on a day of the month, in the subscriber's time zone."""
+
+from __future__ import annotations
+
+import functools
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
+
+
+@functools.lru_cache(maxsize=65_536)
+def billing_period(at_ms: int, anchor_day: int, timezone: str) -> tuple[int, int]:
+    """(start_ms, end_ms) of the monthly period that holds ``at_ms``.
+
+    A period runs from ``anchor_day`` 00:00 local time to the same moment a
+    month later; daylight-saving changes move its UTC bounds, not its local ones.
+    """
+    zone = ZoneInfo(timezone)
+    local = datetime.fromtimestamp(at_ms / 1000, UTC).astimezone(zone)
+    year, month = local.year, local.month
+    if local.day < anchor_day:
+        year, month = _add_months(year, month, -1)
+    start = datetime(year, month, anchor_day, tzinfo=zone)
+    end_year, end_month = _add_months(year, month, 1)
+    end = datetime(end_year, end_month, anchor_day, tzinfo=zone)
+    return _ms(start), _ms(end)
+
+
+def _add_months(year: int, month: int, months: int) -> tuple[int, int]:
+    index = year * 12 + (month - 1) + months
+    return index // 12, index % 12 + 1
+
+
+def _ms(moment: datetime) -> int:
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
