@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 
@@ -72,6 +72,19 @@ class MeterPrice:
 
 
 @dataclass(frozen=True, slots=True)
+class Quota:
+    """Usage limits of one meter per billing period.
+
+    ``thresholds`` are percentages of the soft limit (or of the hard limit when
+    there is no soft one) that send a quota event when usage first reaches them.
+    """
+
+    soft_limit: Decimal | None = None
+    hard_limit: Decimal | None = None
+    thresholds: tuple[Decimal, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class PlanVersion:
     """Prices in force from ``effective_from_ms`` (UTC epoch ms) until the next version."""
 
@@ -82,6 +95,7 @@ class PlanVersion:
     fixed_fee: Decimal = Decimal(0)
     # The invoice total (usage + fixed fee) is raised to this when it falls short.
     minimum_commitment: Decimal | None = None
+    quotas: Mapping[str, Quota] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

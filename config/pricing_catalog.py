@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, ValidationInfo
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationInfo,
+    model_validator,
+)
 
 from config.errors import (
     ConfigIssue,
@@ -31,6 +39,7 @@ from config.pricing import (
     PlanVersion,
     PriceModel,
     PricingCatalog,
+    Quota,
     Subscription,
     Tier,
     UnitPrice,
@@ -217,6 +226,33 @@ _AnyPriceSpec = _PerUnitSpec | _PackageSpec | _GraduatedSpec | _VolumeSpec | _Pe
 _PriceSpec = Annotated[_AnyPriceSpec, Field(discriminator="model")]
 
 
+class _QuotaSpec(_Spec):
+    """``{soft_limit: "800000", hard_limit: "1000000", thresholds: [50, 80, 100]}``."""
+
+    soft_limit: _Quantity | None = None
+    hard_limit: _Quantity | None = None
+    thresholds: list[_Quantity] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> _QuotaSpec:
+        if self.soft_limit is None and self.hard_limit is None:
+            raise FieldProblem("a quota needs a limit", "set soft_limit, hard_limit or both")
+        if (
+            self.soft_limit is not None
+            and self.hard_limit is not None
+            and self.soft_limit > self.hard_limit
+        ):
+            raise FieldProblem(
+                f"soft_limit {self.soft_limit} is above hard_limit {self.hard_limit}",
+                "make the soft limit the lower one",
+            )
+        if any(not 0 < t <= 1000 for t in self.thresholds):
+            raise FieldProblem(
+                "thresholds are percentages of the soft limit", "use values like 50, 80, 100"
+            )
+        return self
+
+
 class _VersionSpec(_Spec):
     """One dated price list; ``effective_from`` holds UTC epoch ms once validated."""
 
@@ -225,6 +261,7 @@ class _VersionSpec(_Spec):
     prices: dict[str, _PriceSpec]
     fixed_fee: _Price = Decimal(0)
     minimum_commitment: _Price | None = None
+    quotas: dict[str, _QuotaSpec] = Field(default_factory=dict)
 
 
 class _PlanSpec(_Spec):
@@ -405,6 +442,10 @@ def _plan(spec: _PlanSpec) -> Plan:
                 prices={slug: _price(price) for slug, price in version.prices.items()},
                 fixed_fee=version.fixed_fee,
                 minimum_commitment=version.minimum_commitment,
+                quotas={
+                    slug: Quota(q.soft_limit, q.hard_limit, tuple(sorted(set(q.thresholds))))
+                    for slug, q in version.quotas.items()
+                },
             )
             for version in versions
         ),

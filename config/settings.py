@@ -154,6 +154,9 @@ class KafkaSettings(_Section):
     # default for Kafka input and off for files and the generator unless set.
     dead_letter_topic: str | None = "meterwax-dead-letters"
     dead_letters: bool | None = None
+    # Quota events (thresholds and limits reached); on like dead letters when set.
+    quota_topic: str | None = "meterwax-quota-events"
+    quota_events: bool | None = None
     config: dict[str, str] = Field(default_factory=dict)
     # Secret librdkafka settings (e.g. sasl.password): masked when printed.
     secret_config: dict[str, SecretStr] = Field(default_factory=dict)
@@ -231,6 +234,15 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     recovery: RecoverySettings = RecoverySettings()
+
+    @property
+    def quota_events_enabled(self) -> bool:
+        """Whether quota events go to the Kafka quota topic (they need live usage: Redis)."""
+        if self.kafka.quota_topic is None or self.redis.url is None:
+            return False
+        if self.kafka.quota_events is None:
+            return self.input.kind == "kafka"
+        return self.kafka.quota_events
 
     @property
     def dead_letters_enabled(self) -> bool:

@@ -11,9 +11,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from api import server as api_server
 from config.errors import ConfigError
 from config.settings import load_settings
 from dataflows import (
+    estimate_command,
+    invoice_command,
     produce_command,
     quote_command,
     reconcile_command,
@@ -112,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     produce_command.add_parser(sub)
     reconcile_command.add_parser(sub)
     quote_command.add_parser(sub)
+    estimate_command.add_parser(sub)
+    invoice_command.add_parser(sub)
+    api_server.add_parser(sub)
     return parser
 
 
@@ -134,6 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return reconcile_command.main(args)
     if args.command == "quote":
         return quote_command.main(args)
+    if args.command == "estimate":
+        return estimate_command.main(args)
+    if args.command == "invoice":
+        return invoice_command.main(args)
+    if args.command == "api":
+        return api_server.main(args)
     try:
         settings = load_settings(args.config, _overrides(args))
         if args.print_config:

@@ -16,7 +16,14 @@ from bytewax.outputs import Sink
 
 from config.meters import MeterCatalog
 from config.pricing import PricingCatalog
-from dataflows.metering_step import Admitted, MeteringLogic, Output, ShardBatch, StepContext
+from dataflows.metering_step import (
+    Admitted,
+    LiveUpdate,
+    MeteringLogic,
+    Output,
+    ShardBatch,
+    StepContext,
+)
 from dataflows.sources import Batch
 from dataflows.stats import RunStats
 from operators.idempotency import IdempotencyStore
@@ -52,6 +59,7 @@ def build_flow(
     rejection_sink: Sink[tuple[str, Rejection]],
     stats: RunStats,
     event_log_sink: Sink[tuple[str, Admitted]] | None = None,
+    live_sink: Sink[tuple[str, LiveUpdate]] | None = None,
     flow_id: str = "meterwax",
 ) -> Dataflow:
     """Wire the metering flow from ``source`` into the sinks (the event log is optional)."""
@@ -79,6 +87,7 @@ def build_flow(
         snapshots=spec.snapshots,
         idempotency=spec.idempotency,
         event_log=event_log_sink is not None,
+        live_usage=live_sink is not None,
     )
 
     def parse(batch: Batch) -> tuple[PartitionKey, ParsedBatch]:
@@ -101,8 +110,11 @@ def build_flow(
     rejections = op.merge("rejections", bad, others.trues)
     op.output("windows_out", op.key_on("key_windows", windows.trues, _sink_key), window_sink)
     op.output("rejections_out", op.key_on("key_rejections", rejections, _sink_key), rejection_sink)
+    rest = op.branch("split_live", others.falses, _is_live)
+    if live_sink is not None:
+        op.output("live_out", op.key_on("key_live", rest.trues, _sink_key), live_sink)
     if event_log_sink is not None:
-        admitted = op.key_on("key_events", others.falses, _sink_key)
+        admitted = op.key_on("key_events", rest.falses, _sink_key)
         op.output("events_out", admitted, event_log_sink)
     return flow
 
@@ -135,6 +147,10 @@ def _value(item: tuple[str, Output]) -> Output:
 
 def _is_window(item: Output) -> bool:
     return isinstance(item, RatedWindow)
+
+
+def _is_live(item: Output) -> bool:
+    return isinstance(item, LiveUpdate)
 
 
 def _is_rejection(item: Output) -> bool:

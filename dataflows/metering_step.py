@@ -19,6 +19,7 @@ from bytewax.operators import StatefulBatchLogic
 from config.pricing import PricingCatalog
 from dataflows.stats import RunStats
 from operators.idempotency import ClaimStatus, IdempotencyStore
+from operators.live_usage import LiveCounter, QuotaEvent
 from operators.model import Event, RatedWindow, Rejection, WindowKind, WindowUsage
 from operators.shard import ShardState
 from operators.windowing import PartitionKey
@@ -31,7 +32,15 @@ class Admitted(NamedTuple):
     at_ms: int
 
 
-Output = RatedWindow | Rejection | Admitted
+class LiveUpdate(NamedTuple):
+    """Live counters changed by one batch, and the quota levels it reached."""
+
+    counters: list[LiveCounter]
+    quota_events: list[QuotaEvent]
+    at_ms: int
+
+
+Output = RatedWindow | Rejection | Admitted | LiveUpdate
 DUPLICATE = ClaimStatus.DUPLICATE
 
 
@@ -60,6 +69,7 @@ class StepContext:
     snapshots: bool
     idempotency: IdempotencyStore | None = None
     event_log: bool = True
+    live_usage: bool = False
 
 
 class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
@@ -81,7 +91,7 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
         for batch in values:
             screened = state.screen(batch.events, now_ms)
             fresh, durable_duplicates = self._claim(screened.fresh)
-            state.admit(fresh)
+            state.admit(fresh, self._ctx.pricing if self._ctx.live_usage else None)
             if fresh and self._ctx.event_log:
                 out.append(Admitted(fresh, now_ms))
             out.extend(screened.too_late)
@@ -95,6 +105,10 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
             )
             if screened.too_late:
                 stats.reject(Counter(r.reason.value for r in screened.too_late))
+        if self._ctx.live_usage:
+            counters, quota_events = state.live_changes(self._ctx.pricing, now_ms)
+            if counters:
+                out.append(LiveUpdate(counters, quota_events, now_ms))
         return out, self.RETAIN
 
     def _claim(self, events: list[Event]) -> tuple[list[Event], int]:

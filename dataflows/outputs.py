@@ -11,6 +11,7 @@ commits recovery progress: nothing acknowledged by a snapshot is left unwritten.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -18,10 +19,12 @@ from typing import Generic, TypeVar
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from dataflows.metering_step import Admitted
+from dataflows.metering_step import Admitted, LiveUpdate
+from operators.live_usage import QuotaEvent
 from operators.model import RatedWindow, Rejection
 from sinks.clickhouse import ClickHouseWriter
-from sinks.kafka_dead_letters import DeadLetterProducer
+from sinks.kafka_dead_letters import ConfirmedProducer, DeadLetterProducer
+from sinks.redis_live_writer import LiveUsageWriter
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +138,80 @@ class EventLogSink(_WriterSink[Admitted]):
             writer.write_events([(item.events, item.at_ms) for item in items], aggregations)
 
         return BufferedPartition(write, max_rows=self.BATCHES_PER_INSERT)
+
+
+class LiveUsageSink(FixedPartitionedSink[LiveUpdate, None]):
+    """Live counters to Redis and quota events to Kafka, written as they come (no buffer)."""
+
+    def __init__(
+        self,
+        open_writer: Callable[[], LiveUsageWriter],
+        open_quota_producer: Callable[[], ConfirmedProducer] | None,
+        *,
+        primary: bool = True,
+    ) -> None:
+        self._open_writer = open_writer
+        self._open_quota_producer = open_quota_producer
+        self._primary = primary
+
+    def list_parts(self) -> list[str]:
+        return ["live"] if self._primary else []
+
+    def part_fn(self, item_key: str) -> int:
+        return 0
+
+    def build_part(self, step_id: str, for_part: str, resume_state: None) -> _LivePartition:
+        producer = None if self._open_quota_producer is None else self._open_quota_producer()
+        return _LivePartition(self._open_writer(), producer)
+
+
+class _LivePartition(StatefulSinkPartition[LiveUpdate, None]):
+    def __init__(self, writer: LiveUsageWriter, producer: ConfirmedProducer | None) -> None:
+        self._writer = writer
+        self._producer = producer
+
+    def write_batch(self, values: list[LiveUpdate]) -> None:
+        # Later updates of a counter supersede earlier ones in the same batch.
+        latest = {(c.tenant, c.meter, c.period_start_ms): c for u in values for c in u.counters}
+        self._writer.publish(list(latest.values()), values[-1].at_ms)
+        for update in values:
+            for event in update.quota_events:
+                self._announce(event)
+
+    def _announce(self, event: QuotaEvent) -> None:
+        # Produce, then mark: a crash in between can repeat an event (same event_id),
+        # never lose one.
+        if self._writer.quota_sent(event.event_id):
+            return
+        if self._producer is None:
+            log.warning("quota event (no quota topic configured): %s", quota_event_json(event))
+        else:
+            self._producer.send_records(
+                [(event.event_id.encode(), quota_event_json(event).encode(), [])]
+            )
+        self._writer.mark_quota_sent(event.event_id, event.period_end_ms)
+
+    def snapshot(self) -> None:
+        return None
+
+
+def quota_event_json(event: QuotaEvent) -> str:
+    """The quota event as JSON (decimals as exact strings)."""
+    return json.dumps(
+        {
+            "event_id": event.event_id,
+            "tenant": event.tenant,
+            "meter": event.meter,
+            "kind": event.kind,
+            "level": format(event.level, "f"),
+            "percent": None if event.percent is None else format(event.percent, "f"),
+            "quantity": format(event.quantity, "f"),
+            "period_start_ms": event.period_start_ms,
+            "period_end_ms": event.period_end_ms,
+            "at_ms": event.at_ms,
+        },
+        sort_keys=True,
+    )
 
 
 class RejectionSink(_WriterSink[Rejection]):

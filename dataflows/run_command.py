@@ -13,6 +13,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from datetime import timedelta
 
+import redis
 from bytewax._bytewax import cli_main
 from bytewax.inputs import Source
 from bytewax.recovery import RecoveryConfig, init_db_dir
@@ -27,7 +28,7 @@ from config.settings import Settings, redact_url
 from dataflows.flow import FlowSpec, build_flow
 from dataflows.kafka_source import KafkaBatchSource
 from dataflows.kafka_topics import TopicError, ensure_topic
-from dataflows.outputs import EventLogSink, RatedWindowSink, RejectionSink
+from dataflows.outputs import EventLogSink, LiveUsageSink, RatedWindowSink, RejectionSink
 from dataflows.progress import Progress
 from dataflows.sources import Batch, JsonlFileSource, SyntheticSource
 from dataflows.stats import RunStats
@@ -38,8 +39,9 @@ from operators.shard import IncompatibleStateError
 from operators.windowing import WindowConfig
 from sinks.clickhouse import ClickHouseWriter, SinkError, connect, rejected_counts, usage_totals
 from sinks.clickhouse_schema import migrate
-from sinks.kafka_dead_letters import DeadLetterError, DeadLetterProducer
+from sinks.kafka_dead_letters import ConfirmedProducer, DeadLetterError, DeadLetterProducer
 from sinks.redis_idempotency import IdempotencyError, RedisIdempotencyStore
+from sinks.redis_live_writer import LiveUsageWriter
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +135,35 @@ def dead_letter_opener(settings: Settings) -> Callable[[], DeadLetterProducer] |
         except TopicError as exc:
             raise ConfigError(f"kafka.dead_letter_topic: {exc}") from None
     return lambda: DeadLetterProducer(k.brokers, topic, config)
+
+
+def live_sink(settings: Settings) -> LiveUsageSink | None:
+    """Live counters in Redis (and quota events to Kafka) when Redis is configured."""
+    r = settings.redis
+    if r.url is None:
+        return None
+    url, password = r.url.get_secret_value(), r.password()
+    prefix = r.key_prefix
+
+    def open_writer() -> LiveUsageWriter:
+        extra = {} if password is None else {"password": password}
+        return LiveUsageWriter(redis.Redis.from_url(url, **extra), prefix)
+
+    opener = None
+    if settings.quota_events_enabled:
+        k = settings.kafka
+        topic, config = k.quota_topic or "", k.client_config()
+        if settings.flow.is_primary:
+            admin = AdminClient({**config, "bootstrap.servers": k.brokers})
+            try:
+                ensure_topic(admin, topic, partitions=1, replication=-1)
+            except TopicError as exc:
+                raise ConfigError(f"kafka.quota_topic: {exc}") from None
+
+        def opener() -> ConfirmedProducer:
+            return ConfirmedProducer(k.brokers, topic, config)
+
+    return LiveUsageSink(open_writer, opener, primary=settings.flow.is_primary)
 
 
 def recovery_config(settings: Settings) -> RecoveryConfig | None:
@@ -252,6 +283,7 @@ def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
         )
         if ch.event_log
         else None,
+        live_sink=live_sink(settings),
         stats=stats,
     )
     try:

@@ -15,6 +15,7 @@ from config.meters import Aggregation
 from config.pricing import PricingCatalog
 from operators.dedup import DedupState
 from operators.idempotency import Claim, claim_token
+from operators.live_usage import LiveCounter, LiveUsage, QuotaEvent
 from operators.model import Event, RatedWindow, Reason, Rejection, WindowUsage
 from operators.period_rating import PeriodLedger
 from operators.windowing import Lateness, PartitionKey, WindowConfig, WindowStore
@@ -47,6 +48,7 @@ class ShardState:
     ) -> None:
         self.windows = WindowStore(window, aggregations, expected_partitions)
         self.ledger = PeriodLedger(aggregations)
+        self.live = LiveUsage(aggregations)
         self.dedup = DedupState(dedup_horizon_ms, bucket_ms=window.size_ms)
         # Names the flow in durable idempotency claims: the same after a restart
         # from recovery (even one before the first snapshot), so replayed messages
@@ -95,6 +97,7 @@ class ShardState:
         self.windows.aggregations = dict(aggregations)
         self.windows.expected_partitions = frozenset(expected_partitions)
         self.ledger.aggregations = dict(aggregations)
+        self.live.aggregations = dict(aggregations)
         self.dedup.horizon_ms = dedup_horizon_ms
 
     def resume(self, now_s: float) -> None:
@@ -126,11 +129,19 @@ class ShardState:
             fresh.append(event)
         return result
 
-    def admit(self, events: Sequence[Event]) -> None:
-        """Fold accepted events into their windows."""
+    def admit(self, events: Sequence[Event], pricing: PricingCatalog | None = None) -> None:
+        """Fold accepted events into their windows (and, given pricing, the live usage)."""
         fold = self.windows.fold
         for event in events:
             fold(event)
+        if pricing is not None:
+            self.live.fold(events, pricing, self.windows.config.size_ms)
+
+    def live_changes(
+        self, pricing: PricingCatalog, now_ms: int
+    ) -> tuple[list[LiveCounter], list[QuotaEvent]]:
+        """Live counters changed since the last call, and quota levels first reached."""
+        return self.live.changes(pricing, now_ms)
 
     def finish(
         self, partition: PartitionKey | None, max_time_ms: int | None, now_s: float
@@ -153,7 +164,9 @@ class ShardState:
         rated = [self.ledger.rate(usage, pricing, now_ms) for usage in usages]
         config = self.windows.config
         # A period's last window can change until its end plus the settlement horizon.
-        self.ledger.expire(self.windows.watermark - config.size_ms - config.settlement_ms)
+        done_before = self.windows.watermark - config.size_ms - config.settlement_ms
+        self.ledger.expire(done_before)
+        self.live.expire(done_before)
         return rated
 
 

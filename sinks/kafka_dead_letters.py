@@ -53,8 +53,11 @@ def dead_letter_key(rejection: Rejection) -> bytes:
     return f"{rejection.origin}:{rejection.partition}:{rejection.offset}".encode()
 
 
-class DeadLetterProducer:
-    """Produces rejections to ``topic`` and waits until the broker has them all."""
+Record = tuple[bytes | None, bytes, list[tuple[str, bytes]]]  # key, value, headers
+
+
+class ConfirmedProducer:
+    """Produces records to ``topic`` and waits until the broker has them all."""
 
     def __init__(
         self,
@@ -74,26 +77,26 @@ class DeadLetterProducer:
         }
         settings.update(config or {})
         self._producer = Producer(settings)
-        self._topic = topic
+        self.topic = topic
         self._max_attempts = max_attempts
         self._flush_timeout_s = flush_timeout_s
 
-    def send(self, rejections: Sequence[Rejection]) -> None:
-        """Deliver every rejection, retrying failed ones; raise DeadLetterError if impossible."""
-        pending = list(rejections)
+    def send_records(self, records: Sequence[Record]) -> None:
+        """Deliver every record, retrying failed ones; raise DeadLetterError if impossible."""
+        pending = list(records)
         for attempt in range(1, self._max_attempts + 1):
             failed = self._deliver(pending)
             if not failed:
                 return
             errors = {str(error) for _, error in failed}
-            pending = [rejection for rejection, _ in failed]
+            pending = [record for record, _ in failed]
             if attempt == self._max_attempts:
                 break
             delay = min(0.2 * 2**attempt, 10.0)
             log.warning(
-                "%d dead letters to %s failed (attempt %d/%d), retrying in %.1fs: %s",
+                "%d records to %s failed (attempt %d/%d), retrying in %.1fs: %s",
                 len(pending),
-                self._topic,
+                self.topic,
                 attempt,
                 self._max_attempts,
                 delay,
@@ -101,43 +104,57 @@ class DeadLetterProducer:
             )
             time.sleep(delay)
         raise DeadLetterError(
-            f"{len(pending)} dead letters could not be delivered to topic {self._topic!r} "
+            f"{len(pending)} records could not be delivered to topic {self.topic!r} "
             f"after {self._max_attempts} attempts: {'; '.join(sorted(errors))}"
         )
 
-    def _deliver(self, rejections: Sequence[Rejection]) -> list[tuple[Rejection, Any]]:
-        failed: list[tuple[Rejection, Any]] = []
+    def _deliver(self, records: Sequence[Record]) -> list[tuple[Record, Any]]:
+        failed: list[tuple[Record, Any]] = []
 
-        def report(rejection: Rejection) -> Any:
+        def report(record: Record) -> Any:
             def on_delivery(error: KafkaError | None, _message: Any) -> None:
                 if error is not None:
-                    failed.append((rejection, error))
+                    failed.append((record, error))
 
             return on_delivery
 
-        for rejection in rejections:
-            self._produce(rejection, report(rejection))
+        for record in records:
+            self._produce(record, report(record))
         remaining = self._producer.flush(self._flush_timeout_s)
         if remaining:
             raise DeadLetterError(
-                f"{remaining} dead letters to {self._topic!r} still unacknowledged after "
+                f"{remaining} records to {self.topic!r} still unacknowledged after "
                 f"{self._flush_timeout_s:.0f}s: is the broker reachable?"
             )
         return failed
 
-    def _produce(self, rejection: Rejection, on_delivery: Any) -> None:
+    def _produce(self, record: Record, on_delivery: Any) -> None:
+        key, value, headers = record
         while True:
             try:
                 self._producer.produce(
-                    self._topic,
-                    value=rejection.payload[:MAX_VALUE_BYTES],
-                    key=dead_letter_key(rejection),
-                    headers=dead_letter_headers(rejection),
-                    on_delivery=on_delivery,
+                    self.topic, value=value, key=key, headers=headers, on_delivery=on_delivery
                 )
                 return
             except BufferError:
                 # Local queue full: let deliveries drain, then try again.
                 self._producer.poll(0.1)
             except KafkaException as exc:
-                raise DeadLetterError(f"cannot produce to {self._topic!r}: {exc}") from exc
+                raise DeadLetterError(f"cannot produce to {self.topic!r}: {exc}") from exc
+
+
+class DeadLetterProducer(ConfirmedProducer):
+    """Rejections to the dead-letter topic."""
+
+    def send(self, rejections: Sequence[Rejection]) -> None:
+        """Deliver every rejection; raise DeadLetterError if impossible."""
+        self.send_records(
+            [
+                (
+                    dead_letter_key(r),
+                    r.payload[:MAX_VALUE_BYTES],
+                    dead_letter_headers(r),
+                )
+                for r in rejections
+            ]
+        )

@@ -1,0 +1,1 @@
+"""meterwax HTTP read API: per-tenant usage estimates and dry-run invoices, keyed access."""

@@ -1,0 +1,206 @@
+"""Live usage per tenant, meter and billing period, updated as events are accepted.
+
+This is what quota checks and spend estimates read between window closes. It
+lives in the shard's state, so after a crash the restored state and the
+replayed events recompute the same values; counters are therefore published
+as absolute values (never increments), and quota crossings are remembered in
+the state so each is announced once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+
+from config.meters import Aggregation
+from config.pricing import PricingCatalog, Quota
+from operators.aggregation import ACCUMULATORS, Accumulator
+from operators.model import Event
+from operators.money import EXACT, ZERO
+from operators.periods import billing_period
+from operators.pricing import period_cost
+
+# tenant, meter, period start (epoch ms)
+CounterKey = tuple[str, str, int]
+_HUNDRED = Decimal(100)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveCounter:
+    """A tenant's usage and cost of one meter in the current period, so far."""
+
+    tenant: str
+    meter: str
+    period_start_ms: int
+    period_end_ms: int
+    quantity: Decimal
+    amount: Decimal
+    currency: str
+    hard_limited: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaEvent:
+    """Usage reached a threshold or a limit; ``event_id`` is the same on every replay."""
+
+    tenant: str
+    meter: str
+    period_start_ms: int
+    period_end_ms: int
+    kind: str  # "threshold", "soft_limit" or "hard_limit"
+    level: Decimal  # the usage at which it fires
+    percent: Decimal | None  # for thresholds: percent of the limit
+    quantity: Decimal  # usage when it was noticed
+    at_ms: int
+
+    @property
+    def event_id(self) -> str:
+        """Stable id: consumers can deduplicate on it."""
+        suffix = f"{self.kind}:{self.percent}" if self.percent is not None else self.kind
+        return f"{self.tenant}|{self.meter}|{self.period_start_ms}|{suffix}"
+
+
+@dataclass(slots=True)
+class _Period:
+    end_ms: int
+    currency: str
+    segments: dict[str, Accumulator]  # price version -> usage under it
+    crossed: set[str]
+
+
+class LiveUsage:
+    """Period usage folded event by event, with quota crossings remembered."""
+
+    def __init__(self, aggregations: Mapping[str, Aggregation]) -> None:
+        self.aggregations = dict(aggregations)
+        self.periods: dict[CounterKey, _Period] = {}
+        self._dirty: dict[CounterKey, None] = {}
+
+    def fold(self, events: Iterable[Event], pricing: PricingCatalog, window_ms: int) -> None:
+        """Add accepted events to their periods."""
+        periods, dirty = self.periods, self._dirty
+        for event in events:
+            located = _locate(pricing, event.tenant, event.time_ms - event.time_ms % window_ms)
+            if located is None:
+                continue
+            start, end, version, currency = located
+            for measure in event.measures:
+                key = (event.tenant, measure.meter, start)
+                period = periods.get(key)
+                if period is None:
+                    period = periods[key] = _Period(end, currency, {}, set())
+                acc = period.segments.get(version)
+                if acc is None:
+                    acc = period.segments[version] = ACCUMULATORS[
+                        self.aggregations[measure.meter]
+                    ]()
+                acc.fold(measure.value, event.time_ms)
+                dirty[key] = None
+
+    def changes(
+        self, pricing: PricingCatalog, now_ms: int
+    ) -> tuple[list[LiveCounter], list[QuotaEvent]]:
+        """Counters changed since the last call, and the quota crossings they caused."""
+        counters: list[LiveCounter] = []
+        crossings: list[QuotaEvent] = []
+        for key in self._dirty:
+            tenant, meter, start = key
+            period = self.periods[key]
+            quantity = self._quantity(meter, period.segments.values())
+            amount, quota = self._priced(pricing, tenant, meter, period)
+            new = _crossings(quota, quantity, period.crossed)
+            period.crossed.update(kind for kind, _, _ in new)
+            crossings += [
+                QuotaEvent(
+                    tenant,
+                    meter,
+                    start,
+                    period.end_ms,
+                    kind.split(":")[0],
+                    level,
+                    pct,
+                    quantity,
+                    now_ms,
+                )
+                for kind, level, pct in new
+            ]
+            limited = any(kind == "hard_limit" for kind in period.crossed)
+            counters.append(
+                LiveCounter(
+                    tenant, meter, start, period.end_ms, quantity, amount, period.currency, limited
+                )
+            )
+        self._dirty.clear()
+        return counters, crossings
+
+    def expire(self, before_ms: int) -> int:
+        """Forget periods that ended before ``before_ms``."""
+        done = [key for key, period in self.periods.items() if period.end_ms <= before_ms]
+        for key in done:
+            del self.periods[key]
+        return len(done)
+
+    def _quantity(self, meter: str, segments: Iterable[Accumulator]) -> Decimal:
+        parts = list(segments)
+        if len(parts) == 1:
+            return parts[0].quantity()
+        whole = ACCUMULATORS[self.aggregations[meter]]()
+        for part in parts:
+            whole.merge(part, part.quantity())  # type: ignore[arg-type]
+        return whole.quantity()
+
+    @staticmethod
+    def _priced(
+        pricing: PricingCatalog, tenant: str, meter: str, period: _Period
+    ) -> tuple[Decimal, Quota | None]:
+        subscription = pricing.subscription_for(tenant)
+        if subscription is None:
+            return ZERO, None
+        plan = pricing.plans[subscription.plan]
+        amount, quota = ZERO, None
+        for name, acc in period.segments.items():
+            version = next((v for v in plan.versions if v.version == name), None)
+            if version is None:
+                continue
+            price = version.prices.get(meter)
+            if price is not None:
+                amount = EXACT.add(amount, period_cost(price, acc.quantity()))
+            # The latest version's quotas apply.
+            quota = version.quotas.get(meter, quota)
+        return amount, quota
+
+
+def _locate(
+    pricing: PricingCatalog, tenant: str, window_start_ms: int
+) -> tuple[int, int, str, str] | None:
+    subscription = pricing.subscription_for(tenant)
+    if subscription is None:
+        return None
+    plan = pricing.plans[subscription.plan]
+    version = plan.version_at(window_start_ms)
+    start, end = billing_period(window_start_ms, subscription.anchor_day, subscription.timezone)
+    return start, end, "" if version is None else version.version, plan.currency
+
+
+def _crossings(
+    quota: Quota | None, quantity: Decimal, crossed: set[str]
+) -> Sequence[tuple[str, Decimal, Decimal | None]]:
+    """(kind, level, percent) of every level reached for the first time."""
+    if quota is None:
+        return []
+    levels: list[tuple[str, Decimal, Decimal | None]] = []
+    base = quota.soft_limit if quota.soft_limit is not None else quota.hard_limit
+    if base is not None:
+        for percent in quota.thresholds:
+            level = EXACT.divide(EXACT.multiply(base, percent), _HUNDRED)
+            levels.append((f"threshold:{percent}", level, percent))
+    if quota.soft_limit is not None:
+        levels.append(("soft_limit", quota.soft_limit, None))
+    if quota.hard_limit is not None:
+        levels.append(("hard_limit", quota.hard_limit, None))
+    return [
+        (kind, level, pct)
+        for kind, level, pct in levels
+        if quantity >= level and kind not in crossed
+    ]

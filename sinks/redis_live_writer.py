@@ -1,0 +1,106 @@
+"""Publish live usage counters and hard-limit flags to Redis (a public contract).
+
+Keys (``prefix`` default ``meterwax``; lengths in characters):
+
+* ``{prefix}:usage:{len(tenant)}:{tenant}:{meter}:{period_start_ms}`` hash with
+  ``quantity`` and ``amount`` (exact decimal strings: the period's usage and
+  cost so far, before invoice-level rules), ``currency``, ``period_start_ms``,
+  ``period_end_ms``, ``updated_ms``. Values are absolute, so a replay after a
+  crash rewrites them to the same numbers.
+* ``{prefix}:usage-index:{len(tenant)}:{tenant}`` set of ``{meter}:{period_start_ms}``.
+* ``{prefix}:hard-limit:{len(tenant)}:{tenant}:{meter}`` exists (value: the
+  period end, epoch ms) while the tenant is over the meter's hard limit in the
+  current period: one GET tells a platform to refuse usage. It expires at the
+  period end.
+* ``{prefix}:quota-sent:{event_id}`` marks a quota event as produced, so a
+  replay does not produce it again.
+
+Everything expires ``RETAIN_MS`` after the period ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+import redis
+
+from operators.live_usage import LiveCounter
+from sinks.redis_live_usage import live_index_key, live_usage_key
+
+log = logging.getLogger(__name__)
+
+RETAIN_MS = 35 * 86_400_000
+T = TypeVar("T")
+
+
+def hard_limit_key(prefix: str, tenant: str, meter: str) -> str:
+    """Exists while the tenant is over the meter's hard limit."""
+    return f"{prefix}:hard-limit:{len(tenant)}:{tenant}:{meter}"
+
+
+class LiveUsageWriter:
+    """Writes counters in one pipeline per batch; waits (retrying) while Redis is away."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "meterwax") -> None:
+        self._client = client
+        self._prefix = prefix
+
+    def publish(self, counters: Sequence[LiveCounter], now_ms: int) -> None:
+        """Write the absolute values of ``counters``."""
+        if not counters:
+            return
+        prefix = self._prefix
+
+        def write() -> None:
+            pipe = self._client.pipeline(transaction=False)
+            for c in counters:
+                key = live_usage_key(prefix, c.tenant, c.meter, c.period_start_ms)
+                expire_at = c.period_end_ms + RETAIN_MS
+                pipe.hset(
+                    key,
+                    mapping={
+                        "quantity": format(c.quantity, "f"),
+                        "amount": format(c.amount, "f"),
+                        "currency": c.currency,
+                        "period_start_ms": c.period_start_ms,
+                        "period_end_ms": c.period_end_ms,
+                        "updated_ms": now_ms,
+                    },
+                )
+                pipe.pexpireat(key, expire_at)
+                index = live_index_key(prefix, c.tenant)
+                pipe.sadd(index, f"{c.meter}:{c.period_start_ms}")
+                pipe.pexpireat(index, expire_at)
+                if c.hard_limited and c.period_end_ms > now_ms:
+                    flag = hard_limit_key(prefix, c.tenant, c.meter)
+                    pipe.set(flag, c.period_end_ms, pxat=c.period_end_ms)
+            pipe.execute()
+
+        _with_retry(write, "publish live usage")
+
+    def quota_sent(self, event_id: str) -> bool:
+        """Whether a quota event was produced already (by this flow, before a restart)."""
+        key = f"{self._prefix}:quota-sent:{event_id}"
+        return bool(_with_retry(lambda: self._client.exists(key), "check quota marker"))
+
+    def mark_quota_sent(self, event_id: str, period_end_ms: int) -> None:
+        """Remember that a quota event was produced."""
+        key = f"{self._prefix}:quota-sent:{event_id}"
+        _with_retry(
+            lambda: self._client.set(key, 1, pxat=period_end_ms + RETAIN_MS), "mark quota event"
+        )
+
+
+def _with_retry(operation: Callable[[], T], action: str) -> T:
+    """Run ``operation``, retrying with backoff while Redis is unreachable or loading."""
+    delay = 0.1
+    while True:
+        try:
+            return operation()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            log.warning("Redis unavailable (%s), retrying in %.1fs: %s", action, delay, exc)
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
