@@ -152,3 +152,38 @@ def expected_totals(s: Scenario) -> dict[tuple[str, str], tuple[Decimal, Decimal
 
 def _parse_ms(text: str) -> int:
     return int(datetime.fromisoformat(text).timestamp() * 1000)
+
+
+OCTOBER_2026_MS = 1_790_812_800_000  # 2026-10-01T00:00:00Z: the period before PRICE_CHANGE_MS
+
+
+def expected_period_usage(s: Scenario) -> dict[tuple[str, str, int], Decimal]:
+    """Per (tenant, meter, period start): the period's usage, as live counters must show it.
+
+    Periods are calendar months in UTC (the test catalog sets no anchor day):
+    sums for tokens and calls, distinct users, the peak of peak_gb.
+    """
+    values: dict[tuple[str, str, int], list[Decimal | str]] = defaultdict(list)
+    for event in s.accepted:
+        data = event["data"]
+        assert isinstance(data, dict)
+        time_ms = _parse_ms(str(event["time"]))
+        period = PRICE_CHANGE_MS if time_ms >= PRICE_CHANGE_MS else OCTOBER_2026_MS
+        tenant = str(event["subject"])
+        if event["type"] == "llm.completion":
+            values[(tenant, "tokens", period)].append(Decimal(data["tokens"]))
+        elif event["type"] == "api.request":
+            values[(tenant, "calls", period)].append(Decimal(1))
+            values[(tenant, "users", period)].append(str(data["user"]))
+        else:
+            values[(tenant, "peak_gb", period)].append(Decimal(str(data["gb"])))
+    usage: dict[tuple[str, str, int], Decimal] = {}
+    for key, found in values.items():
+        numbers = [v for v in found if isinstance(v, Decimal)]
+        if key[1] == "users":
+            usage[key] = Decimal(len(set(found)))
+        elif key[1] == "peak_gb":
+            usage[key] = max(numbers)
+        else:
+            usage[key] = sum(numbers, Decimal(0))
+    return usage
