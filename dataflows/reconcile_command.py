@@ -184,10 +184,8 @@ def main(args: argparse.Namespace) -> int:
                         {
                             "problem": d.problem.value,
                             **d.key._asdict(),
-                            "expected": None
-                            if d.expected is None
-                            else [str(v) for v in d.expected],
-                            "rated": None if d.rated is None else [str(v) for v in d.rated],
+                            "expected": None if d.expected is None else str(d.expected),
+                            "rated": None if d.rated is None else str(d.rated),
                         }
                         for d in found
                     ],

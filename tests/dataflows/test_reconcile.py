@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from clickhouse_connect.driver.client import Client
 
 from config.settings import load_settings
+from dataflows.cli import main
 from dataflows.reconcile_command import check
 from operators.reconcile import Problem
 from tests.dataflows.conftest import METERS_YAML, PRICING_YAML
@@ -90,3 +93,39 @@ def test_a_lost_window_and_a_wrong_price_are_reported(
     }
     # The doubled window sits in one billing period of acme's tokens.
     assert sum(d.problem is Problem.AMOUNT and d.key.tenant == "acme" for d in differences) == 1
+
+
+def test_the_command_reports_differences_as_json(
+    metered: object,
+    ch_client: Client,
+    ch_database: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    ch_client.command(
+        f"""
+        INSERT INTO `{ch_database}`.rated_windows
+        SELECT * REPLACE (revision + 1000 AS revision, quantity + 1 AS quantity)
+        FROM `{ch_database}`.rated_windows
+        WHERE tenant = 'globex' AND meter = 'tokens'
+        ORDER BY window_start LIMIT 1
+        """
+    )
+    settings = metered
+    code = main(
+        [
+            "reconcile",
+            *("--from", "2026-10-01T00:00:00Z", "--to", "2026-12-01T00:00:00Z"),
+            *("--dsn", settings.clickhouse.dsn.get_secret_value()),  # type: ignore[attr-defined]
+            *("--database", ch_database),
+            *("--meters", str(settings.catalogs.meters)),  # type: ignore[attr-defined]
+            *("--pricing", str(settings.catalogs.pricing)),  # type: ignore[attr-defined]
+            "--json",
+        ]
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert code == 1
+    problems = [d["problem"] for d in result["differences"]]
+    assert "quantity" in problems
+    quantity = next(d for d in result["differences"] if d["problem"] == "quantity")
+    assert Decimal(quantity["rated"]) == Decimal(quantity["expected"]) + 1
