@@ -15,6 +15,7 @@ from api import server as api_server
 from config.errors import ConfigError
 from config.settings import load_settings
 from dataflows import (
+    bench_command,
     estimate_command,
     invoice_command,
     produce_command,
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     estimate_command.add_parser(sub)
     invoice_command.add_parser(sub)
     api_server.add_parser(sub)
+    bench_command.add_parser(sub)
     return parser
 
 
@@ -146,6 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return invoice_command.main(args)
     if args.command == "api":
         return api_server.main(args)
+    if args.command == "bench":
+        return bench_command.main(args)
     try:
         settings = load_settings(args.config, _overrides(args))
         if args.print_config:

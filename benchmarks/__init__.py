@@ -1,0 +1,1 @@
+"""Benchmarks: a load generator with ground truth (``load``), used by ``meterwax bench``."""
