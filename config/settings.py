@@ -7,7 +7,6 @@ inside DSNs) are masked whenever settings are printed.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from importlib import resources
@@ -28,6 +27,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from config.durations import format_duration_ms, parse_duration_ms
 from config.errors import ConfigError
+from config.redaction import redact_url
 
 DurationMs = Annotated[int, BeforeValidator(parse_duration_ms), Field(ge=0)]
 
@@ -281,11 +281,6 @@ class _FileSettingsSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         return dict(_FILE_LAYER.get() or {})
-
-
-def redact_url(url: str) -> str:
-    """Replace the password in ``scheme://user:password@host`` with ``***``."""
-    return re.sub(r"(?<=://)([^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from clickhouse_connect.driver.exceptions import (
     ProgrammingError,
 )
 
+from config.redaction import redact_url as redact_dsn
 from operators.model import Event, GroupValues, RatedWindow, Rejection
 from sinks.clickhouse_schema import quote_database
 
@@ -37,8 +37,6 @@ log = logging.getLogger(__name__)
 
 _ACCEPTED_DSNS = "chdb://PATH, http://[user[:password]@]host[:port][/db] or https://..."
 
-# `scheme://user:` then everything up to the last `@` of the authority.
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@]*:)[^/\s]*@")
 
 # Server errors a retry cannot fix: bad SQL, types or data, missing schema,
 # authentication and permissions. Everything else from the server is treated
@@ -143,11 +141,6 @@ class SinkError(RuntimeError):
     def __init__(self, message: str, *, attempts: int) -> None:
         super().__init__(message)
         self.attempts = attempts
-
-
-def redact_dsn(dsn: str) -> str:
-    """Return ``dsn`` (or any text holding URLs) with passwords replaced by ``***``."""
-    return _URL_PASSWORD.sub(r"\g<head>***@", dsn)
 
 
 def connect(dsn: str, database: str) -> Client:

@@ -44,6 +44,7 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
+from config.redaction import redact_url
 from operators.idempotency import Claim, ClaimStatus
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,6 @@ _STATUS_BY_DIGIT = {str(int(status)): status for status in ClaimStatus}
 _TRANSIENT = (redis.ConnectionError, redis.TimeoutError, ReadOnlyError)
 _PERMANENT_CONNECTION = (AuthenticationError, AuthorizationError)
 
-_URL_PASSWORD = re.compile(r"(?P<head>://[^/\s:@]*:).*@")
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
 
@@ -118,11 +118,6 @@ def idempotency_key(prefix: str, tenant: str, source: str, id: str) -> str:
 def tenant_key_pattern(prefix: str, tenant: str) -> str:
     """A SCAN MATCH pattern for every key of ``tenant`` (glob characters escaped)."""
     return f"{_glob_escape(prefix)}:idem:{len(tenant)}:{_glob_escape(tenant)}:*"
-
-
-def redact_url(url: str) -> str:
-    """``url`` with the password (everything from ``user:`` to the last ``@``) as ``***``."""
-    return _URL_PASSWORD.sub(r"\g<head>***@", url)
 
 
 def _glob_escape(text: str) -> str:
