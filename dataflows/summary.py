@@ -26,6 +26,7 @@ def summary_data(
             "consumed": stats.consumed,
             "accepted": stats.accepted,
             "duplicates": stats.duplicates,
+            "redis_duplicates": stats.redis_duplicates,
             "late_accepted": stats.late,
             "rejected": dict(sorted(stats.rejected.items())),
             "windows": stats.windows,
@@ -66,6 +67,7 @@ def render_summary(data: dict[str, Any]) -> str:
         f"  consumed {run['consumed']:,} = accepted {run['accepted']:,} "
         f"+ duplicates {run['duplicates']:,} + rejected {sum(run['rejected'].values()):,}"
         + _reconcile_note(run["reconciles"]),
+        f"  of the duplicates, caught by Redis: {run['redis_duplicates']:,}",
         f"  late events accepted as adjustments: {run['late_accepted']:,}; "
         f"windows emitted: {run['windows']:,}; adjustment revisions: {run['adjustments']:,}",
     ]
