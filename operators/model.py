@@ -151,6 +151,3 @@ class RatedWindow:
     revision: int
     kind: WindowKind
     emitted_at_ms: int
-
-
-JsonObject = dict[str, Any]

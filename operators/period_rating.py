@@ -87,7 +87,3 @@ class PeriodLedger:
         for key in done:
             del self.periods[key]
         return len(done)
-
-    def period_usage(self) -> dict[PeriodKey, tuple[Decimal, Decimal]]:
-        """(quantity, cost) of every open period: the live view of what is owed so far."""
-        return {key: (acc.quantity(), cost) for key, (acc, cost, _) in self.periods.items()}
