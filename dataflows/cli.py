@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -123,6 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Subcommands other than `run`, each with its own `main(args) -> exit code`.
+_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "services": services_command.main,
+    "produce": produce_command.main,
+    "reconcile": reconcile_command.main,
+    "quote": quote_command.main,
+    "estimate": estimate_command.main,
+    "invoice": invoice_command.main,
+    "api": api_server.main,
+    "bench": bench_command.main,
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``meterwax`` console script."""
     args = build_parser().parse_args(argv)
@@ -134,22 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    if args.command == "services":
-        return services_command.main(args)
-    if args.command == "produce":
-        return produce_command.main(args)
-    if args.command == "reconcile":
-        return reconcile_command.main(args)
-    if args.command == "quote":
-        return quote_command.main(args)
-    if args.command == "estimate":
-        return estimate_command.main(args)
-    if args.command == "invoice":
-        return invoice_command.main(args)
-    if args.command == "api":
-        return api_server.main(args)
-    if args.command == "bench":
-        return bench_command.main(args)
+    command = _COMMANDS.get(args.command)
+    if command is not None:
+        return command(args)
     try:
         settings = load_settings(args.config, _overrides(args))
         if args.print_config:
