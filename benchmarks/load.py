@@ -25,7 +25,6 @@ import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,8 @@ import orjson
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from dataflows.display import decimal_text
+from dataflows.display import iso_utc as _iso
 from dataflows.kafka_topics import TopicError, ensure_topic
 from dataflows.produce_command import (
     ProduceResult,
@@ -157,7 +158,7 @@ class GroundTruth:
         """The ground truth as plain data; quantities as exact decimal strings."""
         usage: dict[str, dict[str, str]] = {}
         for (tenant, meter), quantity in sorted(self.usage().items()):
-            usage.setdefault(tenant, {})[meter] = plain(quantity)
+            usage.setdefault(tenant, {})[meter] = decimal_text(quantity, trim=True)
         data: dict[str, Any] = {
             "spec": asdict(spec),
             "messages": self.messages,
@@ -173,26 +174,20 @@ class GroundTruth:
         }
         if with_windows:
             data["windows"] = [
-                {"tenant": t, "meter": m, "window_start_ms": w, "quantity": plain(q)}
+                {
+                    "tenant": t,
+                    "meter": m,
+                    "window_start_ms": w,
+                    "quantity": decimal_text(q, trim=True),
+                }
                 for (t, m, w), q in sorted(self.windows().items())
             ]
         return data
 
 
-def plain(value: Decimal) -> str:
-    """Exact decimal text without exponent or trailing zeros."""
-    return format(value.normalize(), "f")
-
-
 def _zipf_cumulative(tenants: int, s: float) -> list[float]:
     weights = itertools.accumulate(1.0 / (rank**s) for rank in range(1, tenants + 1))
     return list(weights)
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
-        f"{ms % 1000:03d}Z"
-    )
 
 
 class LoadGenerator:

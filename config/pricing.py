@@ -106,6 +106,10 @@ class Plan:
     currency: str
     versions: tuple[PlanVersion, ...]
 
+    def version_named(self, name: str) -> PlanVersion | None:
+        """The version called ``name``, if the plan has one."""
+        return next((v for v in self.versions if v.version == name), None)
+
     def version_at(self, at_ms: int) -> PlanVersion | None:
         """The version in force at ``at_ms``; None before the first one."""
         index = bisect.bisect_right(self.versions, at_ms, key=_effective_from) - 1

@@ -34,6 +34,7 @@ import orjson
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from dataflows.display import iso_utc as _iso
 from dataflows.kafka_topics import TopicError
 from dataflows.local_services import RunningService, ServiceError, start_redis, start_tansu, stop
 
@@ -242,10 +243,6 @@ def check_summary(summary: dict[str, Any], truth: dict[str, Any], checks: Checks
             checks.failures.append(
                 f"usage {key[0]}/{key[1]}: expected {want.get(key)}, flow says {got.get(key)}"
             )
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")
 
 
 def run_reconcile(config: Path, workdir: Path, truth: dict[str, Any], checks: Checks) -> None:

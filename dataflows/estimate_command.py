@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,8 @@ from config.meters import Aggregation
 from config.pricing import Plan, PricingCatalog
 from config.pricing_catalog import load_pricing_catalog
 from config.settings import Settings, load_settings
+from dataflows.display import decimal_text as plain
+from dataflows.display import iso_utc as iso
 from operators.estimates import (
     CurrencyMismatchError,
     Estimate,
@@ -44,7 +45,6 @@ from sinks.clickhouse_reports import segment_usage
 from sinks.redis_idempotency import redact_url
 from sinks.redis_live_usage import LiveUsageError, read_live_usage
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # A report is interactive: give up on an unreachable Redis quickly.
 _REDIS_TIMEOUT_S = 5.0
 ESTIMATE_NOTE = (
@@ -332,23 +332,9 @@ def clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def iso(ms: int) -> str:
-    """``2026-11-01T00:00:00Z``, with milliseconds only when there are any."""
-    moment = _EPOCH + timedelta(milliseconds=ms)
-    return moment.isoformat(timespec="milliseconds" if ms % 1000 else "seconds").replace(
-        "+00:00", "Z"
-    )
-
-
-def plain(value: Decimal) -> str:
-    """No exponent notation: 8E-7 reads 0.0000008."""
-    return f"{value:f}"
-
-
 def exact(value: Decimal) -> str:
     """``value`` exactly, without exponent notation or trailing fractional zeros."""
-    text = plain(value)
-    return text.rstrip("0").rstrip(".") if "." in text else text
+    return plain(value, trim=True)
 
 
 def _redis_client(settings: Settings) -> redis.Redis | None:

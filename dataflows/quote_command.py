@@ -27,6 +27,8 @@ from config.pricing import (
     VolumePrice,
 )
 from config.pricing_catalog import EXAMPLE_PRICING_CATALOG, load_pricing_catalog
+from dataflows.display import decimal_text as _plain
+from dataflows.display import iso_utc as _iso
 from operators.pricing import minor_units, period_cost, round_to_minor
 from operators.timeparse import TimeFormatError, parse_rfc3339_ms
 
@@ -173,18 +175,6 @@ def _at_ms(text: str | None) -> int:
         return parse_rfc3339_ms(text)
     except TimeFormatError as exc:
         raise QuoteError(f"--at: {exc}; or write a date such as 2026-11-01 (00:00 UTC)") from None
-
-
-def _iso(ms: int) -> str:
-    """``2026-11-01T00:00:00Z``, with milliseconds only when there are any."""
-    moment = _EPOCH + timedelta(milliseconds=ms)
-    text = moment.isoformat(timespec="milliseconds" if ms % 1000 else "seconds")
-    return text.replace("+00:00", "Z")
-
-
-def _plain(value: Decimal) -> str:
-    """No exponent notation: 8E-7 reads 0.0000008."""
-    return f"{value:f}"
 
 
 def _render(quote: Quote) -> str:

@@ -17,7 +17,7 @@ from config.meter_catalog import load_meter_catalog
 from config.pricing import PricingCatalog
 from config.pricing_catalog import load_pricing_catalog
 from config.settings import Settings, load_settings
-from operators.periods import billing_period
+from operators.periods import billing_segment
 from operators.pricing import period_cost
 from operators.reconcile import (
     Difference,
@@ -61,13 +61,11 @@ def _time(flag: str, text: str) -> int:
 
 def _segment(pricing: PricingCatalog, key: WindowKey) -> tuple[SegmentKey, int] | None:
     """The billing-period segment a window belongs to, and the segment's end."""
-    subscription = pricing.subscription_for(key.tenant)
-    if subscription is None:
+    segment = billing_segment(pricing, key.tenant, key.start_ms)
+    if segment is None:
         return None
-    version = pricing.plans[subscription.plan].version_at(key.start_ms)
-    start, end = billing_period(key.start_ms, subscription.anchor_day, subscription.timezone)
-    name = "" if version is None else version.version
-    return SegmentKey(key.tenant, key.meter, start, name), end
+    period = SegmentKey(key.tenant, key.meter, segment.period_start_ms, segment.version_name)
+    return period, segment.period_end_ms
 
 
 def _period_quantity(windows: list[RecomputedWindow]) -> Decimal:
@@ -86,7 +84,7 @@ def _price(pricing: PricingCatalog, key: SegmentKey, quantity: Decimal) -> Decim
     subscription = pricing.subscription_for(key.tenant)
     assert subscription is not None
     plan = pricing.plans[subscription.plan]
-    version = next((v for v in plan.versions if v.version == key.price_version), None)
+    version = plan.version_named(key.price_version)
     price = None if version is None else version.prices.get(key.meter)
     return Decimal(0) if price is None else period_cost(price, quantity)
 

@@ -119,23 +119,28 @@ def open_idempotency(settings: Settings) -> IdempotencyStore | None:
 
 
 def dead_letter_opener(settings: Settings) -> Callable[[], DeadLetterProducer] | None:
-    """How the rejection sink opens its producer, when dead letters are on.
-
-    The topic is created when missing (brokers often refuse auto-creation), with
-    the broker's default replication factor.
-    """
+    """How the rejection sink opens its producer, when dead letters are on."""
     if not settings.dead_letters_enabled:
         return None
     k = settings.kafka
-    topic = k.dead_letter_topic or ""
-    config = k.client_config()
-    if settings.flow.is_primary:
-        admin = AdminClient({**config, "bootstrap.servers": k.brokers})
-        try:
-            ensure_topic(admin, topic, partitions=1, replication=-1)
-        except TopicError as exc:
-            raise ConfigError(f"kafka.dead_letter_topic: {exc}") from None
+    topic, config = k.dead_letter_topic or "", k.client_config()
+    _ensure_output_topic(settings, topic, "kafka.dead_letter_topic")
     return lambda: DeadLetterProducer(k.brokers, topic, config)
+
+
+def _ensure_output_topic(settings: Settings, topic: str, field: str) -> None:
+    """Create a topic the flow writes to when missing (brokers often refuse auto-creation).
+
+    Only the primary process does it, with the broker's default replication factor.
+    """
+    if not settings.flow.is_primary:
+        return
+    k = settings.kafka
+    admin = AdminClient({**k.client_config(), "bootstrap.servers": k.brokers})
+    try:
+        ensure_topic(admin, topic, partitions=1, replication=-1)
+    except TopicError as exc:
+        raise ConfigError(f"{field}: {exc}") from None
 
 
 def live_sink(settings: Settings) -> LiveUsageSink | None:
@@ -154,12 +159,7 @@ def live_sink(settings: Settings) -> LiveUsageSink | None:
     if settings.quota_events_enabled:
         k = settings.kafka
         topic, config = k.quota_topic or "", k.client_config()
-        if settings.flow.is_primary:
-            admin = AdminClient({**config, "bootstrap.servers": k.brokers})
-            try:
-                ensure_topic(admin, topic, partitions=1, replication=-1)
-            except TopicError as exc:
-                raise ConfigError(f"kafka.quota_topic: {exc}") from None
+        _ensure_output_topic(settings, topic, "kafka.quota_topic")
 
         def opener() -> ConfirmedProducer:
             return ConfirmedProducer(k.brokers, topic, config)

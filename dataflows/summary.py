@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
+from dataflows.display import decimal_text
 from dataflows.stats import RunStats
 from sinks.clickhouse import UsageTotal
 
@@ -37,20 +37,14 @@ def summary_data(
             {
                 "tenant": t.tenant,
                 "meter": t.meter,
-                "quantity": _plain(t.quantity),
-                "amount": _plain(t.amount),
+                "quantity": decimal_text(t.quantity, trim=True),
+                "amount": decimal_text(t.amount, trim=True),
                 "currency": t.currency,
             }
             for t in totals
         ],
         "rejected_stored": rejected_stored,
     }
-
-
-def _plain(value: Decimal) -> str:
-    """Exact decimal text without exponent or trailing zeros (``1.5``, ``1200``)."""
-    text = format(value.normalize(), "f")
-    return text
 
 
 def _reconcile_note(reconciles: bool | None) -> str:

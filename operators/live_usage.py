@@ -12,18 +12,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from config.meters import Aggregation
 from config.pricing import PricingCatalog, Quota
 from operators.aggregation import ACCUMULATORS, Accumulator
 from operators.model import Event
 from operators.money import EXACT, ZERO
-from operators.periods import billing_period
+from operators.periods import BillingSegment, billing_segment
 from operators.pricing import period_cost
 
 # tenant, meter, period start (epoch ms)
 CounterKey = tuple[str, str, int]
 _HUNDRED = Decimal(100)
+_UNSEEN: Any = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,16 +82,25 @@ class LiveUsage:
     def fold(self, events: Iterable[Event], pricing: PricingCatalog, window_ms: int) -> None:
         """Add accepted events to their periods."""
         periods, dirty = self.periods, self._dirty
+        # A batch holds few (tenant, window) pairs: look each up once.
+        segments: dict[tuple[str, int], BillingSegment | None] = {}
         for event in events:
-            located = _locate(pricing, event.tenant, event.time_ms - event.time_ms % window_ms)
-            if located is None:
+            window_start = event.time_ms - event.time_ms % window_ms
+            segment = segments.get((event.tenant, window_start), _UNSEEN)
+            if segment is _UNSEEN:
+                segment = segments[(event.tenant, window_start)] = billing_segment(
+                    pricing, event.tenant, window_start
+                )
+            if segment is None:
                 continue
-            start, end, version, currency = located
+            start, version = segment.period_start_ms, segment.version_name
             for measure in event.measures:
                 key = (event.tenant, measure.meter, start)
                 period = periods.get(key)
                 if period is None:
-                    period = periods[key] = _Period(end, currency, {}, set())
+                    period = periods[key] = _Period(
+                        segment.period_end_ms, segment.plan.currency, {}, set()
+                    )
                 acc = period.segments.get(version)
                 if acc is None:
                     acc = period.segments[version] = ACCUMULATORS[
@@ -160,7 +171,7 @@ class LiveUsage:
         plan = pricing.plans[subscription.plan]
         amount, quota = ZERO, None
         for name, acc in period.segments.items():
-            version = next((v for v in plan.versions if v.version == name), None)
+            version = plan.version_named(name)
             if version is None:
                 continue
             price = version.prices.get(meter)
@@ -169,18 +180,6 @@ class LiveUsage:
             # The latest version's quotas apply.
             quota = version.quotas.get(meter, quota)
         return amount, quota
-
-
-def _locate(
-    pricing: PricingCatalog, tenant: str, window_start_ms: int
-) -> tuple[int, int, str, str] | None:
-    subscription = pricing.subscription_for(tenant)
-    if subscription is None:
-        return None
-    plan = pricing.plans[subscription.plan]
-    version = plan.version_at(window_start_ms)
-    start, end = billing_period(window_start_ms, subscription.anchor_day, subscription.timezone)
-    return start, end, "" if version is None else version.version, plan.currency
 
 
 def _crossings(

@@ -22,7 +22,7 @@ from config.pricing import PricingCatalog
 from operators.aggregation import ACCUMULATORS, Accumulator
 from operators.model import RatedWindow, WindowUsage
 from operators.money import EXACT, ZERO
-from operators.periods import billing_period
+from operators.periods import billing_segment
 from operators.pricing import period_cost
 
 # tenant, meter, period start (epoch ms), price version
@@ -42,16 +42,12 @@ class PeriodLedger:
 
     def rate(self, usage: WindowUsage, pricing: PricingCatalog, emitted_at_ms: int) -> RatedWindow:
         """Price one window revision against its billing period."""
-        subscription = pricing.subscription_for(usage.tenant)
-        if subscription is None:
+        segment = billing_segment(pricing, usage.tenant, usage.window_start_ms)
+        if segment is None:
             raise UnratableError(f"tenant {usage.tenant!r} has no plan")
-        plan = pricing.plans[subscription.plan]
-        version = plan.version_at(usage.window_start_ms)
+        plan, version, end = segment.plan, segment.version, segment.period_end_ms
         price = None if version is None else version.prices.get(usage.meter)
-        start, end = billing_period(
-            usage.window_start_ms, subscription.anchor_day, subscription.timezone
-        )
-        key = (usage.tenant, usage.meter, start, "" if version is None else version.version)
+        key = (usage.tenant, usage.meter, segment.period_start_ms, segment.version_name)
         period, charged, _ = self.periods.get(key) or (
             ACCUMULATORS[self.aggregations[usage.meter]](),
             ZERO,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
+
+from config.pricing import Plan, PlanVersion, PricingCatalog
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -33,3 +36,30 @@ def _add_months(year: int, month: int, months: int) -> tuple[int, int]:
 def _ms(moment: datetime) -> int:
     delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1000 + delta.microseconds // 1000
+
+
+@dataclass(frozen=True, slots=True)
+class BillingSegment:
+    """Where a window is billed: the tenant's plan, the version in force, the period."""
+
+    plan: Plan
+    version: PlanVersion | None
+    period_start_ms: int
+    period_end_ms: int
+
+    @property
+    def version_name(self) -> str:
+        """The price version's name; "" before the plan's first version."""
+        return "" if self.version is None else self.version.version
+
+
+def billing_segment(
+    pricing: PricingCatalog, tenant: str, window_start_ms: int
+) -> BillingSegment | None:
+    """The plan, price version and billing period of ``tenant``'s window; None if unknown."""
+    subscription = pricing.subscription_for(tenant)
+    if subscription is None:
+        return None
+    plan = pricing.plans[subscription.plan]
+    start, end = billing_period(window_start_ms, subscription.anchor_day, subscription.timezone)
+    return BillingSegment(plan, plan.version_at(window_start_ms), start, end)
