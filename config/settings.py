@@ -124,6 +124,9 @@ class FlowSettings(_Section):
     # Redis claims name the flow by this id; by default it is kept in the recovery
     # directory. Set it (the same on every process) when processes do not share one.
     instance_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    # Live counters are published at most this often: shorter costs Redis round
+    # trips, longer delays quota checks.
+    live_publish_interval: DurationMs = parse_duration_ms("200ms")
 
     @model_validator(mode="after")
     def _check_cluster(self) -> FlowSettings:
@@ -215,6 +218,15 @@ class RecoverySettings(_Section):
         return self
 
 
+class MetricsSettings(_Section):
+    """The Prometheus endpoint; off unless ``port`` is set."""
+
+    # Each process of a cluster serves on port + process_id, so several can share a host.
+    port: int | None = Field(None, ge=1, le=65_535)
+    # All interfaces: Prometheus scrapes from another host or container.
+    host: str = Field("0.0.0.0", min_length=1)
+
+
 class Settings(BaseSettings):
     """Everything a run needs, validated together."""
 
@@ -234,6 +246,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     redis: RedisSettings = RedisSettings()
     recovery: RecoverySettings = RecoverySettings()
+    metrics: MetricsSettings = MetricsSettings()
 
     @property
     def quota_events_enabled(self) -> bool:

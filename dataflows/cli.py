@@ -88,6 +88,13 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         type=lambda text: text.split(","),
         help="cluster: host:port of every process, in process-id order, comma-separated",
     )
+    group = run.add_argument_group("metrics")
+    group.add_argument(
+        "--metrics-port",
+        dest="metrics.port",
+        type=int,
+        help="serve Prometheus /metrics on this port (+ process id)",
+    )
     run.add_argument("--print-config", action="store_true", help="print settings and exit")
     run.add_argument("--no-progress", action="store_true", help="no progress line")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")

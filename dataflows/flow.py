@@ -24,6 +24,7 @@ from dataflows.metering_step import (
     ShardBatch,
     StepContext,
 )
+from dataflows.metrics import Metrics
 from dataflows.sources import Batch
 from dataflows.stats import RunStats
 from operators.idempotency import IdempotencyStore
@@ -46,6 +47,8 @@ class FlowSpec:
     max_event_bytes: int = 65_536
     max_future_skew_ms: int = 300_000
     snapshots: bool = False
+    # Live counters are published at most this often (0: after every batch).
+    live_publish_interval_ms: int = 0
     idempotency: IdempotencyStore | None = None
     # Names this flow in idempotency claims; see flow_instance_id().
     instance: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -61,6 +64,7 @@ def build_flow(
     event_log_sink: Sink[tuple[str, Admitted]] | None = None,
     live_sink: Sink[tuple[str, LiveUpdate]] | None = None,
     flow_id: str = "meterwax",
+    metrics: Metrics | None = None,
 ) -> Dataflow:
     """Wire the metering flow from ``source`` into the sinks (the event log is optional)."""
     parser = BatchParser(
@@ -88,6 +92,8 @@ def build_flow(
         idempotency=spec.idempotency,
         event_log=event_log_sink is not None,
         live_usage=live_sink is not None,
+        live_interval_s=spec.live_publish_interval_ms / 1000,
+        metrics=metrics,
     )
 
     def parse(batch: Batch) -> tuple[PartitionKey, ParsedBatch]:

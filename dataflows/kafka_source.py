@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import orjson
 from bytewax.connectors.kafka import KafkaSource
 from bytewax.connectors.kafka import _KafkaSourcePartition as _ConnectorPartition
 from confluent_kafka import KafkaError
 
+from dataflows.metrics import METRICS
 from dataflows.sources import Batch
 from operators.model import RawMessage
 
@@ -72,6 +74,17 @@ class KafkaBatchSource(KafkaSource):  # type: ignore[misc]
 
 
 class _BatchPartition(_ConnectorPartition):  # type: ignore[misc]
+    def _process_stats(self, json_stats: str) -> None:
+        # librdkafka's statistics (every statistics.interval.ms): the partition's
+        # high watermark from fetch responses, so no extra request to the broker.
+        super()._process_stats(json_stats)
+        stats = orjson.loads(json_stats)
+        part = stats["topics"].get(self._topic, {}).get("partitions", {}).get(str(self._part_idx))
+        if part is not None and self._offset >= 0 and part.get("hi_offset", -1) >= 0:
+            METRICS.consumer_lag.labels(self._topic, str(self._part_idx)).set(
+                max(0, part["hi_offset"] - self._offset)
+            )
+
     def next_batch(self) -> list[Batch]:
         if self._eof:
             raise StopIteration
@@ -90,7 +103,9 @@ class _BatchPartition(_ConnectorPartition):  # type: ignore[misc]
                 log.warning("Kafka %s[%d]: %s", topic, partition, error)
                 continue
             offset = msg.offset()
-            batch.append(RawMessage(msg.value() or b"", topic, partition, offset))
+            # Producer create time or broker append time, as the topic is configured.
+            _, arrived_ms = msg.timestamp()
+            batch.append(RawMessage(msg.value() or b"", topic, partition, offset, arrived_ms))
             last_offset = offset
         if last_offset is not None:
             self._offset = last_offset + 1

@@ -17,12 +17,14 @@ from typing import NamedTuple
 from bytewax.operators import StatefulBatchLogic
 
 from config.pricing import PricingCatalog
+from dataflows.metrics import LATENCY_SAMPLES_PER_BATCH as SAMPLES
+from dataflows.metrics import Metrics, sample
 from dataflows.stats import RunStats
 from operators.idempotency import ClaimStatus, IdempotencyStore
 from operators.live_usage import LiveCounter, QuotaEvent
 from operators.model import Event, RatedWindow, Rejection, WindowKind, WindowUsage
 from operators.shard import ShardState
-from operators.windowing import PartitionKey
+from operators.windowing import NO_WATERMARK, PartitionKey
 
 
 class Admitted(NamedTuple):
@@ -33,15 +35,21 @@ class Admitted(NamedTuple):
 
 
 class LiveUpdate(NamedTuple):
-    """Live counters changed by one batch, and the quota levels it reached."""
+    """Live counters changed since the last update, and the quota levels reached.
+
+    ``arrivals_ms`` samples when the events behind it arrived (for the latency metric).
+    """
 
     counters: list[LiveCounter]
     quota_events: list[QuotaEvent]
     at_ms: int
+    arrivals_ms: tuple[int, ...] = ()
 
 
 Output = RatedWindow | Rejection | Admitted | LiveUpdate
 DUPLICATE = ClaimStatus.DUPLICATE
+# Arrival samples kept for one live update, however many batches it covers.
+MAX_ARRIVAL_SAMPLES = 256
 
 
 class ShardBatch(NamedTuple):
@@ -70,6 +78,9 @@ class StepContext:
     idempotency: IdempotencyStore | None = None
     event_log: bool = True
     live_usage: bool = False
+    # Live counters go out at most this often (0: after every batch).
+    live_interval_s: float = 0.0
+    metrics: Metrics | None = None
 
 
 class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
@@ -83,9 +94,20 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
             self._state = pickle.loads(resume)
             context.reconfigure(self._state)
         self._state.resume(time.monotonic())
+        self._next_live_s = 0.0
+        # Arrival times of a sample of the events behind the pending live update.
+        self._arrivals: list[int] = []
+        if context.metrics is not None:
+            context.metrics.watch_watermark(self)
+
+    def watermark_ms(self) -> int | None:
+        """The shard's event-time watermark (None before it has one)."""
+        watermark = self._state.windows.watermark
+        return None if watermark == NO_WATERMARK else watermark
 
     def on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[Output], bool]:
-        state, stats = self._state, self._ctx.stats
+        state, stats, metrics = self._state, self._ctx.stats, self._ctx.metrics
+        started = time.perf_counter()
         now_ms = _wall_ms()
         out: list[Output] = []
         for batch in values:
@@ -105,34 +127,61 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
             )
             if screened.too_late:
                 stats.reject(Counter(r.reason.value for r in screened.too_late))
-        if self._ctx.live_usage:
-            counters, quota_events = state.live_changes(self._ctx.pricing, now_ms)
-            if counters:
-                out.append(LiveUpdate(counters, quota_events, now_ms))
+            if self._ctx.live_usage and fresh and len(self._arrivals) < MAX_ARRIVAL_SAMPLES:
+                self._arrivals.extend(e.message.arrived_ms for e in sample(fresh, SAMPLES))
+        self._publish_live(out, now_ms, force=False)
+        if metrics is not None:
+            metrics.batch_seconds.observe(time.perf_counter() - started)
         return out, self.RETAIN
+
+    def _publish_live(self, out: list[Output], now_ms: int, *, force: bool) -> None:
+        """Emit the changed live counters when the publish interval is up (or ``force``)."""
+        if not self._ctx.live_usage or not self._state.live.pending:
+            return
+        now_s = time.monotonic()
+        if not force and now_s < self._next_live_s:
+            return
+        self._next_live_s = now_s + self._ctx.live_interval_s
+        counters, quota_events = self._state.live_changes(self._ctx.pricing, now_ms)
+        if counters:
+            out.append(LiveUpdate(counters, quota_events, now_ms, tuple(self._arrivals)))
+        self._arrivals = []
+        metrics = self._ctx.metrics
+        if metrics is not None:
+            for event in quota_events:
+                metrics.quota_events.labels(event.kind).inc()
 
     def _claim(self, events: list[Event]) -> tuple[list[Event], int]:
         """Ask the durable store; keep NEW and REPLAY (our own message again)."""
         store = self._ctx.idempotency
         if store is None or not events:
             return events, 0
+        started = time.perf_counter()
         statuses = store.claim(self._state.claims(events))
+        if self._ctx.metrics is not None:
+            self._ctx.metrics.redis_seconds.labels("claim").observe(time.perf_counter() - started)
         kept = [e for e, status in zip(events, statuses, strict=True) if status != DUPLICATE]
         return kept, len(events) - len(kept)
 
     def on_notify(self) -> tuple[Iterable[Output], bool]:
         out: list[Output] = []
-        self._rate_into(out, self._state.finish(None, None, time.monotonic()), _wall_ms())
+        now_ms = _wall_ms()
+        self._rate_into(out, self._state.finish(None, None, time.monotonic()), now_ms)
+        self._publish_live(out, now_ms, force=False)
         return out, self.RETAIN
 
     def on_eof(self) -> tuple[Iterable[Output], bool]:
         out: list[Output] = []
-        self._rate_into(out, self._state.close_all(), _wall_ms())
+        now_ms = _wall_ms()
+        self._publish_live(out, now_ms, force=True)
+        self._rate_into(out, self._state.close_all(), now_ms)
         return out, self.RETAIN
 
     def notify_at(self) -> datetime | None:
         now = time.monotonic()
         wake = self._state.windows.next_wakeup(now)
+        if self._ctx.live_usage and self._state.live.pending:
+            wake = self._next_live_s if wake is None else min(wake, self._next_live_s)
         if wake is None:
             return None
         return datetime.now(UTC) + timedelta(seconds=max(0.0, wake - now))
@@ -146,9 +195,12 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
     def _rate_into(self, out: list[Output], usages: list[WindowUsage], now_ms: int) -> None:
         if not usages:
             return
-        out.extend(self._state.rate(usages, self._ctx.pricing, now_ms))
+        rated = self._state.rate(usages, self._ctx.pricing, now_ms)
+        out.extend(rated)
         adjustments = sum(usage.kind is WindowKind.ADJUSTMENT for usage in usages)
         self._ctx.stats.add(windows=len(usages) - adjustments, adjustments=adjustments)
+        if self._ctx.metrics is not None:
+            self._ctx.metrics.count_amounts(rated)
 
 
 def _wall_ms() -> int:

@@ -20,6 +20,8 @@ from typing import Generic, TypeVar
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
 from dataflows.metering_step import Admitted, LiveUpdate
+from dataflows.metrics import LATENCY_SAMPLES_PER_BATCH as SAMPLES
+from dataflows.metrics import Metrics, sample
 from operators.live_usage import QuotaEvent
 from operators.model import RatedWindow, Rejection
 from sinks.clickhouse import ClickHouseWriter
@@ -42,9 +44,17 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
     """
 
     def __init__(
-        self, write: Callable[[Sequence[T]], None], max_rows: int = 20_000, max_delay_s: float = 1.0
+        self,
+        write: Callable[[Sequence[T]], None],
+        max_rows: int = 20_000,
+        max_delay_s: float = 1.0,
+        *,
+        sink: str = "",
+        metrics: Metrics | None = None,
     ) -> None:
         self._write = write
+        self._sink = sink
+        self._metrics = metrics
         self._max_rows = max_rows
         self._max_delay_s = max_delay_s
         self._rows: list[T] = []
@@ -63,8 +73,11 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
 
     def flush(self) -> None:
         """Write every waiting row."""
-        if self._rows and not self._failed:
-            rows = self._rows
+        if self._failed:
+            return
+        rows = self._rows
+        started = time.perf_counter()
+        if rows:
             try:
                 self._write(rows)
             except BaseException:
@@ -73,6 +86,8 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
                 self._failed = True
                 raise
             self._rows = []
+        if self._metrics is not None:
+            self._metrics.wrote(self._sink, len(rows), time.perf_counter() - started)
 
     def snapshot(self) -> None:
         self.flush()
@@ -88,11 +103,30 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
 
 
 class _WriterSink(FixedPartitionedSink[T, None]):
+    # The ``sink`` label of this sink's metrics.
+    SINK = ""
+
     def __init__(
-        self, open_writer: Callable[[], ClickHouseWriter], *, primary: bool = True
+        self,
+        open_writer: Callable[[], ClickHouseWriter],
+        *,
+        primary: bool = True,
+        metrics: Metrics | None = None,
     ) -> None:
         self._open_writer = open_writer
         self._primary = primary
+        self._metrics = metrics
+
+    def _writer(self) -> ClickHouseWriter:
+        writer = self._open_writer()
+        if self._metrics is not None:
+            writer.on_failure = self._metrics.failure_counter(self.SINK)
+        return writer
+
+    def _buffer(
+        self, write: Callable[[Sequence[T]], None], max_rows: int = 20_000
+    ) -> BufferedPartition[T]:
+        return BufferedPartition(write, max_rows, sink=self.SINK, metrics=self._metrics)
 
     def list_parts(self) -> list[str]:
         # Only the primary process offers the partition, so only it opens ClickHouse
@@ -106,15 +140,18 @@ class _WriterSink(FixedPartitionedSink[T, None]):
 class RatedWindowSink(_WriterSink[RatedWindow]):
     """Rated window revisions into ClickHouse; items are ``(key, RatedWindow)``."""
 
+    SINK = "clickhouse_windows"
+
     def build_part(
         self, step_id: str, for_part: str, resume_state: None
     ) -> BufferedPartition[RatedWindow]:
-        return BufferedPartition(self._open_writer().write_windows)
+        return self._buffer(self._writer().write_windows)
 
 
 class EventLogSink(_WriterSink[Admitted]):
     """Accepted events into the append-only ``accepted_events`` table."""
 
+    SINK = "clickhouse_events"
     # Items are whole batches of events: flush after this many.
     BATCHES_PER_INSERT = 64
 
@@ -124,20 +161,27 @@ class EventLogSink(_WriterSink[Admitted]):
         aggregations: Mapping[str, str],
         *,
         primary: bool = True,
+        metrics: Metrics | None = None,
     ) -> None:
-        super().__init__(open_writer, primary=primary)
+        super().__init__(open_writer, primary=primary, metrics=metrics)
         self._aggregations = dict(aggregations)
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: None
     ) -> BufferedPartition[Admitted]:
-        writer = self._open_writer()
+        writer = self._writer()
         aggregations = self._aggregations
+        metrics = self._metrics
 
         def write(items: Sequence[Admitted]) -> None:
             writer.write_events([(item.events, item.at_ms) for item in items], aggregations)
+            if metrics is not None:
+                now_ms = time.time_ns() // 1_000_000
+                for item in items:
+                    arrivals = [e.message.arrived_ms for e in sample(item.events, SAMPLES)]
+                    metrics.observe_latency("clickhouse", now_ms, arrivals)
 
-        return BufferedPartition(write, max_rows=self.BATCHES_PER_INSERT)
+        return self._buffer(write, max_rows=self.BATCHES_PER_INSERT)
 
 
 class LiveUsageSink(FixedPartitionedSink[LiveUpdate, None]):
@@ -149,10 +193,12 @@ class LiveUsageSink(FixedPartitionedSink[LiveUpdate, None]):
         open_quota_producer: Callable[[], ConfirmedProducer] | None,
         *,
         primary: bool = True,
+        metrics: Metrics | None = None,
     ) -> None:
         self._open_writer = open_writer
         self._open_quota_producer = open_quota_producer
         self._primary = primary
+        self._metrics = metrics
 
     def list_parts(self) -> list[str]:
         return ["live"] if self._primary else []
@@ -162,18 +208,40 @@ class LiveUsageSink(FixedPartitionedSink[LiveUpdate, None]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: None) -> _LivePartition:
         producer = None if self._open_quota_producer is None else self._open_quota_producer()
-        return _LivePartition(self._open_writer(), producer)
+        writer = self._open_writer()
+        metrics = self._metrics
+        if metrics is not None:
+            writer.on_failure = metrics.failure_counter(LIVE_SINK)
+            if producer is not None:
+                producer.on_failure = metrics.failure_counter(QUOTA_SINK)
+        return _LivePartition(writer, producer, metrics)
+
+
+LIVE_SINK = "live_usage"
+QUOTA_SINK = "quota_events"
 
 
 class _LivePartition(StatefulSinkPartition[LiveUpdate, None]):
-    def __init__(self, writer: LiveUsageWriter, producer: ConfirmedProducer | None) -> None:
+    def __init__(
+        self, writer: LiveUsageWriter, producer: ConfirmedProducer | None, metrics: Metrics | None
+    ) -> None:
         self._writer = writer
         self._producer = producer
+        self._metrics = metrics
 
     def write_batch(self, values: list[LiveUpdate]) -> None:
         # Later updates of a counter supersede earlier ones in the same batch.
         latest = {(c.tenant, c.meter, c.period_start_ms): c for u in values for c in u.counters}
+        started = time.perf_counter()
         self._writer.publish(list(latest.values()), values[-1].at_ms)
+        metrics = self._metrics
+        if metrics is not None:
+            seconds = time.perf_counter() - started
+            metrics.wrote(LIVE_SINK, len(latest), seconds)
+            metrics.redis_seconds.labels("live_usage").observe(seconds)
+            now_ms = time.time_ns() // 1_000_000
+            for update in values:
+                metrics.observe_latency("live_counter", now_ms, update.arrivals_ms)
         for update in values:
             for event in update.quota_events:
                 self._announce(event)
@@ -186,9 +254,12 @@ class _LivePartition(StatefulSinkPartition[LiveUpdate, None]):
         if self._producer is None:
             log.warning("quota event (no quota topic configured): %s", quota_event_json(event))
         else:
+            started = time.perf_counter()
             self._producer.send_records(
                 [(event.event_id.encode(), quota_event_json(event).encode(), [])]
             )
+            if self._metrics is not None:
+                self._metrics.wrote(QUOTA_SINK, 1, time.perf_counter() - started)
         self._writer.mark_quota_sent(event.event_id, event.period_end_ms)
 
     def snapshot(self) -> None:
@@ -217,26 +288,36 @@ def quota_event_json(event: QuotaEvent) -> str:
 class RejectionSink(_WriterSink[Rejection]):
     """Rejected events to the dead-letter topic (when given) and ClickHouse."""
 
+    SINK = "clickhouse_rejections"
+    DEAD_LETTER_SINK = "dead_letters"
+
     def __init__(
         self,
         open_writer: Callable[[], ClickHouseWriter],
         *,
         primary: bool = True,
         open_dead_letters: Callable[[], DeadLetterProducer] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
-        super().__init__(open_writer, primary=primary)
+        super().__init__(open_writer, primary=primary, metrics=metrics)
         self._open_dead_letters = open_dead_letters
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: None
     ) -> BufferedPartition[Rejection]:
-        writer = self._open_writer()
+        writer = self._writer()
         if self._open_dead_letters is None:
-            return BufferedPartition(writer.write_rejections)
+            return self._buffer(writer.write_rejections)
         dead_letters = self._open_dead_letters()
+        metrics = self._metrics
+        if metrics is not None:
+            dead_letters.on_failure = metrics.failure_counter(self.DEAD_LETTER_SINK)
 
         def write(rows: Sequence[Rejection]) -> None:
+            started = time.perf_counter()
             dead_letters.send(rows)
+            if metrics is not None:
+                metrics.wrote(self.DEAD_LETTER_SINK, len(rows), time.perf_counter() - started)
             writer.write_rejections(rows)
 
-        return BufferedPartition(write)
+        return self._buffer(write)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from datetime import timedelta
+from importlib.metadata import version
 
 import redis
 from bytewax._bytewax import cli_main
@@ -29,6 +30,7 @@ from config.settings import Settings, redact_url
 from dataflows.flow import FlowSpec, build_flow
 from dataflows.kafka_source import KafkaBatchSource
 from dataflows.kafka_topics import TopicError, ensure_topic
+from dataflows.metrics import METRICS, Metrics, serve
 from dataflows.outputs import EventLogSink, LiveUsageSink, RatedWindowSink, RejectionSink
 from dataflows.progress import Progress
 from dataflows.sources import Batch, JsonlFileSource, SyntheticSource
@@ -63,6 +65,7 @@ def flow_spec(settings: Settings) -> FlowSpec:
         shards=settings.flow.shards,
         max_event_bytes=settings.flow.max_event_bytes,
         max_future_skew_ms=w.max_future_skew,
+        live_publish_interval_ms=settings.flow.live_publish_interval,
     )
 
 
@@ -99,14 +102,20 @@ def make_source(settings: Settings) -> Source[Batch]:
     return JsonlFileSource([settings.input.path], settings.input.batch_size)
 
 
-def open_idempotency(settings: Settings) -> IdempotencyStore | None:
+def open_idempotency(
+    settings: Settings, on_failure: Callable[[], None] | None = None
+) -> IdempotencyStore | None:
     """The Redis layer when ``redis.url`` is set; checked once here so a typo fails fast."""
     r = settings.redis
     if r.url is None:
         return None
     url = r.url.get_secret_value()
     store = RedisIdempotencyStore.from_url(
-        url, password=r.password(), ttl_s=r.ttl // 1000, key_prefix=r.key_prefix
+        url,
+        password=r.password(),
+        ttl_s=r.ttl // 1000,
+        key_prefix=r.key_prefix,
+        on_failure=on_failure,
     )
     try:
         store.ping()
@@ -143,7 +152,7 @@ def _ensure_output_topic(settings: Settings, topic: str, field: str) -> None:
         raise ConfigError(f"{field}: {exc}") from None
 
 
-def live_sink(settings: Settings) -> LiveUsageSink | None:
+def live_sink(settings: Settings, metrics: Metrics | None = None) -> LiveUsageSink | None:
     """Live counters in Redis (and quota events to Kafka) when Redis is configured."""
     r = settings.redis
     if r.url is None:
@@ -164,7 +173,24 @@ def live_sink(settings: Settings) -> LiveUsageSink | None:
         def opener() -> ConfirmedProducer:
             return ConfirmedProducer(k.brokers, topic, config)
 
-    return LiveUsageSink(open_writer, opener, primary=settings.flow.is_primary)
+    return LiveUsageSink(open_writer, opener, primary=settings.flow.is_primary, metrics=metrics)
+
+
+def serve_metrics(settings: Settings) -> None:
+    """Serve /metrics when ``metrics.port`` is set (each process on port + its id)."""
+    m = settings.metrics
+    if m.port is None:
+        return
+    port = m.port + (settings.flow.process_id or 0)
+    METRICS.info.info({"version": version("meterwax")})
+    try:
+        serve(port, m.host)
+    except OSError as exc:
+        raise ConfigError(
+            f"metrics.port: cannot serve metrics on {m.host}:{port} ({exc.strerror}); "
+            "pick a free port, or leave metrics.port unset to turn the endpoint off"
+        ) from None
+    log.info("metrics on http://%s:%d/metrics", m.host, port)
 
 
 def recovery_config(settings: Settings) -> RecoveryConfig | None:
@@ -287,7 +313,7 @@ def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
     spec = replace(
         flow_spec(settings),
         snapshots=recovery is not None,
-        idempotency=open_idempotency(settings),
+        idempotency=open_idempotency(settings, METRICS.failure_counter("redis_claims")),
         instance=instance,
     )
 
@@ -296,23 +322,30 @@ def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
             connect(dsn, ch.database), ch.database, max_attempts=ch.max_attempts
         )
 
-    stats = RunStats()
+    metrics = METRICS
+    serve_metrics(settings)
+    stats = RunStats(metrics=metrics)
     flow = build_flow(
         spec,
         source=make_source(settings),
-        window_sink=RatedWindowSink(open_writer, primary=primary),
+        window_sink=RatedWindowSink(open_writer, primary=primary, metrics=metrics),
         rejection_sink=RejectionSink(
-            open_writer, primary=primary, open_dead_letters=dead_letter_opener(settings)
+            open_writer,
+            primary=primary,
+            open_dead_letters=dead_letter_opener(settings),
+            metrics=metrics,
         ),
         event_log_sink=EventLogSink(
             open_writer,
             {m.slug: m.aggregation.value for m in spec.meters.meters},
             primary=primary,
+            metrics=metrics,
         )
         if ch.event_log
         else None,
-        live_sink=live_sink(settings),
+        live_sink=live_sink(settings, metrics),
         stats=stats,
+        metrics=metrics,
     )
     _tune_gc()
     try:
@@ -338,6 +371,7 @@ def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
     stored = rejected_counts(client, ch.database) if client is not None else {}
     clustered = settings.flow.process_id is not None
     data = summary_data(stats, totals, stored, clustered=clustered)
+    data["latency_ms"] = metrics.latency_quantiles_ms()
     print(json.dumps(data, indent=2) if as_json else render_summary(data))
     # A cluster member parses some events and meters others: only the sum over
     # all processes reconciles.

@@ -55,6 +55,7 @@ class _JsonlPartition(StatefulSourcePartition[Batch, tuple[int, int]]):
     def next_batch(self) -> list[Batch]:
         batch: Batch = []
         readline = self._file.readline
+        now_ms = time.time_ns() // 1_000_000
         while len(batch) < self._batch_size:
             line = readline()
             if not line:
@@ -63,7 +64,7 @@ class _JsonlPartition(StatefulSourcePartition[Batch, tuple[int, int]]):
             payload = line.rstrip(b"\r\n")
             # Blank lines are layout, not events.
             if payload.strip():
-                batch.append(RawMessage(payload, self._origin, 0, self._line))
+                batch.append(RawMessage(payload, self._origin, 0, self._line, now_ms))
         self._position = self._file.tell()
         if not batch:
             if not line:
@@ -128,10 +129,13 @@ class _SyntheticPartition(StatefulSourcePartition[Batch, dict[str, int]]):
         end = min(self._events.count, self._next + self._batch_size)
         partition = self._events.partition
         batch: Batch = []
+        now_ms = time.time_ns() // 1_000_000
         for n in range(self._next, end):
             for payload in self._events.payloads(n):
                 self._emitted += 1
-                batch.append(RawMessage(payload, SyntheticSource.ORIGIN, partition, self._emitted))
+                batch.append(
+                    RawMessage(payload, SyntheticSource.ORIGIN, partition, self._emitted, now_ms)
+                )
         self._next = end
         return [batch]
 

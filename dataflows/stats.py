@@ -9,6 +9,8 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
+from dataflows.metrics import Metrics
+
 
 @dataclass
 class RunStats:
@@ -22,6 +24,8 @@ class RunStats:
     windows: int = 0
     adjustments: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    # Mirrors every count into Prometheus when given.
+    metrics: Metrics | None = field(default=None, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **counts: int) -> None:
@@ -29,11 +33,16 @@ class RunStats:
         with self._lock:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
+        if self.metrics is not None:
+            self.metrics.count(counts)
 
     def reject(self, reasons: Counter[str]) -> None:
         """Count rejections by reason."""
         with self._lock:
             self.rejected.update(reasons)
+        if self.metrics is not None:
+            for reason, count in reasons.items():
+                self.metrics.rejected.labels(reason).inc(count)
 
     @property
     def rejected_total(self) -> int:

@@ -109,6 +109,11 @@ class LiveUsage:
                 acc.fold(measure.value, event.time_ms)
                 dirty[key] = None
 
+    @property
+    def pending(self) -> bool:
+        """Whether counters changed since the last ``changes()``."""
+        return bool(self._dirty)
+
     def changes(
         self, pricing: PricingCatalog, now_ms: int
     ) -> tuple[list[LiveCounter], list[QuotaEvent]]:

@@ -18,12 +18,15 @@ class RawMessage(NamedTuple):
     ``origin``/``partition``/``offset`` locate it in its input (Kafka topic,
     file path or generator name); they are what dead letters point back to and
     what tells a replay of a message apart from a true duplicate.
+    ``arrived_ms`` is when it reached the input (the Kafka message timestamp, or
+    when it was read): end-to-end latency is measured from it.
     """
 
     payload: bytes
     origin: str
     partition: int
     offset: int
+    arrived_ms: int = 0
 
 
 class Reason(StrEnum):

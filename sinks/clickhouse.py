@@ -10,7 +10,7 @@ import functools
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Context, Decimal
@@ -231,6 +231,7 @@ class ClickHouseWriter:
         max_attempts: int = 5,
         backoff_base_s: float = 0.5,
         backoff_cap_s: float = 15.0,
+        on_failure: Callable[[], None] | None = None,
     ) -> None:
         if max_attempts < 1:
             raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
@@ -240,6 +241,8 @@ class ClickHouseWriter:
         self._max_attempts = max_attempts
         self._backoff_base_s = backoff_base_s
         self._backoff_cap_s = backoff_cap_s
+        # Told of every failed attempt (a metric), while the write keeps retrying.
+        self.on_failure = on_failure or _ignore
 
     def write_windows(self, rows: Sequence[RatedWindow]) -> None:
         """Insert window revisions; raises ValueError for a decimal the column would truncate."""
@@ -273,6 +276,7 @@ class ClickHouseWriter:
                 self._client.insert(table, data, column_names=columns, database=self._database)
                 return
             except (ClickHouseError, OSError) as exc:
+                self.on_failure()
                 if not is_transient(exc) or attempt == self._max_attempts:
                     raise SinkError(
                         f"insert of {len(data)} rows into {self._database}.{table} failed "
@@ -290,6 +294,10 @@ class ClickHouseWriter:
                     _describe(exc),
                 )
                 time.sleep(delay)
+
+
+def _ignore() -> None:
+    return None
 
 
 @functools.lru_cache(maxsize=65_536)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
@@ -67,6 +67,7 @@ class ConfirmedProducer:
         *,
         max_attempts: int = 8,
         flush_timeout_s: float = 30.0,
+        on_failure: Callable[[], None] | None = None,
     ) -> None:
         settings: dict[str, Any] = {
             "bootstrap.servers": brokers,
@@ -80,6 +81,8 @@ class ConfirmedProducer:
         self.topic = topic
         self._max_attempts = max_attempts
         self._flush_timeout_s = flush_timeout_s
+        # Told of every failed attempt (a metric), while delivery keeps retrying.
+        self.on_failure = on_failure or (lambda: None)
 
     def send_records(self, records: Sequence[Record]) -> None:
         """Deliver every record, retrying failed ones; raise DeadLetterError if impossible."""
@@ -88,6 +91,7 @@ class ConfirmedProducer:
             failed = self._deliver(pending)
             if not failed:
                 return
+            self.on_failure()
             errors = {str(error) for _, error in failed}
             pending = [record for record, _ in failed]
             if attempt == self._max_attempts:

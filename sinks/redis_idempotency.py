@@ -104,6 +104,7 @@ class StoreOptions(TypedDict, total=False):
     max_wait_s: float | None
     sleep: Callable[[float], None]
     chunk_size: int
+    on_failure: Callable[[], None] | None
 
 
 def idempotency_key(prefix: str, tenant: str, source: str, id: str) -> str:
@@ -148,6 +149,7 @@ class RedisIdempotencyStore:
         max_wait_s: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
+        on_failure: Callable[[], None] | None = None,
     ) -> None:
         if ttl_s < 1:
             raise ValueError(f"ttl_s must be at least 1 second, got {ttl_s}")
@@ -171,6 +173,8 @@ class RedisIdempotencyStore:
         self._max_wait_s = max_wait_s
         self._sleep = sleep
         self._chunk_size = chunk_size
+        # Told of every failed attempt (a metric), while claims keep retrying.
+        self.on_failure = on_failure or (lambda: None)
         kwargs = client.connection_pool.connection_kwargs
         self._address = _address(kwargs)
         password = kwargs.get("password")
@@ -258,6 +262,7 @@ class RedisIdempotencyStore:
             try:
                 reply = self._script(keys=keys, args=args)
             except RedisError as exc:
+                self.on_failure()
                 if not _is_transient(exc):
                     raise self._permanent(exc, f"claim of {len(keys)} events") from exc
                 now = time.monotonic()

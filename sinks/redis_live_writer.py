@@ -44,9 +44,16 @@ def hard_limit_key(prefix: str, tenant: str, meter: str) -> str:
 class LiveUsageWriter:
     """Writes counters in one pipeline per batch; waits (retrying) while Redis is away."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "meterwax") -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str = "meterwax",
+        on_failure: Callable[[], None] | None = None,
+    ) -> None:
         self._client = client
         self._prefix = prefix
+        # Told of every failed attempt (a metric), while writes keep retrying.
+        self.on_failure = on_failure or (lambda: None)
 
     def publish(self, counters: Sequence[LiveCounter], now_ms: int) -> None:
         """Write the absolute values of ``counters``."""
@@ -79,28 +86,33 @@ class LiveUsageWriter:
                     pipe.set(flag, c.period_end_ms, pxat=c.period_end_ms)
             pipe.execute()
 
-        _with_retry(write, "publish live usage")
+        _with_retry(write, "publish live usage", self.on_failure)
 
     def quota_sent(self, event_id: str) -> bool:
         """Whether a quota event was produced already (by this flow, before a restart)."""
         key = f"{self._prefix}:quota-sent:{event_id}"
-        return bool(_with_retry(lambda: self._client.exists(key), "check quota marker"))
+        return bool(
+            _with_retry(lambda: self._client.exists(key), "check quota marker", self.on_failure)
+        )
 
     def mark_quota_sent(self, event_id: str, period_end_ms: int) -> None:
         """Remember that a quota event was produced."""
         key = f"{self._prefix}:quota-sent:{event_id}"
         _with_retry(
-            lambda: self._client.set(key, 1, pxat=period_end_ms + RETAIN_MS), "mark quota event"
+            lambda: self._client.set(key, 1, pxat=period_end_ms + RETAIN_MS),
+            "mark quota event",
+            self.on_failure,
         )
 
 
-def _with_retry(operation: Callable[[], T], action: str) -> T:
+def _with_retry(operation: Callable[[], T], action: str, on_failure: Callable[[], None]) -> T:
     """Run ``operation``, retrying with backoff while Redis is unreachable or loading."""
     delay = 0.1
     while True:
         try:
             return operation()
         except (redis.ConnectionError, redis.TimeoutError) as exc:
+            on_failure()
             log.warning("Redis unavailable (%s), retrying in %.1fs: %s", action, delay, exc)
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
