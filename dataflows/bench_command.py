@@ -10,7 +10,9 @@ One run: preload a new topic with ``benchmarks.load`` events, then measure
 The flow's ``--json`` summary must match the generator's ground truth (counts
 and usage per tenant and meter) and ``meterwax reconcile`` must pass over the
 events' range; any difference fails the run (exit 1). Results go to
-``report.json``, ``report.md`` and ``chart.svg`` in ``--out``.
+``report.json``, ``report.md`` and ``chart.png`` in ``--out``. With
+``--latency-rate`` a second phase measures latency at a steady rate
+(``dataflows.bench_latency``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import subprocess
 import sys
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -34,9 +36,17 @@ import orjson
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from dataflows.bench_latency import LatencyError, latency_summary, measure_latency
 from dataflows.display import iso_utc as _iso
 from dataflows.kafka_topics import TopicError
-from dataflows.local_services import RunningService, ServiceError, start_redis, start_tansu, stop
+from dataflows.local_services import (
+    RunningService,
+    ServiceError,
+    free_port,
+    start_redis,
+    start_tansu,
+    stop,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "config" / "examples"
@@ -107,6 +117,23 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     bench.add_argument("--partitions", type=int, default=3, metavar="N", help="topic partitions")
     bench.add_argument("--rate", type=float, default=0.0, help="preload events/s; 0 = unlimited")
     bench.add_argument("--workers", type=int, default=1, metavar="N", help="flow worker threads")
+    bench.add_argument(
+        "--processes", type=int, default=1, metavar="N", help="flow processes (a local cluster)"
+    )
+    bench.add_argument(
+        "--latency-rate",
+        type=float,
+        default=0.0,
+        metavar="EV_S",
+        help="then measure latency while producing at this rate (0: skip)",
+    )
+    bench.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=20.0,
+        metavar="S",
+        help="how long to produce at --latency-rate",
+    )
     bench.add_argument("--out", type=Path, help="report directory (default: benchmarks/out/TIME)")
     bench.add_argument("--brokers", help="Kafka bootstrap servers (default: start a local broker)")
     bench.add_argument("--redis-url", help="Redis URL (default: start a local redis-server)")
@@ -171,22 +198,39 @@ def _vm_hwm(pid: int) -> int:
     return 0
 
 
-def run_flow(config: Path, workdir: Path, redis_url: str, first_key: str) -> FlowRun:
-    """``meterwax run --no-tail --json`` with ``config``: timed, RSS-sampled, summary parsed."""
-    stdout_path, stderr_path = workdir / "flow.out", workdir / "flow.err"
+def run_flow(
+    config: Path, workdir: Path, redis_url: str, first_key: str, processes: int = 1
+) -> FlowRun:
+    """``meterwax run --no-tail --json`` with ``config``, as ``processes`` cluster members.
+
+    Timed until the last process exits; peak RSS is the sum of every process's peak.
+    The summaries are merged: run counts add up, usage comes from process 0 (it
+    reads ClickHouse, which holds every process's windows).
+    """
     watcher = redis.Redis.from_url(redis_url)
     argv = [*METERWAX, "run", "--config", str(config), "--no-tail", "--json", "--no-progress"]
-    with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
-        started = time.monotonic()
-        popen = subprocess.Popen(
-            argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=workdir
-        )
-    peak = 0
+    cluster: list[list[str]] = [[]]
+    if processes > 1:
+        addresses = ",".join(f"127.0.0.1:{free_port()}" for _ in range(processes))
+        cluster = [["--process-id", str(i), "--addresses", addresses] for i in range(processes)]
+    started = time.monotonic()
+    popens = []
+    for i, extra in enumerate(cluster):
+        with (
+            (workdir / f"flow{i}.out").open("wb") as out,
+            (workdir / f"flow{i}.err").open("wb") as err,
+        ):
+            popens.append(
+                subprocess.Popen(
+                    [*argv, *extra], stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=workdir
+                )
+            )
+    peaks = [0] * len(popens)
     first_event_s: float | None = None
     last_progress = started
-    while popen.poll() is None:
+    while any(p.poll() is None for p in popens):
         now = time.monotonic()
-        peak = max(peak, _vm_hwm(popen.pid))
+        peaks = [max(peak, _vm_hwm(p.pid)) for peak, p in zip(peaks, popens, strict=True)]
         if first_event_s is None:
             try:
                 if watcher.exists(first_key):
@@ -196,21 +240,50 @@ def run_flow(config: Path, workdir: Path, redis_url: str, first_key: str) -> Flo
         if now - last_progress >= PROGRESS_EVERY_S:
             last_progress = now
             phase = "starting" if first_event_s is None else "metering"
-            _progress(f"flow {phase}: {now - started:6.1f} s, peak RSS {peak / 2**20:,.0f} MiB")
+            rss = sum(peaks) / 2**20
+            _progress(f"flow {phase}: {now - started:6.1f} s, peak RSS {rss:,.0f} MiB")
         if now - started > FLOW_TIMEOUT_S:
-            popen.kill()
+            for p in popens:
+                p.kill()
         time.sleep(POLL_S)
     seconds = time.monotonic() - started
-    # The flow is the only child waited for so far: its peak, in KiB on Linux.
-    peak = max(peak, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
-    stderr = stderr_path.read_text(errors="replace")
+    if len(popens) == 1:
+        # The flow is the only child waited for so far: its peak, in KiB on Linux.
+        peaks[0] = max(peaks[0], resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)
+    failed = next((p for p in popens if p.returncode != 0), None)
+    exit_code = 0 if failed is None else failed.returncode
+    stderr = "".join(
+        (workdir / f"flow{i}.err").read_text(errors="replace")[-3000:] for i in range(len(popens))
+    )
     summary = None
-    if popen.returncode == 0:
+    if failed is None:
         try:
-            summary = json.loads(stdout_path.read_text())
+            summaries = [
+                json.loads((workdir / f"flow{i}.out").read_text()) for i in range(len(popens))
+            ]
+            summary = merge_summaries(summaries)
         except json.JSONDecodeError:
             summary = None
-    return FlowRun(popen.returncode, seconds, first_event_s, peak, summary, stderr[-3000:])
+    return FlowRun(exit_code, seconds, first_event_s, sum(peaks), summary, stderr[-3000:])
+
+
+def merge_summaries(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """One summary for a cluster: counts added up, usage and latency from process 0."""
+    if len(summaries) == 1:
+        return summaries[0]
+    merged = dict(summaries[0])
+    run: dict[str, Any] = {"rejected": {}}
+    for summary in summaries:
+        for name, value in summary["run"].items():
+            if name == "rejected":
+                for reason, count in value.items():
+                    run["rejected"][reason] = run["rejected"].get(reason, 0) + count
+            elif isinstance(value, int) and not isinstance(value, bool):
+                run[name] = run.get(name, 0) + value
+    rejected = sum(run["rejected"].values())
+    run["reconciles"] = run["consumed"] == run["accepted"] + run["duplicates"] + rejected
+    merged["run"] = run
+    return merged
 
 
 def check_summary(summary: dict[str, Any], truth: dict[str, Any], checks: Checks) -> None:
@@ -272,7 +345,14 @@ def run_reconcile(config: Path, workdir: Path, truth: dict[str, Any], checks: Ch
 
 
 def _flow_config(
-    out: Path, *, brokers: str, topic: str, redis_url: str, prefix: str, workers: int
+    out: Path,
+    *,
+    brokers: str,
+    topic: str,
+    redis_url: str,
+    prefix: str,
+    workers: int,
+    name: str = "meterwax",
 ) -> Path:
     config = {
         "input": {"kind": "kafka"},
@@ -286,10 +366,13 @@ def _flow_config(
             "dead_letter_topic": f"{topic}-dead-letters",
         },
         "redis": {"url": redis_url, "key_prefix": prefix},
-        "clickhouse": {"dsn": f"chdb://{out / 'ch'}", "database": "bench"},
+        "clickhouse": {
+            "dsn": f"chdb://{out / ('ch' if name == 'meterwax' else f'ch-{name}')}",
+            "database": "bench",
+        },
         "flow": {"workers": workers},
     }
-    path = out / "meterwax.json"
+    path = out / f"{name}.json"
     path.write_text(json.dumps(config, indent=2) + "\n")
     return path
 
@@ -327,31 +410,24 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     lines += [f"- {failure}" for failure in report["checks"]["failures"]]
     lines.append("")
-    lines.append("![throughput](chart.svg)")
-    return "\n".join(lines) + "\n"
-
-
-def render_svg(bars: list[tuple[str, float]]) -> str:
-    """A horizontal bar chart of events/s, written by hand (no plotting library needed)."""
-    width, left, bar_h, gap = 640, 210, 28, 14
-    height = 50 + len(bars) * (bar_h + gap)
-    top = max((value for _, value in bars), default=1.0) or 1.0
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-        'font-family="sans-serif" font-size="13">',
-        f'<rect width="{width}" height="{height}" fill="white"/>',
-        '<text x="10" y="22" font-size="15" font-weight="bold">events/s</text>',
-    ]
-    for i, (label, value) in enumerate(bars):
-        y = 40 + i * (bar_h + gap)
-        w = (width - left - 90) * value / top
-        parts += [
-            f'<text x="10" y="{y + 19}">{label}</text>',
-            f'<rect x="{left}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="#4a7fb5"/>',
-            f'<text x="{left + w + 6:.1f}" y="{y + 19}">{value:,.0f}</text>',
+    latency = report.get("latency")
+    if latency is not None:
+        lines += [
+            "",
+            f"## Latency at {latency['rate']:,.0f} events/s",
+            "",
+            f"{latency['messages']:,} messages produced at {latency['produced_per_s']:,.0f}/s; "
+            f"the flow had consumed them all {latency['consumed_all_after_s']:.1f} s after "
+            f"production started ({'kept up' if latency['kept_up'] else 'fell behind'}).",
+            "",
+            "| from arrival to | p50 | p99 | sampled events |",
+            "|---|---|---|---|",
         ]
-    parts.append("</svg>")
-    return "\n".join(parts) + "\n"
+        for stage, q in latency["latency_ms"].items():
+            lines.append(f"| {stage} | {q['p50']} ms | {q['p99']} ms | {q['samples']:,.0f} |")
+    lines.append("")
+    lines.append("![throughput and latency](chart.png)")
+    return "\n".join(lines) + "\n"
 
 
 def _start_services(args: argparse.Namespace, out: Path) -> list[RunningService]:
@@ -410,7 +486,7 @@ def bench(args: argparse.Namespace, out: Path) -> int:
         workers=args.workers,
     )
     first_key = _idem_key(prefix, generator.first_tenant, source, generator.first_id)
-    flow = run_flow(config, out, args.redis_url, first_key)
+    flow = run_flow(config, out, args.redis_url, first_key, args.processes)
     checks = Checks()
     consumed = 0
     if flow.summary is None:
@@ -433,6 +509,7 @@ def bench(args: argparse.Namespace, out: Path) -> int:
         "load": {**truth["spec"], "messages": truth["messages"]},
         "partitions": args.partitions,
         "workers": args.workers,
+        "processes": args.processes,
         "topic": topic,
         "preload_events_per_s": preload_rate,
         "raw_ceiling": {
@@ -458,12 +535,20 @@ def bench(args: argparse.Namespace, out: Path) -> int:
             "failures": checks.failures,
         },
     }
+    if args.latency_rate > 0 and checks.passed:
+        report["latency"] = _latency_phase(args, out, load, spec, run_id)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     (out / "report.md").write_text(render_markdown(report))
     bars = [("raw ceiling", raw_rate), ("meterwax flow", flow_rate)]
     if after_first is not None:
         bars.append(("flow after first event", after_first))
-    (out / "chart.svg").write_text(render_svg(bars))
+    latency = report.get("latency", {}).get("latency_ms")
+    try:
+        from dataflows.bench_chart import render_png  # noqa: PLC0415 — an optional extra
+    except ImportError:
+        _done("no chart.png: install the bench extra (pip install 'meterwax[bench]')")
+    else:
+        render_png(out / "chart.png", bars, latency)
     print(
         f"raw ceiling {raw_rate:,.0f} ev/s | flow {flow_rate:,.0f} ev/s | "
         f"ratio {report['ratio']:.3f} | peak RSS {flow.peak_rss_bytes / 2**20:,.0f} MiB | "
@@ -475,6 +560,36 @@ def bench(args: argparse.Namespace, out: Path) -> int:
             print(f"  {failure}", file=sys.stderr)
         return FAILED
     return 0
+
+
+def _latency_phase(
+    args: argparse.Namespace, out: Path, load: ModuleType, spec: Any, run_id: str
+) -> dict[str, Any]:
+    events = max(1, int(args.latency_rate * args.latency_seconds))
+    topic = f"meterwax-latency-{run_id}"
+    config = _flow_config(
+        out,
+        brokers=args.brokers,
+        topic=topic,
+        redis_url=args.redis_url,
+        prefix=f"latency-{run_id}",
+        workers=args.workers,
+        name="latency",
+    )
+    _progress(f"latency: producing {events:,} events at {args.latency_rate:,.0f}/s ...")
+    result = measure_latency(
+        load,
+        replace(spec, events=events, seed=spec.seed + 1),
+        brokers=args.brokers,
+        topic=topic,
+        partitions=args.partitions,
+        rate=args.latency_rate,
+        config=config,
+        workdir=out,
+        metrics_port=free_port(),
+    )
+    _done(f"latency: {latency_summary(result)}")
+    return result
 
 
 def main(args: argparse.Namespace) -> int:
@@ -498,7 +613,7 @@ def main(args: argparse.Namespace) -> int:
         return SETUP_FAILED
     try:
         return bench(args, out)
-    except (BenchError, TopicError, KafkaException, redis.RedisError) as exc:
+    except (BenchError, LatencyError, TopicError, KafkaException, redis.RedisError) as exc:
         print(f"meterwax bench: {exc}", file=sys.stderr)
         return SETUP_FAILED
     finally:

@@ -24,7 +24,7 @@ from typing import Protocol, TypeVar
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import start_http_server
 
-from operators.model import RatedWindow
+from operators.model import RatedWindow, Reason
 
 # Batch writes and round trips: milliseconds to a minute.
 _SECONDS_BUCKETS = (
@@ -37,6 +37,16 @@ _LATENCY_BUCKETS = (
 )  # fmt: skip
 # End-to-end latency is sampled: at most this many events of a batch are observed.
 LATENCY_SAMPLES_PER_BATCH = 16
+# Every ``sink`` label value.
+SINKS = (
+    "clickhouse_windows",
+    "clickhouse_events",
+    "clickhouse_rejections",
+    "dead_letters",
+    "live_usage",
+    "quota_events",
+    "redis_claims",
+)
 # RunStats names of window counts -> the windows_emitted kind label.
 _WINDOW_KINDS = {"windows": "on_time", "adjustments": "adjustment"}
 
@@ -150,12 +160,30 @@ class Metrics:
             "Messages behind the end of each input partition (from the Kafka client).",
             ["topic", "partition"],
         )
+        self._start_at_zero()
         self._plain = {"consumed": self.consumed, "accepted": self.accepted, "late": self.late}
         self.last_flush = gauge(
             "meterwax_last_sink_flush_timestamp_seconds",
             "When each sink last wrote successfully (Unix time).",
             ["sink"],
         )
+
+    def _start_at_zero(self) -> None:
+        # Known label values exist from the start, so rate() and increase() see their
+        # first increment (a series born at 3 looks like it was always 3).
+        for reason in Reason:
+            self.rejected.labels(reason.value)
+        for layer in ("state", "redis"):
+            self.duplicates.labels(layer)
+        for kind in _WINDOW_KINDS.values():
+            self.windows.labels(kind)
+        for kind in ("threshold", "soft_limit", "hard_limit"):
+            self.quota_events.labels(kind)
+        for sink in SINKS:
+            self.sink_failures.labels(sink)
+            self.sink_rows.labels(sink)
+        for stage in ("live_counter", "clickhouse"):
+            self.event_latency.labels(stage)
 
     def count(self, counts: Mapping[str, int]) -> None:
         """Mirror RunStats counts (see dataflows.stats) into the counters."""

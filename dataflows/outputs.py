@@ -45,7 +45,7 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
 
     def __init__(
         self,
-        write: Callable[[Sequence[T]], None],
+        write: Callable[[Sequence[T]], int | None],
         max_rows: int = 20_000,
         max_delay_s: float = 1.0,
         *,
@@ -77,9 +77,10 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
             return
         rows = self._rows
         started = time.perf_counter()
+        written: int | None = 0
         if rows:
             try:
-                self._write(rows)
+                written = self._write(rows)
             except BaseException:
                 # The flow is stopping: do not write again from close(), which the
                 # engine calls while it unwinds (a second error there aborts the process).
@@ -87,7 +88,9 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
                 raise
             self._rows = []
         if self._metrics is not None:
-            self._metrics.wrote(self._sink, len(rows), time.perf_counter() - started)
+            # Writers that store several rows per item say how many they wrote.
+            count = len(rows) if written is None else written
+            self._metrics.wrote(self._sink, count, time.perf_counter() - started)
 
     def snapshot(self) -> None:
         self.flush()
@@ -124,7 +127,7 @@ class _WriterSink(FixedPartitionedSink[T, None]):
         return writer
 
     def _buffer(
-        self, write: Callable[[Sequence[T]], None], max_rows: int = 20_000
+        self, write: Callable[[Sequence[T]], int | None], max_rows: int = 20_000
     ) -> BufferedPartition[T]:
         return BufferedPartition(write, max_rows, sink=self.SINK, metrics=self._metrics)
 
@@ -173,13 +176,16 @@ class EventLogSink(_WriterSink[Admitted]):
         aggregations = self._aggregations
         metrics = self._metrics
 
-        def write(items: Sequence[Admitted]) -> None:
-            writer.write_events([(item.events, item.at_ms) for item in items], aggregations)
+        def write(items: Sequence[Admitted]) -> int:
+            written = writer.write_events(
+                [(item.events, item.at_ms) for item in items], aggregations
+            )
             if metrics is not None:
                 now_ms = time.time_ns() // 1_000_000
                 for item in items:
                     arrivals = [e.message.arrived_ms for e in sample(item.events, SAMPLES)]
                     metrics.observe_latency("clickhouse", now_ms, arrivals)
+            return written
 
         return self._buffer(write, max_rows=self.BATCHES_PER_INSERT)
 
@@ -313,11 +319,11 @@ class RejectionSink(_WriterSink[Rejection]):
         if metrics is not None:
             dead_letters.on_failure = metrics.failure_counter(self.DEAD_LETTER_SINK)
 
-        def write(rows: Sequence[Rejection]) -> None:
+        def write(rows: Sequence[Rejection]) -> int:
             started = time.perf_counter()
             dead_letters.send(rows)
             if metrics is not None:
                 metrics.wrote(self.DEAD_LETTER_SINK, len(rows), time.perf_counter() - started)
-            writer.write_rejections(rows)
+            return writer.write_rejections(rows)
 
         return self._buffer(write)

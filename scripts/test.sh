@@ -11,6 +11,12 @@ if ! command -v redis-server >/dev/null 2>&1; then
   # The package starts a system-wide server; the tests run their own.
   service redis-server stop >/dev/null 2>&1 || true
 fi
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "test: installing promtool (Debian package prometheus)" >&2
+  apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  # The package may start a Prometheus server; the tests only need promtool.
+  service prometheus stop >/dev/null 2>&1 || true
+fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy

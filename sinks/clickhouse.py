@@ -12,7 +12,6 @@ import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from decimal import Context, Decimal
 from pathlib import Path
 from typing import Any, Protocol
@@ -76,7 +75,8 @@ _PERMANENT_CODES = frozenset(
     }
 )
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Instants go to the DateTime64(3) columns as epoch milliseconds: the driver
+# writes integers as ticks as they are (exact, and no per-row datetime objects).
 # (precision, scale) of the quantity and amount columns. Amounts keep full
 # precision: 9 fractional digits of quantity times 12 of a unit price.
 _QUANTITY = (38, 9)
@@ -244,37 +244,39 @@ class ClickHouseWriter:
         # Told of every failed attempt (a metric), while the write keeps retrying.
         self.on_failure = on_failure or _ignore
 
-    def write_windows(self, rows: Sequence[RatedWindow]) -> None:
+    def write_windows(self, rows: Sequence[RatedWindow]) -> int:
         """Insert window revisions; raises ValueError for a decimal the column would truncate."""
-        self._insert("rated_windows", _WINDOW_COLUMNS, [_window_row(w) for w in rows])
+        return self._insert("rated_windows", _WINDOW_COLUMNS, [_window_row(w) for w in rows])
 
     def write_events(
         self,
         batches: Sequence[tuple[Sequence[Event], int]],
         aggregations: Mapping[str, str],
-    ) -> None:
+    ) -> int:
         """Append accepted events to the event log, one row per event and meter.
 
         ``batches`` pairs events with the time (epoch ms) they were accepted.
         """
         rows: list[list[Any]] = []
         for events, ingested_at_ms in batches:
-            ingested_at = _utc(ingested_at_ms)
             for event in events:
-                rows.extend(_event_rows(event, aggregations, ingested_at))
-        self._insert("accepted_events", _EVENT_COLUMNS, rows)
+                rows.extend(_event_rows(event, aggregations, ingested_at_ms))
+        return self._insert("accepted_events", _EVENT_COLUMNS, rows)
 
-    def write_rejections(self, rows: Sequence[Rejection]) -> None:
+    def write_rejections(self, rows: Sequence[Rejection]) -> int:
         """Insert rejected events with their original payload bytes."""
-        self._insert("rejected_events", _REJECTION_COLUMNS, [_rejection_row(r) for r in rows])
+        return self._insert(
+            "rejected_events", _REJECTION_COLUMNS, [_rejection_row(r) for r in rows]
+        )
 
-    def _insert(self, table: str, columns: Sequence[str], data: list[list[Any]]) -> None:
+    def _insert(self, table: str, columns: Sequence[str], data: list[list[Any]]) -> int:
+        """Insert ``data``; the number of rows written."""
         if not data:
-            return
+            return 0
         for attempt in range(1, self._max_attempts + 1):
             try:
                 self._client.insert(table, data, column_names=columns, database=self._database)
-                return
+                return len(data)
             except (ClickHouseError, OSError) as exc:
                 self.on_failure()
                 if not is_transient(exc) or attempt == self._max_attempts:
@@ -306,14 +308,17 @@ def group_key(groups: GroupValues) -> str:
     return json.dumps(dict(groups), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def _utc(epoch_ms: int) -> datetime:
-    # timedelta keeps milliseconds exact where a float timestamp could round.
-    return _EPOCH + timedelta(milliseconds=epoch_ms)
-
-
 def _exact(value: Decimal, column: tuple[int, int], field: str) -> Decimal:
     """Refuse a value the column cannot hold exactly: the driver truncates silently."""
     precision, scale = column
+    _, digits, exponent = value.as_tuple()
+    # Fast path: few enough fractional and integer digits as written.
+    if (
+        isinstance(exponent, int)
+        and exponent >= -scale
+        and len(digits) + exponent <= precision - scale
+    ):
+        return value
     limit = Decimal(10) ** (precision - scale)
     if not value.is_finite() or abs(value) >= limit:
         raise ValueError(f"{field}={value} does not fit Decimal({precision}, {scale})")
@@ -328,8 +333,8 @@ def _window_row(w: RatedWindow) -> list[Any]:
         w.meter,
         group_key(w.groups),
         dict(w.groups),
-        _utc(w.window_start_ms),
-        _utc(w.window_end_ms),
+        w.window_start_ms,
+        w.window_end_ms,
         w.revision,
         w.kind.value,
         _exact(w.quantity, _QUANTITY, "quantity"),
@@ -339,7 +344,7 @@ def _window_row(w: RatedWindow) -> list[Any]:
         w.currency,
         w.plan_id,
         w.price_version,
-        _utc(w.emitted_at_ms),
+        w.emitted_at_ms,
     ]
 
 
@@ -348,10 +353,10 @@ _ZERO = Decimal(0)
 
 
 def _event_rows(
-    event: Event, aggregations: Mapping[str, str], ingested_at: datetime
+    event: Event, aggregations: Mapping[str, str], ingested_at_ms: int
 ) -> list[list[Any]]:
     message = event.message
-    time = _utc(event.time_ms)
+    time = event.time_ms
     rows = []
     for meter, value, groups in event.measures:
         if isinstance(value, str):
@@ -373,7 +378,7 @@ def _event_rows(
                 message.origin,
                 message.partition,
                 message.offset,
-                ingested_at,
+                ingested_at_ms,
             ]
         )
     return rows
@@ -390,7 +395,7 @@ def _rejection_row(r: Rejection) -> list[Any]:
         r.event_id,
         r.event_source,
         r.tenant,
-        _utc(r.rejected_at_ms),
+        r.rejected_at_ms,
     ]
 
 

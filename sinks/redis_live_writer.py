@@ -33,7 +33,33 @@ from sinks.redis_live_usage import live_index_key, live_usage_key
 log = logging.getLogger(__name__)
 
 RETAIN_MS = 35 * 86_400_000
+# Counters per script call: bounds the time Redis spends in one script.
+PUBLISH_CHUNK = 2_000
 T = TypeVar("T")
+
+# One call writes a chunk of counters: KEYS are (hash, index, hard-limit flag) per
+# counter, ARGV[2] one line of tab-separated values per counter. Far cheaper
+# than five pipelined commands per counter, whose encoding dominated publishing.
+_PUBLISH_SCRIPT = """
+local now = ARGV[1]
+local i = 0
+for line in string.gmatch(ARGV[2], '[^\\n]+') do
+  local f = {}
+  for v in string.gmatch(line, '[^\\t]+') do f[#f + 1] = v end
+  local key, index, flag = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
+  -- quantity, amount, currency, period start, period end, expiry, index member, limited
+  redis.call('HSET', key, 'quantity', f[1], 'amount', f[2], 'currency', f[3],
+    'period_start_ms', f[4], 'period_end_ms', f[5], 'updated_ms', now)
+  redis.call('PEXPIREAT', key, f[6])
+  redis.call('SADD', index, f[7])
+  redis.call('PEXPIREAT', index, f[6])
+  if f[8] == '1' then
+    redis.call('SET', flag, f[5], 'PXAT', f[5])
+  end
+  i = i + 1
+end
+return i
+"""
 
 
 def hard_limit_key(prefix: str, tenant: str, meter: str) -> str:
@@ -52,41 +78,34 @@ class LiveUsageWriter:
     ) -> None:
         self._client = client
         self._prefix = prefix
+        self._publish = client.register_script(_PUBLISH_SCRIPT)
         # Told of every failed attempt (a metric), while writes keep retrying.
         self.on_failure = on_failure or (lambda: None)
 
     def publish(self, counters: Sequence[LiveCounter], now_ms: int) -> None:
-        """Write the absolute values of ``counters``."""
+        """Write the absolute values of ``counters``, in chunks of one script call each."""
         if not counters:
             return
         prefix = self._prefix
-
-        def write() -> None:
-            pipe = self._client.pipeline(transaction=False)
-            for c in counters:
-                key = live_usage_key(prefix, c.tenant, c.meter, c.period_start_ms)
-                expire_at = c.period_end_ms + RETAIN_MS
-                pipe.hset(
-                    key,
-                    mapping={
-                        "quantity": format(c.quantity, "f"),
-                        "amount": format(c.amount, "f"),
-                        "currency": c.currency,
-                        "period_start_ms": c.period_start_ms,
-                        "period_end_ms": c.period_end_ms,
-                        "updated_ms": now_ms,
-                    },
+        for start in range(0, len(counters), PUBLISH_CHUNK):
+            keys: list[str] = []
+            lines: list[str] = []
+            for c in counters[start : start + PUBLISH_CHUNK]:
+                keys.append(live_usage_key(prefix, c.tenant, c.meter, c.period_start_ms))
+                keys.append(live_index_key(prefix, c.tenant))
+                keys.append(hard_limit_key(prefix, c.tenant, c.meter))
+                limited = "1" if c.hard_limited and c.period_end_ms > now_ms else "0"
+                lines.append(
+                    f"{c.quantity:f}\t{c.amount:f}\t{c.currency}\t{c.period_start_ms}\t"
+                    f"{c.period_end_ms}\t{c.period_end_ms + RETAIN_MS}\t"
+                    f"{c.meter}:{c.period_start_ms}\t{limited}"
                 )
-                pipe.pexpireat(key, expire_at)
-                index = live_index_key(prefix, c.tenant)
-                pipe.sadd(index, f"{c.meter}:{c.period_start_ms}")
-                pipe.pexpireat(index, expire_at)
-                if c.hard_limited and c.period_end_ms > now_ms:
-                    flag = hard_limit_key(prefix, c.tenant, c.meter)
-                    pipe.set(flag, c.period_end_ms, pxat=c.period_end_ms)
-            pipe.execute()
-
-        _with_retry(write, "publish live usage", self.on_failure)
+            args = [now_ms, "\n".join(lines)]
+            _with_retry(
+                lambda k=keys, a=args: self._publish(keys=k, args=a),
+                "publish live usage",
+                self.on_failure,
+            )
 
     def quota_sent(self, event_id: str) -> bool:
         """Whether a quota event was produced already (by this flow, before a restart)."""

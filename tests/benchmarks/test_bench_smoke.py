@@ -48,4 +48,4 @@ def test_bench_smoke_matches_ground_truth(
     )
     assert report["flow"]["peak_rss_bytes"] > 0
     assert (out / "report.md").read_text().count("events/s") >= 2
-    assert (out / "chart.svg").read_text().startswith("<svg")
+    assert (out / "chart.png").read_bytes().startswith(b"\x89PNG")
