@@ -22,7 +22,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from dataflows.metrics import histogram_quantile
+from dataflows.metrics import latency_quantiles_ms
 
 READY_TIMEOUT_S = 120.0
 # After the last event is produced, how long the flow may take to consume the rest.
@@ -40,37 +40,16 @@ class Scrape:
     """What the flow's endpoint said."""
 
     consumed: float
-    buckets: dict[str, list[tuple[float, float]]]
-
-    def quantiles_ms(self) -> dict[str, dict[str, float | None]]:
-        """p50/p99 in milliseconds per stage."""
-        out: dict[str, dict[str, float | None]] = {}
-        for stage, buckets in sorted(self.buckets.items()):
-            values = {q: histogram_quantile(buckets, q) for q in (0.5, 0.99)}
-            out[stage] = {
-                "p50": None if values[0.5] is None else round(values[0.5] * 1000, 1),
-                "p99": None if values[0.99] is None else round(values[0.99] * 1000, 1),
-                "samples": buckets[-1][1] if buckets else 0,
-            }
-        return out
+    latency_ms: dict[str, dict[str, float | None]]
 
 
 def scrape(port: int) -> Scrape:
     """Read the flow's /metrics."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
         text = reply.read().decode()
-    consumed = 0.0
-    buckets: dict[str, list[tuple[float, float]]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "meterwax_events_consumed_total":
-                consumed = sample.value
-            elif sample.name == "meterwax_event_latency_seconds_bucket":
-                stage = sample.labels["stage"]
-                buckets.setdefault(stage, []).append((float(sample.labels["le"]), sample.value))
-    for values in buckets.values():
-        values.sort()
-    return Scrape(consumed, buckets)
+    samples = [s for family in text_string_to_metric_families(text) for s in family.samples]
+    consumed = sum(s.value for s in samples if s.name == "meterwax_events_consumed_total")
+    return Scrape(consumed, latency_quantiles_ms(samples))
 
 
 def _wait_ready(port: int, popen: subprocess.Popen[bytes]) -> None:
@@ -148,7 +127,7 @@ def measure_latency(
         # close to produce_seconds when it kept up, longer when a backlog built up.
         "consumed_all_after_s": drained_s,
         "kept_up": drained_s <= produced_s + 5.0,
-        "latency_ms": seen.quantiles_ms(),
+        "latency_ms": seen.latency_ms,
     }
 
 

@@ -77,7 +77,7 @@ class _BatchPartition(_ConnectorPartition):  # type: ignore[misc]
     def _process_stats(self, json_stats: str) -> None:
         # librdkafka's statistics (every statistics.interval.ms): the partition's
         # high watermark from fetch responses, so no extra request to the broker.
-        super()._process_stats(json_stats)
+        # Replaces the connector's own lag gauge, which would parse them a second time.
         stats = orjson.loads(json_stats)
         part = stats["topics"].get(self._topic, {}).get("partitions", {}).get(str(self._part_idx))
         if part is not None and self._offset >= 0 and part.get("hi_offset", -1) >= 0:

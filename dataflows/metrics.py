@@ -23,6 +23,7 @@ from typing import Protocol, TypeVar
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import start_http_server
+from prometheus_client.samples import Sample
 
 from operators.model import RatedWindow, Reason
 
@@ -238,19 +239,8 @@ class Metrics:
 
     def latency_quantiles_ms(self) -> dict[str, dict[str, float | None]]:
         """p50 and p99 of each latency stage so far (from the histogram buckets)."""
-        out: dict[str, dict[str, float | None]] = {}
-        for family in self.event_latency.collect():
-            stages: dict[str, list[tuple[float, float]]] = {}
-            for s in family.samples:
-                if s.name.endswith("_bucket"):
-                    bound = float(s.labels["le"])
-                    stages.setdefault(s.labels["stage"], []).append((bound, s.value))
-            for stage, buckets in stages.items():
-                buckets.sort()
-                out[stage] = {
-                    f"p{round(q * 100)}": _ms(histogram_quantile(buckets, q)) for q in (0.5, 0.99)
-                }
-        return out
+        samples = [s for family in self.event_latency.collect() for s in family.samples]
+        return latency_quantiles_ms(samples)
 
     def observe_latency(self, stage: str, now_ms: int, arrivals_ms: Sequence[int]) -> None:
         """Observe event-to-``stage`` latency for a sample of arrival times."""
@@ -284,6 +274,26 @@ def histogram_quantile(buckets: Sequence[tuple[float, float]], q: float) -> floa
     if count == below:
         return upper
     return lower + (upper - lower) * (rank - below) / (count - below)
+
+
+def latency_quantiles_ms(samples: Iterable[Sample]) -> dict[str, dict[str, float | None]]:
+    """p50, p99 (ms) and sample count per stage of ``meterwax_event_latency_seconds``.
+
+    ``samples`` may come from this process's registry or from a scraped endpoint.
+    """
+    stages: dict[str, list[tuple[float, float]]] = {}
+    for s in samples:
+        if s.name == "meterwax_event_latency_seconds_bucket":
+            stages.setdefault(s.labels["stage"], []).append((float(s.labels["le"]), s.value))
+    out: dict[str, dict[str, float | None]] = {}
+    for stage, buckets in sorted(stages.items()):
+        buckets.sort()
+        out[stage] = {
+            "p50": _ms(histogram_quantile(buckets, 0.5)),
+            "p99": _ms(histogram_quantile(buckets, 0.99)),
+            "samples": buckets[-1][1],
+        }
+    return out
 
 
 def _ms(seconds: float | None) -> float | None:
