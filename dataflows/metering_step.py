@@ -24,7 +24,7 @@ from operators.idempotency import ClaimStatus, IdempotencyStore
 from operators.live_usage import LiveCounter, QuotaEvent
 from operators.model import Event, RatedWindow, Rejection, WindowKind, WindowUsage
 from operators.shard import ShardState
-from operators.windowing import NO_WATERMARK, PartitionKey
+from operators.windowing import NO_WATERMARK, Lateness, PartitionKey
 
 
 class Admitted(NamedTuple):
@@ -113,6 +113,8 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
         for batch in values:
             screened = state.screen(batch.events, now_ms)
             fresh, durable_duplicates = self._claim(screened.fresh)
+            # Only late events that were counted: Redis may have found some to be duplicates.
+            late = screened.late if not durable_duplicates else self._late(fresh)
             state.admit(fresh, self._ctx.pricing if self._ctx.live_usage else None)
             if fresh and self._ctx.event_log:
                 out.append(Admitted(fresh, now_ms))
@@ -123,7 +125,7 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
                 accepted=len(fresh),
                 duplicates=screened.duplicates + durable_duplicates,
                 redis_duplicates=durable_duplicates,
-                late=screened.late,
+                late=late,
             )
             if screened.too_late:
                 stats.reject(Counter(r.reason.value for r in screened.too_late))
@@ -150,6 +152,11 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
         if metrics is not None:
             for event in quota_events:
                 metrics.quota_events.labels(event.kind).inc()
+
+    def _late(self, events: list[Event]) -> int:
+        """How many of ``events`` are late (the watermark moves only after the batch)."""
+        lateness = self._state.windows.lateness
+        return sum(lateness(e.time_ms) is Lateness.LATE for e in events)
 
     def _claim(self, events: list[Event]) -> tuple[list[Event], int]:
         """Ask the durable store; keep NEW and REPLAY (our own message again)."""
@@ -197,6 +204,7 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
             return
         rated = self._state.rate(usages, self._ctx.pricing, now_ms)
         out.extend(rated)
+        self._ctx.stats.rated(rated)
         adjustments = sum(usage.kind is WindowKind.ADJUSTMENT for usage in usages)
         self._ctx.stats.add(windows=len(usages) - adjustments, adjustments=adjustments)
         if self._ctx.metrics is not None:

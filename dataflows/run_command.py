@@ -38,9 +38,11 @@ from dataflows.stats import RunStats
 from dataflows.summary import render_summary, summary_data
 from dataflows.synthetic import SyntheticSpec
 from operators.idempotency import IdempotencyStore
+from operators.period_usage import stored_periods
 from operators.shard import IncompatibleStateError
 from operators.windowing import WindowConfig
 from sinks.clickhouse import ClickHouseWriter, SinkError, connect, rejected_counts, usage_totals
+from sinks.clickhouse_reports import window_totals
 from sinks.clickhouse_schema import migrate
 from sinks.kafka_dead_letters import ConfirmedProducer, DeadLetterError, DeadLetterProducer
 from sinks.redis_idempotency import IdempotencyError, RedisIdempotencyStore
@@ -369,8 +371,14 @@ def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
         return STOPPED
     totals = usage_totals(client, ch.database) if client is not None else []
     stored = rejected_counts(client, ch.database) if client is not None else {}
+    aggregations = {m.slug: m.aggregation for m in spec.meters.meters}
+    periods = (
+        stored_periods(window_totals(client, ch.database), spec.pricing, aggregations)
+        if client is not None
+        else []
+    )
     clustered = settings.flow.process_id is not None
-    data = summary_data(stats, totals, stored, clustered=clustered)
+    data = summary_data(stats, totals, stored, periods, clustered=clustered)
     data["latency_ms"] = metrics.latency_quantiles_ms()
     print(json.dumps(data, indent=2) if as_json else render_summary(data))
     # A cluster member parses some events and meters others: only the sum over

@@ -7,9 +7,16 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from dataflows.metrics import Metrics
+from operators.model import RatedWindow
+from operators.period_usage import PeriodUsage
+
+# tenant, meter, period start, plan, price version, currency: one invoice usage line
+_PeriodKey = tuple[str, str, int, str, str, str]
 
 
 @dataclass
@@ -24,6 +31,8 @@ class RunStats:
     windows: int = 0
     adjustments: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
+    # Where each billing period this run rated stands: (usage, cost) after its last revision.
+    periods: dict[_PeriodKey, tuple[Decimal, Decimal]] = field(default_factory=dict)
     # Mirrors every count into Prometheus when given.
     metrics: Metrics | None = field(default=None, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -43,6 +52,19 @@ class RunStats:
         if self.metrics is not None:
             for reason, count in reasons.items():
                 self.metrics.rejected.labels(reason).inc(count)
+
+    def rated(self, windows: Iterable[RatedWindow]) -> None:
+        """Note the billing periods of rated window revisions (in the order they were rated)."""
+        with self._lock:
+            for w in windows:
+                key = (w.tenant, w.meter, w.period_start_ms, w.plan_id, w.price_version, w.currency)
+                self.periods[key] = (w.period_quantity, w.period_amount)
+
+    def rated_periods(self) -> list[PeriodUsage]:
+        """The billing periods this run rated, as the flow's state last priced them."""
+        with self._lock:
+            items = sorted(self.periods.items())
+        return [PeriodUsage(*key, quantity=q, amount=a) for key, (q, a) in items]
 
     @property
     def rejected_total(self) -> int:

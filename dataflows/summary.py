@@ -1,22 +1,42 @@
-"""The end-of-run summary: this run's counts and the rated usage now in ClickHouse."""
+"""The end-of-run summary: this run's counts, the billing periods it rated, and what
+ClickHouse now holds (older runs included)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from dataflows.display import decimal_text
+from dataflows.display import decimal_text, iso_utc, printable
 from dataflows.stats import RunStats
+from operators.period_usage import PeriodUsage
+from operators.pricing import round_to_minor
 from sinks.clickhouse import UsageTotal
+
+_THIS_RUN = "Billing periods this run rated (usage as each meter aggregates it over the period):"
+_STORED = "Billing periods in ClickHouse, older runs included (every window's latest revision):"
+_ROUNDING_NOTE = (
+    "  amounts are rounded half-even to the currency's minor unit, as the invoice rounds "
+    "each line (--json has them exact too)"
+)
+_NA_NOTE = (
+    "  n/a: stored windows cannot tell a period's UNIQUE_COUNT or LATEST; "
+    "`meterwax estimate` reads it from the live counters"
+)
 
 
 def summary_data(
     stats: RunStats,
     totals: list[UsageTotal],
     rejected_stored: dict[str, int],
+    stored_periods: list[PeriodUsage],
     *,
     clustered: bool = False,
 ) -> dict[str, Any]:
     """The summary as plain data (for ``--json``); decimals as exact strings.
+
+    ``usage`` sums the latest revision of every stored window per tenant and
+    meter (the period's usage for SUM and COUNT meters only); ``billing_periods``
+    has one row per invoice usage line: ``this_run`` as this run's flow priced
+    it, ``stored`` from every window in ClickHouse.
 
     In a cluster the counts are this process's share; ``reconciles`` is then
     None, as only the sum over all processes reconciles.
@@ -33,6 +53,10 @@ def summary_data(
             "adjustments": stats.adjustments,
             "reconciles": None if clustered else stats.reconciles,
         },
+        "billing_periods": {
+            "this_run": [_period_row(p) for p in stats.rated_periods()],
+            "stored": [_period_row(p) for p in stored_periods],
+        },
         "usage": [
             {
                 "tenant": t.tenant,
@@ -47,14 +71,45 @@ def summary_data(
     }
 
 
+def _period_row(p: PeriodUsage) -> dict[str, Any]:
+    return {
+        "tenant": p.tenant,
+        "meter": p.meter,
+        "period_start": None if p.period_start_ms is None else iso_utc(p.period_start_ms),
+        "plan_id": p.plan_id,
+        "price_version": p.price_version,
+        "quantity": None if p.quantity is None else decimal_text(p.quantity, trim=True),
+        "amount": decimal_text(p.amount, trim=True),
+        "amount_rounded": decimal_text(round_to_minor(p.amount, p.currency)),
+        "currency": p.currency,
+    }
+
+
 def _reconcile_note(reconciles: bool | None) -> str:
     if reconciles is None:
         return "   (this process's share: sum over all processes)"
     return "" if reconciles else "   <-- DOES NOT RECONCILE"
 
 
+def _period_table(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return ["  (none)"]
+    lines = [
+        f"  {'tenant':<18} {'meter':<14} {'period start':<20} {'version':<10} "
+        f"{'quantity':>20} {'amount (rounded)':>18} currency"
+    ]
+    for row in rows:
+        quantity = "n/a" if row["quantity"] is None else row["quantity"]
+        lines.append(
+            f"  {printable(row['tenant'])[:18]:<18} {printable(row['meter'])[:14]:<14} "
+            f"{row['period_start'] or 'unknown':<20} {printable(row['price_version'])[:10]:<10} "
+            f"{quantity:>20} {row['amount_rounded']:>18} {printable(row['currency'])}"
+        )
+    return lines
+
+
 def render_summary(data: dict[str, Any]) -> str:
-    """The summary as an aligned text report."""
+    """The summary as an aligned text report; text from events is escaped."""
     run = data["run"]
     lines = [
         "meterwax run summary",
@@ -62,28 +117,27 @@ def render_summary(data: dict[str, Any]) -> str:
         f"+ duplicates {run['duplicates']:,} + rejected {sum(run['rejected'].values()):,}"
         + _reconcile_note(run["reconciles"]),
         f"  of the duplicates, caught by Redis: {run['redis_duplicates']:,}",
-        f"  late events accepted as adjustments: {run['late_accepted']:,}; "
+        f"  of the accepted, late events (adjustments): {run['late_accepted']:,}; "
         f"windows emitted: {run['windows']:,}; adjustment revisions: {run['adjustments']:,}",
     ]
     if run["rejected"]:
         lines.append("  rejected this run by reason:")
         lines += [f"    {reason:<20} {count:>10,}" for reason, count in run["rejected"].items()]
+    periods = data["billing_periods"]
     lines.append("")
-    lines.append("Rated usage in ClickHouse (latest revision of every window):")
-    if not data["usage"]:
-        lines.append("  (none)")
-    else:
-        header = f"  {'tenant':<18} {'meter':<14} {'quantity':>22} {'amount':>26} currency"
-        lines.append(header)
-        for row in data["usage"]:
-            lines.append(
-                f"  {row['tenant'][:18]:<18} {row['meter'][:14]:<14} {row['quantity']:>22} "
-                f"{row['amount']:>26} {row['currency']}"
-            )
+    lines.append(_THIS_RUN)
+    lines += _period_table(periods["this_run"])
+    lines.append("")
+    lines.append(_STORED)
+    lines += _period_table(periods["stored"])
+    lines.append(_ROUNDING_NOTE)
+    if any(row["quantity"] is None for row in periods["stored"]):
+        lines.append(_NA_NOTE)
     if data["rejected_stored"]:
         lines.append("")
         lines.append("Rejected events stored in ClickHouse, by reason:")
         lines += [
-            f"  {reason:<20} {count:>10,}" for reason, count in data["rejected_stored"].items()
+            f"  {printable(reason):<20} {count:>10,}"
+            for reason, count in data["rejected_stored"].items()
         ]
     return "\n".join(lines)

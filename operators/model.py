@@ -154,3 +154,8 @@ class RatedWindow:
     revision: int
     kind: WindowKind
     emitted_at_ms: int
+    # The billing period (or its part under this price version) after the revision:
+    # its start, its usage as the meter aggregates it, and the cost it was priced at.
+    period_start_ms: int
+    period_quantity: Decimal
+    period_amount: Decimal

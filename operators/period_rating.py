@@ -55,7 +55,8 @@ class PeriodLedger:
         )
         window: Accumulator = usage.accumulator
         period.merge(window, EXACT.subtract(usage.quantity, usage.previous_quantity))  # type: ignore[arg-type]
-        cost = ZERO if price is None else period_cost(price, period.quantity())
+        period_quantity = period.quantity()
+        cost = ZERO if price is None else period_cost(price, period_quantity)
         self.periods[key] = (period, cost, end)
         previous_amount = window.amount
         window.amount = EXACT.add(previous_amount, EXACT.subtract(cost, charged))
@@ -75,6 +76,9 @@ class PeriodLedger:
             revision=usage.revision,
             kind=usage.kind,
             emitted_at_ms=emitted_at_ms,
+            period_start_ms=segment.period_start_ms,
+            period_quantity=period_quantity,
+            period_amount=cost,
         )
 
     def expire(self, before_ms: int) -> int:

@@ -7,6 +7,7 @@ from decimal import Decimal
 from clickhouse_connect.driver.client import Client
 
 from operators.estimates import SegmentUsage
+from operators.period_usage import WindowTotal
 from sinks.clickhouse_schema import quote_database
 
 # window_usage holds each window's latest revision, so every window counts once
@@ -19,6 +20,16 @@ WHERE tenant = {{tenant:String}}
   AND window_start < fromUnixTimestamp64Milli({{end:Int64}})
 GROUP BY meter, price_version, plan_id, currency
 ORDER BY meter, price_version, plan_id, currency
+"""
+
+# One row per tenant, meter and window start (group values folded together):
+# what gathering windows into billing periods needs, at a fraction of the rows.
+_WINDOW_TOTALS = """
+SELECT
+    tenant, meter, plan_id, price_version, currency, toUnixTimestamp64Milli(window_start),
+    sum(quantity), max(quantity), sum(amount)
+FROM {db}.window_usage
+GROUP BY tenant, meter, plan_id, price_version, currency, window_start
 """
 
 
@@ -44,6 +55,25 @@ def segment_usage(
             currency=str(row[3]),
             quantity=Decimal(row[4]),
             amount=Decimal(row[5]),
+        )
+        for row in result.result_rows
+    ]
+
+
+def window_totals(client: Client, database: str) -> list[WindowTotal]:
+    """Every stored window's latest revision, per tenant, meter and window start."""
+    result = client.query(_WINDOW_TOTALS.format(db=quote_database(database)))
+    return [
+        WindowTotal(
+            tenant=str(row[0]),
+            meter=str(row[1]),
+            plan_id=str(row[2]),
+            price_version=str(row[3]),
+            currency=str(row[4]),
+            window_start_ms=int(row[5]),
+            quantity_sum=Decimal(row[6]),
+            quantity_max=Decimal(row[7]),
+            amount=Decimal(row[8]),
         )
         for row in result.result_rows
     ]

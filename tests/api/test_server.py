@@ -68,6 +68,9 @@ def window(tenant: str, quantity: str, amount: str) -> RatedWindow:
         revision=1,
         kind=WindowKind.WINDOW,
         emitted_at_ms=NOV_2026_MS + 3_700_000,
+        period_start_ms=NOV_2026_MS,
+        period_quantity=Decimal(quantity),
+        period_amount=Decimal(amount),
     )
 
 

@@ -93,6 +93,9 @@ def window(
         revision=revision,
         kind=WindowKind.WINDOW if revision == 1 else WindowKind.ADJUSTMENT,
         emitted_at_ms=start_ms + 120_000 + revision,
+        period_start_ms=start_ms,
+        period_quantity=D(quantity),
+        period_amount=D(amount),
     )
 
 

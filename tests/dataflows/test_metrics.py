@@ -60,6 +60,9 @@ def _rated(amount: str, previous: str, currency: str = "USD") -> RatedWindow:
         plan_id="p",
         price_version="v1",
         emitted_at_ms=0,
+        period_start_ms=0,
+        period_quantity=Decimal(1),
+        period_amount=Decimal(amount),
     )
 
 

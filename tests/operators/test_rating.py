@@ -109,6 +109,10 @@ def test_rated_window_carries_usage_price_and_plan(rater: Rater) -> None:
         revision=3,
         kind=WindowKind.ADJUSTMENT,
         emitted_at_ms=EMITTED_AT_MS,
+        # The window is alone in its March period: the period is the window.
+        period_start_ms=MARCH_MS,
+        period_quantity=Decimal(1_500_000),
+        period_amount=Decimal("3.000000"),
     )
 
 

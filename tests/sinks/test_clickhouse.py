@@ -69,6 +69,9 @@ def rated(
         revision=revision,
         kind=WindowKind.WINDOW if previous == ("0", "0") else WindowKind.ADJUSTMENT,
         emitted_at_ms=emitted_at_ms,
+        period_start_ms=start_ms,
+        period_quantity=Decimal(quantity),
+        period_amount=Decimal(amount),
     )
 
 

@@ -1,0 +1,105 @@
+"""A tenant's usage of a meter over a billing period, as run summaries report it.
+
+One row per invoice usage line: (tenant, meter, period, plan, price version,
+currency). The quantity follows the meter's aggregation over the whole period
+(a MAX meter's peak, a UNIQUE_COUNT's distinct values), never a sum of window
+values; the amount is the exact cost of that usage, which the invoice rounds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+
+from config.meters import Aggregation
+from config.pricing import PricingCatalog
+from operators.estimates import ADDITIVE
+from operators.money import ZERO, exact_sum
+from operators.periods import billing_segment
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodUsage:
+    """One meter's usage and cost in one billing period (or its part under one price version).
+
+    ``quantity`` is None when what it was computed from cannot tell the period's
+    usage; ``period_start_ms`` is None for a tenant the pricing catalog no longer knows.
+    """
+
+    tenant: str
+    meter: str
+    period_start_ms: int | None
+    plan_id: str
+    price_version: str
+    currency: str
+    quantity: Decimal | None
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class WindowTotal:
+    """The stored windows of one tenant, meter and window start, over their group values."""
+
+    tenant: str
+    meter: str
+    plan_id: str
+    price_version: str
+    currency: str
+    window_start_ms: int
+    quantity_sum: Decimal
+    quantity_max: Decimal
+    amount: Decimal
+
+
+def period_quantity(
+    aggregation: Aggregation | None, windows: Iterable[WindowTotal]
+) -> Decimal | None:
+    """A period's usage from its windows' quantities, where they determine it.
+
+    SUM and COUNT add up and a period's MAX is the largest window maximum; a
+    period's UNIQUE_COUNT and LATEST need its events (None).
+    """
+    if aggregation in ADDITIVE:
+        total = ZERO
+        for window in windows:
+            total = exact_sum(total, window.quantity_sum)
+        return total
+    if aggregation is Aggregation.MAX:
+        return max((window.quantity_max for window in windows), default=ZERO)
+    return None
+
+
+def stored_periods(
+    windows: Iterable[WindowTotal],
+    pricing: PricingCatalog,
+    aggregations: Mapping[str, Aggregation],
+) -> list[PeriodUsage]:
+    """Stored windows gathered into the billing periods they belong to, sorted."""
+    periods: dict[tuple[str, str, int | None, str, str, str], list[WindowTotal]] = {}
+    for window in windows:
+        segment = billing_segment(pricing, window.tenant, window.window_start_ms)
+        start = None if segment is None else segment.period_start_ms
+        key = (
+            window.tenant,
+            window.meter,
+            start,
+            window.plan_id,
+            window.price_version,
+            window.currency,
+        )
+        periods.setdefault(key, []).append(window)
+    out = []
+    for key, members in periods.items():
+        amount = ZERO
+        for window in members:
+            amount = exact_sum(amount, window.amount)
+        quantity = period_quantity(aggregations.get(key[1]), members)
+        out.append(PeriodUsage(*key, quantity=quantity, amount=amount))
+    return sorted(out, key=sort_key)
+
+
+def sort_key(row: PeriodUsage) -> tuple[str, str, int, str, str, str]:
+    """Tenant, meter, then periods in time order."""
+    start = -1 if row.period_start_ms is None else row.period_start_ms
+    return (row.tenant, row.meter, start, row.plan_id, row.price_version, row.currency)
