@@ -200,7 +200,9 @@ class LoadGenerator:
         self.end_ms = spec.end_ms or time.time_ns() // 1_000_000
         # Event 0 is always valid and on time: ``meterwax bench`` watches for it.
         self.first_tenant = ""
-        self.first_id = "e0"
+        # Ids name the seed: loads with different seeds never share an idempotency key.
+        self._id_prefix = f"s{spec.seed}-e"
+        self.first_id = f"{self._id_prefix}0"
 
     def payloads(self) -> Iterator[bytes]:
         """Every message in order: originals, invalid ones in their place, duplicates after."""
@@ -231,7 +233,7 @@ class LoadGenerator:
             payload = orjson.dumps(
                 {
                     "specversion": "1.0",
-                    "id": f"e{n}",
+                    "id": f"{self._id_prefix}{n}",
                     "source": spec.source,
                     "type": event_type,
                     "subject": tenant,

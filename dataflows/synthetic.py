@@ -2,7 +2,9 @@
 
 Event ``n`` of a partition is a pure function of (seed, partition, n), so a
 resumed generator re-creates exactly what it would have produced, and a
-duplicate is a byte-for-byte copy of an earlier event. Times advance evenly
+duplicate is a byte-for-byte copy of an earlier event. Its id names all three
+(``s{seed}-p{partition}-{n}``): generators with different seeds never share an
+idempotency key, while the same seed reproduces the same ids. Times advance evenly
 across ``span`` with a few seconds of out-of-order jitter; a fraction of events
 are duplicated, late (beyond the grace period) or invalid.
 """
@@ -84,6 +86,7 @@ class SyntheticPartition:
         self.partition = partition
         self.count = spec.events_in(partition)
         self._salt = _mix(spec.seed * 1_000_003 + partition)
+        self._id_prefix = f"s{spec.seed}-p{partition}-"
         self._step_ms = spec.span_ms / max(1, self.count)
         self._dup_cut = int(spec.duplicate_rate * (1 << 64))
         self._late_cut = int(spec.late_rate * (1 << 64))
@@ -138,7 +141,7 @@ class SyntheticPartition:
         return orjson.dumps(
             {
                 "specversion": "1.0",
-                "id": f"{self.partition}-{n}",
+                "id": f"{self._id_prefix}{n}",
                 "source": "synthetic/meterwax",
                 "type": event_type,
                 "subject": tenant,
@@ -155,7 +158,7 @@ class SyntheticPartition:
             orjson.dumps(
                 {
                     "specversion": "1.0",
-                    "id": f"{self.partition}-{n}",
+                    "id": f"{self._id_prefix}{n}",
                     "source": "synthetic/meterwax",
                     "type": "llm.completion",
                     "subject": "acme",

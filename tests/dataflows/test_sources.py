@@ -7,6 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from benchmarks.load import LoadGenerator, LoadSpec
 from dataflows.sources import JsonlFileSource, SyntheticSource
 from dataflows.synthetic import SyntheticPartition, SyntheticSpec
 from operators.model import RawMessage
@@ -88,3 +89,40 @@ def test_generator_duplicates_are_byte_copies_of_earlier_events() -> None:
                 copies += 1
             seen[event_id] = payload
     assert copies == pytest.approx(100, rel=0.4)
+
+
+def _generator_ids(seed: int) -> list[str]:
+    spec = SyntheticSpec(
+        events=3000,
+        tenants=20,
+        seed=seed,
+        start_ms=1_793_491_200_000,
+        span_ms=600_000,
+        partitions=3,
+        duplicate_rate=0.02,
+    )
+    ids = []
+    for p in range(spec.partitions):
+        events = SyntheticPartition(spec, p)
+        ids += [orjson.loads(e)["id"] for n in range(events.count) for e in events.payloads(n)]
+    return ids
+
+
+def test_generator_ids_depend_on_the_seed() -> None:
+    seven, eleven = _generator_ids(7), _generator_ids(11)
+    # A second producer with another seed must not lose events as duplicates.
+    assert not set(seven) & set(eleven)
+    assert _generator_ids(7) == seven
+
+
+def _load_ids(seed: int) -> set[str]:
+    """Ids of the valid events ``benchmarks.load`` generates (its broken ones are rejected)."""
+    spec = LoadSpec(events=2000, seed=seed, end_ms=1_793_491_200_000, invalid_rate=0.0)
+    return {str(orjson.loads(p)["id"]) for p in LoadGenerator(spec).payloads()}
+
+
+def test_load_generator_ids_depend_on_the_seed() -> None:
+    seven = _load_ids(7)
+    assert len(seven) == 2000
+    assert not seven & _load_ids(11)
+    assert _load_ids(7) == seven
