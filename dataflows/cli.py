@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from dataflows import (
     run_command,
     services_command,
 )
+from dataflows.shutdown import forced_exit_code
 
 log = logging.getLogger("meterwax")
 
@@ -168,6 +170,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"meterwax: configuration error:\n{exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C before the flow runs (it handles the signal itself while it runs).
+        print("meterwax: interrupted", file=sys.stderr)
+        return forced_exit_code(signal.SIGINT)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from dataflows.metering_step import (
     StepContext,
 )
 from dataflows.metrics import Metrics
+from dataflows.shutdown import StopRequest
 from dataflows.sources import Batch
 from dataflows.stats import RunStats
 from operators.idempotency import IdempotencyStore
@@ -52,6 +53,8 @@ class FlowSpec:
     idempotency: IdempotencyStore | None = None
     # Names this flow in idempotency claims; see flow_instance_id().
     instance: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # Set by a stop signal; see dataflows.shutdown.
+    stop: StopRequest = field(default_factory=StopRequest)
 
 
 def build_flow(
@@ -94,6 +97,7 @@ def build_flow(
         live_usage=live_sink is not None,
         live_interval_s=spec.live_publish_interval_ms / 1000,
         metrics=metrics,
+        stop=spec.stop,
     )
 
     def parse(batch: Batch) -> tuple[PartitionKey, ParsedBatch]:

@@ -17,6 +17,7 @@ from bytewax.connectors.kafka import _KafkaSourcePartition as _ConnectorPartitio
 from confluent_kafka import KafkaError
 
 from dataflows.metrics import METRICS
+from dataflows.shutdown import StopRequest
 from dataflows.sources import Batch
 from operators.model import RawMessage
 
@@ -28,12 +29,20 @@ class KafkaBatchSource(KafkaSource):  # type: ignore[misc]
 
     ``add_config`` holds client settings for every Kafka client (security);
     ``consumer_config`` only what the consumers take (the admin client used to
-    list partitions would warn about consumer-only properties).
+    list partitions would warn about consumer-only properties). Once ``stop`` is
+    requested, every partition ends at its next poll.
     """
 
-    def __init__(self, *args: Any, consumer_config: dict[str, str] | None = None, **kw: Any):
+    def __init__(
+        self,
+        *args: Any,
+        consumer_config: dict[str, str] | None = None,
+        stop: StopRequest | None = None,
+        **kw: Any,
+    ):
         super().__init__(*args, **kw)
         self._consumer_config = consumer_config or {}
+        self._stop = stop or StopRequest()
 
     def input_partitions(self) -> list[tuple[str, int]]:
         """(topic, partition) of every partition of the topics, as RawMessage names them."""
@@ -70,10 +79,15 @@ class KafkaBatchSource(KafkaSource):  # type: ignore[misc]
             resume_state,
             self._batch_size,
             True,
+            stop=self._stop,
         )
 
 
 class _BatchPartition(_ConnectorPartition):  # type: ignore[misc]
+    def __init__(self, *args: Any, stop: StopRequest) -> None:
+        super().__init__(*args)
+        self._stop = stop
+
     def _process_stats(self, json_stats: str) -> None:
         # librdkafka's statistics (every statistics.interval.ms): the partition's
         # high watermark from fetch responses, so no extra request to the broker.
@@ -86,7 +100,9 @@ class _BatchPartition(_ConnectorPartition):  # type: ignore[misc]
             )
 
     def next_batch(self) -> list[Batch]:
-        if self._eof:
+        # A stop ends the partition like the end of the topic: the engine snapshots
+        # its offset, the next message to read.
+        if self._eof or self._stop.requested:
             raise StopIteration
         batch: Batch = []
         topic, partition = self._topic, self._part_idx

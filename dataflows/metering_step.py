@@ -10,7 +10,7 @@ import pickle
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
@@ -19,6 +19,7 @@ from bytewax.operators import StatefulBatchLogic
 from config.pricing import PricingCatalog
 from dataflows.metrics import LATENCY_SAMPLES_PER_BATCH as SAMPLES
 from dataflows.metrics import Metrics, sample
+from dataflows.shutdown import StopRequest
 from dataflows.stats import RunStats
 from operators.idempotency import ClaimStatus, IdempotencyStore
 from operators.live_usage import LiveCounter, QuotaEvent
@@ -81,6 +82,8 @@ class StepContext:
     # Live counters go out at most this often (0: after every batch).
     live_interval_s: float = 0.0
     metrics: Metrics | None = None
+    # A stop signal ends the input without it having ended for good.
+    stop: StopRequest = field(default_factory=StopRequest)
 
 
 class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
@@ -181,7 +184,11 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
         out: list[Output] = []
         now_ms = _wall_ms()
         self._publish_live(out, now_ms, force=True)
-        self._rate_into(out, self._state.close_all(), now_ms)
+        # A stop signal pauses the input: with snapshots, open windows stay open for
+        # the next run to fill. Closing them would push the watermark past events
+        # still to come, making them adjustments or too late.
+        if not (self._ctx.stop.requested and self._ctx.snapshots):
+            self._rate_into(out, self._state.close_all(), now_ms)
         return out, self.RETAIN
 
     def notify_at(self) -> datetime | None:

@@ -33,6 +33,7 @@ from dataflows.kafka_topics import TopicError, ensure_topic
 from dataflows.metrics import METRICS, Metrics, serve
 from dataflows.outputs import EventLogSink, LiveUsageSink, RatedWindowSink, RejectionSink
 from dataflows.progress import Progress
+from dataflows.shutdown import StopRequest, report_stop, stop_on_signals
 from dataflows.sources import Batch, JsonlFileSource, SyntheticSource
 from dataflows.stats import RunStats
 from dataflows.summary import render_summary, summary_data
@@ -71,8 +72,8 @@ def flow_spec(settings: Settings) -> FlowSpec:
     )
 
 
-def make_source(settings: Settings) -> Source[Batch]:
-    """The input named by ``settings.input.kind``."""
+def make_source(settings: Settings, stop: StopRequest | None = None) -> Source[Batch]:
+    """The input named by ``settings.input.kind``; it ends early once ``stop`` is requested."""
     kind = settings.input.kind
     if kind == "kafka":
         k = settings.kafka
@@ -84,6 +85,7 @@ def make_source(settings: Settings) -> Source[Batch]:
             add_config=k.client_config(),
             consumer_config=KAFKA_CONSUMER_DEFAULTS,
             batch_size=settings.input.batch_size,
+            stop=stop,
         )
     if kind == "generator":
         g = settings.generator
@@ -100,8 +102,8 @@ def make_source(settings: Settings) -> Source[Batch]:
             late_by_ms=settings.window.grace + settings.window.size,
             invalid_rate=g.invalid_rate,
         )
-        return SyntheticSource(spec, settings.input.batch_size, g.rate)
-    return JsonlFileSource([settings.input.path], settings.input.batch_size)
+        return SyntheticSource(spec, settings.input.batch_size, g.rate, stop)
+    return JsonlFileSource([settings.input.path], settings.input.batch_size, stop)
 
 
 def open_idempotency(
@@ -312,8 +314,10 @@ def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
             "events of windows that were still open; set recovery.directory",
             settings.kafka.starting_offset,
         )
+    stop = StopRequest()
     spec = replace(
         flow_spec(settings),
+        stop=stop,
         snapshots=recovery is not None,
         idempotency=open_idempotency(settings, METRICS.failure_counter("redis_claims")),
         instance=instance,
@@ -329,7 +333,7 @@ def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
     stats = RunStats(metrics=metrics)
     flow = build_flow(
         spec,
-        source=make_source(settings),
+        source=make_source(settings, stop),
         window_sink=RatedWindowSink(open_writer, primary=primary, metrics=metrics),
         rejection_sink=RejectionSink(
             open_writer,
@@ -351,7 +355,11 @@ def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
     )
     _tune_gc()
     try:
-        with Progress(stats) if progress else nullcontext(), _engine_stdout_to_stderr():
+        with (
+            Progress(stats) if progress else nullcontext(),
+            _engine_stdout_to_stderr(),
+            stop_on_signals(stop),
+        ):
             cli_main(
                 flow,
                 workers_per_process=settings.flow.workers,
@@ -381,6 +389,7 @@ def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
     data = summary_data(stats, totals, stored, periods, clustered=clustered)
     data["latency_ms"] = metrics.latency_quantiles_ms()
     print(json.dumps(data, indent=2) if as_json else render_summary(data))
+    report_stop(stop, recovery is not None)
     # A cluster member parses some events and meters others: only the sum over
     # all processes reconciles.
     return 0 if clustered or stats.reconciles else 1

@@ -14,6 +14,7 @@ from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from dataflows.shutdown import StopRequest
 from dataflows.synthetic import SyntheticPartition, SyntheticSpec
 from operators.model import RawMessage
 
@@ -25,11 +26,15 @@ class JsonlFileSource(FixedPartitionedSource[Batch, int]):
 
     The offset of a message is its 1-based line number, so dead letters point
     at the line to fix. Resume state is the byte position of the next line.
+    Once ``stop`` is requested, every partition ends at its next read.
     """
 
-    def __init__(self, paths: list[Path], batch_size: int = 1000) -> None:
+    def __init__(
+        self, paths: list[Path], batch_size: int = 1000, stop: StopRequest | None = None
+    ) -> None:
         self._paths = {str(path): path for path in paths}
         self._batch_size = batch_size
+        self._stop = stop or StopRequest()
 
     def list_parts(self) -> list[str]:
         """One partition per file."""
@@ -41,11 +46,14 @@ class JsonlFileSource(FixedPartitionedSource[Batch, int]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _JsonlPartition:
         """Open the file at the resume position."""
-        return _JsonlPartition(self._paths[for_part], self._batch_size, resume_state)
+        return _JsonlPartition(self._paths[for_part], self._batch_size, resume_state, self._stop)
 
 
 class _JsonlPartition(StatefulSourcePartition[Batch, tuple[int, int]]):
-    def __init__(self, path: Path, batch_size: int, resume: tuple[int, int] | None) -> None:
+    def __init__(
+        self, path: Path, batch_size: int, resume: tuple[int, int] | None, stop: StopRequest
+    ) -> None:
+        self._stop = stop
         self._origin = str(path)
         self._file = path.open("rb")
         self._batch_size = batch_size
@@ -53,6 +61,8 @@ class _JsonlPartition(StatefulSourcePartition[Batch, tuple[int, int]]):
         self._file.seek(self._position)
 
     def next_batch(self) -> list[Batch]:
+        if self._stop.requested:
+            raise StopIteration
         batch: Batch = []
         readline = self._file.readline
         now_ms = time.time_ns() // 1_000_000
@@ -80,14 +90,24 @@ class _JsonlPartition(StatefulSourcePartition[Batch, tuple[int, int]]):
 
 
 class SyntheticSource(FixedPartitionedSource[Batch, dict[str, int]]):
-    """The built-in generator, optionally rate-limited (events/s over all partitions)."""
+    """The built-in generator, optionally rate-limited (events/s over all partitions).
+
+    Once ``stop`` is requested, every partition ends at its next batch.
+    """
 
     ORIGIN = "synthetic"
 
-    def __init__(self, spec: SyntheticSpec, batch_size: int = 1000, rate: float = 0.0) -> None:
+    def __init__(
+        self,
+        spec: SyntheticSpec,
+        batch_size: int = 1000,
+        rate: float = 0.0,
+        stop: StopRequest | None = None,
+    ) -> None:
         self._spec = spec
         self._batch_size = batch_size
         self._rate = rate / spec.partitions if rate else 0.0
+        self._stop = stop or StopRequest()
 
     def list_parts(self) -> list[str]:
         """One partition per generator partition."""
@@ -104,6 +124,7 @@ class SyntheticSource(FixedPartitionedSource[Batch, dict[str, int]]):
             self._batch_size,
             self._rate,
             resume_state,
+            self._stop,
         )
 
 
@@ -114,7 +135,9 @@ class _SyntheticPartition(StatefulSourcePartition[Batch, dict[str, int]]):
         batch_size: int,
         rate: float,
         resume: dict[str, int] | None,
+        stop: StopRequest,
     ) -> None:
+        self._stop = stop
         self._events = events
         self._batch_size = batch_size
         self._rate = rate
@@ -124,7 +147,7 @@ class _SyntheticPartition(StatefulSourcePartition[Batch, dict[str, int]]):
         self._emitted_at_start = self._emitted
 
     def next_batch(self) -> list[Batch]:
-        if self._next >= self._events.count:
+        if self._next >= self._events.count or self._stop.requested:
             raise StopIteration
         end = min(self._events.count, self._next + self._batch_size)
         partition = self._events.partition
