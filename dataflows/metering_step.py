@@ -11,11 +11,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import NamedTuple
 
 from bytewax.operators import StatefulBatchLogic
 
+from config.clock import SYSTEM_CLOCK, Clock, engine_deadline
 from config.pricing import PricingCatalog
 from dataflows.metrics import LATENCY_SAMPLES_PER_BATCH as SAMPLES
 from dataflows.metrics import Metrics, sample
@@ -81,6 +82,7 @@ class StepContext:
     # Live counters go out at most this often (0: after every batch).
     live_interval_s: float = 0.0
     metrics: Metrics | None = None
+    clock: Clock = SYSTEM_CLOCK
 
 
 class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
@@ -108,7 +110,7 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
     def on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[Output], bool]:
         state, stats, metrics = self._state, self._ctx.stats, self._ctx.metrics
         started = time.perf_counter()
-        now_ms = _wall_ms()
+        now_ms = self._ctx.clock.now_ms()
         out: list[Output] = []
         for batch in values:
             screened = state.screen(batch.events, now_ms)
@@ -165,14 +167,14 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
 
     def on_notify(self) -> tuple[Iterable[Output], bool]:
         out: list[Output] = []
-        now_ms = _wall_ms()
+        now_ms = self._ctx.clock.now_ms()
         self._rate_into(out, self._state.finish(None, None, time.monotonic()), now_ms)
         self._publish_live(out, now_ms, force=False)
         return out, self.RETAIN
 
     def on_eof(self) -> tuple[Iterable[Output], bool]:
         out: list[Output] = []
-        now_ms = _wall_ms()
+        now_ms = self._ctx.clock.now_ms()
         self._publish_live(out, now_ms, force=True)
         self._rate_into(out, self._state.close_all(), now_ms)
         return out, self.RETAIN
@@ -184,7 +186,7 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
             wake = self._next_live_s if wake is None else min(wake, self._next_live_s)
         if wake is None:
             return None
-        return datetime.now(UTC) + timedelta(seconds=max(0.0, wake - now))
+        return engine_deadline(max(0.0, wake - now))
 
     def snapshot(self) -> bytes | None:
         # Pickled here, so the snapshot is immutable whatever happens to the state next.
@@ -201,7 +203,3 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
         self._ctx.stats.add(windows=len(usages) - adjustments, adjustments=adjustments)
         if self._ctx.metrics is not None:
             self._ctx.metrics.count_amounts(rated)
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000

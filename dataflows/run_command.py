@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -23,6 +22,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 from confluent_kafka.admin import AdminClient
 
+from config.clock import SYSTEM_CLOCK, Clock
 from config.errors import ConfigError
 from config.meter_catalog import load_meter_catalog
 from config.pricing_catalog import load_pricing_catalog
@@ -69,8 +69,8 @@ def flow_spec(settings: Settings) -> FlowSpec:
     )
 
 
-def make_source(settings: Settings) -> Source[Batch]:
-    """The input named by ``settings.input.kind``."""
+def make_source(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> Source[Batch]:
+    """The input named by ``settings.input.kind`` (``clock`` stamps arrival times)."""
     kind = settings.input.kind
     if kind == "kafka":
         k = settings.kafka
@@ -90,7 +90,7 @@ def make_source(settings: Settings) -> Source[Batch]:
             tenants=g.tenants,
             seed=g.seed,
             # Events end about now, so none is refused as being from the future.
-            start_ms=time.time_ns() // 1_000_000 - g.span,
+            start_ms=clock.now_ms() - g.span,
             span_ms=g.span,
             partitions=g.partitions,
             duplicate_rate=g.duplicate_rate,
@@ -98,8 +98,8 @@ def make_source(settings: Settings) -> Source[Batch]:
             late_by_ms=settings.window.grace + settings.window.size,
             invalid_rate=g.invalid_rate,
         )
-        return SyntheticSource(spec, settings.input.batch_size, g.rate)
-    return JsonlFileSource([settings.input.path], settings.input.batch_size)
+        return SyntheticSource(spec, settings.input.batch_size, g.rate, clock)
+    return JsonlFileSource([settings.input.path], settings.input.batch_size, clock)
 
 
 def open_idempotency(
@@ -152,7 +152,9 @@ def _ensure_output_topic(settings: Settings, topic: str, field: str) -> None:
         raise ConfigError(f"{field}: {exc}") from None
 
 
-def live_sink(settings: Settings, metrics: Metrics | None = None) -> LiveUsageSink | None:
+def live_sink(
+    settings: Settings, metrics: Metrics | None = None, clock: Clock = SYSTEM_CLOCK
+) -> LiveUsageSink | None:
     """Live counters in Redis (and quota events to Kafka) when Redis is configured."""
     r = settings.redis
     if r.url is None:
@@ -162,7 +164,7 @@ def live_sink(settings: Settings, metrics: Metrics | None = None) -> LiveUsageSi
 
     def open_writer() -> LiveUsageWriter:
         extra = {} if password is None else {"password": password}
-        return LiveUsageWriter(redis.Redis.from_url(url, **extra), prefix)
+        return LiveUsageWriter(redis.Redis.from_url(url, **extra), prefix, clock=clock)
 
     opener = None
     if settings.quota_events_enabled:
@@ -288,7 +290,7 @@ def _report_stop(error: Exception, recovering: bool) -> None:
     print(f"meterwax: stopped: {error}\n{outcome}.", file=sys.stderr)
 
 
-def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
+def run(settings: Settings, *, progress: bool, as_json: bool, clock: Clock = SYSTEM_CLOCK) -> int:
     """Run the flow to the end of its input; 0 when every message is accounted for."""
     primary = settings.flow.is_primary
     ch = settings.clickhouse
@@ -315,6 +317,7 @@ def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
         snapshots=recovery is not None,
         idempotency=open_idempotency(settings, METRICS.failure_counter("redis_claims")),
         instance=instance,
+        clock=clock,
     )
 
     def open_writer() -> ClickHouseWriter:
@@ -323,11 +326,12 @@ def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
         )
 
     metrics = METRICS
+    metrics.clock = clock
     serve_metrics(settings)
     stats = RunStats(metrics=metrics)
     flow = build_flow(
         spec,
-        source=make_source(settings),
+        source=make_source(settings, clock),
         window_sink=RatedWindowSink(open_writer, primary=primary, metrics=metrics),
         rejection_sink=RejectionSink(
             open_writer,
@@ -343,7 +347,7 @@ def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
         )
         if ch.event_log
         else None,
-        live_sink=live_sink(settings, metrics),
+        live_sink=live_sink(settings, metrics, clock),
         stats=stats,
         metrics=metrics,
     )
