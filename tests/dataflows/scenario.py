@@ -15,6 +15,9 @@ from decimal import Decimal
 MINUTE = 60_000
 BASE_MS = 1_793_489_400_000  # 2026-10-31T23:30:00Z: the price change at 00:00 falls inside
 PRICE_CHANGE_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
+# A "now" for flows over the scenario (2026-11-08T00:00:00Z): after its last event
+# (200,000 events end on 2026-11-03), long before any of its live counters expire.
+SCENARIO_NOW_MS = PRICE_CHANGE_MS + 7 * 24 * 60 * MINUTE
 TENANTS = ("acme", "globex", "umbrella", "initech")
 PRICES = {  # (plan, version) -> meter -> unit price, as in tests/dataflows/conftest.py
     "v1": {"tokens": "0.000002", "calls": "0.0001", "users": "0.01", "peak_gb": "0.003"},
