@@ -34,6 +34,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from api.keys import KeyStore, add_key
+from config.clock import SYSTEM_CLOCK, Clock
 from config.errors import ConfigError
 from config.pricing_catalog import load_pricing_catalog
 from dataflows.estimate_command import (
@@ -42,7 +43,6 @@ from dataflows.estimate_command import (
     UsageReports,
     add_source_options,
     build_estimate,
-    clock_ms,
     estimate_json,
     settings_from,
 )
@@ -76,7 +76,7 @@ class ApiServer(ThreadingHTTPServer):
         address: tuple[str, int],
         reports: UsageReports,
         keys: KeyStore,
-        clock: Callable[[], int] = clock_ms,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         super().__init__(address, _Handler)
         self.reports = reports
@@ -88,7 +88,7 @@ Route = Callable[[ApiServer, str, Mapping[str, str]], dict[str, Any]]
 
 
 def _usage(server: ApiServer, tenant: str, params: Mapping[str, str]) -> dict[str, Any]:
-    now_ms = server.clock()
+    now_ms = server.clock.now_ms()
     return estimate_json(build_estimate(server.reports, tenant, params.get("period"), now_ms))
 
 
@@ -98,7 +98,7 @@ def _invoice(server: ApiServer, tenant: str, params: Mapping[str, str]) -> dict[
         raise ApiError(
             HTTPStatus.BAD_REQUEST, "missing_period", "period is required, e.g. ?period=2026-11"
         )
-    now_ms = server.clock()
+    now_ms = server.clock.now_ms()
     return invoice_json(build_invoice(server.reports, tenant, period, now_ms), now_ms)
 
 
@@ -302,7 +302,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"meterwax api: {exc}", file=sys.stderr)
         return 1
     try:
-        server = ApiServer((args.host, args.port), reports, keys)
+        server = ApiServer((args.host, args.port), reports, keys, args.clock)
     except OSError as exc:
         reports.close()
         print(f"meterwax api: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)

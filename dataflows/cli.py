@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from api import server as api_server
+from config.clock import SYSTEM_CLOCK, Clock, ShiftedClock
 from config.errors import ConfigError
 from config.settings import load_settings
 from dataflows import (
@@ -113,12 +114,27 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return nested
 
 
+def _shifted_clock(text: str) -> Clock:
+    try:
+        return ShiftedClock(int(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number of milliseconds, e.g. -94608000000"
+        ) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``meterwax`` argument parser."""
     parser = argparse.ArgumentParser(
         prog="meterwax", description="Usage metering and rating on Bytewax."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    # Test-only, hidden: moves "now" for every command, so subprocess tests need
+    # not depend on today's date (in-process callers pass a clock to main()).
+    parser.add_argument(
+        "--test-clock-offset-ms", dest="clock", type=_shifted_clock, help=argparse.SUPPRESS
+    )
+    parser.set_defaults(clock=SYSTEM_CLOCK)
     sub = parser.add_subparsers(dest="command", required=True)
     _run_parser(sub)
     services_command.add_parser(sub)
@@ -145,9 +161,11 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``meterwax`` console script."""
+def main(argv: Sequence[str] | None = None, *, clock: Clock | None = None) -> int:
+    """Entry point of the ``meterwax`` console script; ``clock`` replaces the wall clock."""
     args = build_parser().parse_args(argv)
+    if clock is not None:
+        args.clock = clock
     if not args.verbose:
         # The engine reports a failing step as a panic with a long native stack
         # trace; meterwax prints what went wrong itself (-v keeps the trace).
@@ -165,7 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps(settings.masked(), indent=2))
             return 0
         return run_command.run(
-            settings, progress=not args.no_progress and sys.stderr.isatty(), as_json=args.json
+            settings,
+            progress=not args.no_progress and sys.stderr.isatty(),
+            as_json=args.json,
+            clock=args.clock,
         )
     except ConfigError as exc:
         print(f"meterwax: configuration error:\n{exc}", file=sys.stderr)

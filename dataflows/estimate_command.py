@@ -11,7 +11,6 @@ import argparse
 import json
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -260,7 +259,7 @@ def run_report(
         print(f"{prefix}: {exc}", file=sys.stderr)
         return 1
     try:
-        data, text = report(reports, clock_ms())
+        data, text = report(reports, args.clock.now_ms())
     except PeriodError as exc:
         print(f"{prefix}: --period: {exc}", file=sys.stderr)
         return 2
@@ -325,11 +324,6 @@ def table(rows: list[list[str]], align: str) -> list[str]:
         ).rstrip()
         for row in rows
     ]
-
-
-def clock_ms() -> int:
-    """The wall clock in epoch milliseconds (what "now" means for a report)."""
-    return time.time_ns() // 1_000_000
 
 
 def exact(value: Decimal) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
+from config.clock import SYSTEM_CLOCK, Clock
 from config.meters import MeterCatalog
 from config.pricing import PricingCatalog
 from dataflows.metering_step import (
@@ -55,6 +55,8 @@ class FlowSpec:
     instance: str = field(default_factory=lambda: uuid.uuid4().hex)
     # Set by a stop signal; see dataflows.shutdown.
     stop: StopRequest = field(default_factory=StopRequest)
+    # What "now" is: arrival and emission times, the future-skew check, live counters.
+    clock: Clock = SYSTEM_CLOCK
 
 
 def build_flow(
@@ -98,10 +100,12 @@ def build_flow(
         live_interval_s=spec.live_publish_interval_ms / 1000,
         metrics=metrics,
         stop=spec.stop,
+        clock=spec.clock,
     )
+    clock = spec.clock
 
     def parse(batch: Batch) -> tuple[PartitionKey, ParsedBatch]:
-        parsed = parser.parse(batch, time.time_ns() // 1_000_000)
+        parsed = parser.parse(batch, clock.now_ms())
         stats.add(consumed=len(batch))
         if parsed.rejections:
             stats.reject(Counter(r.reason.value for r in parsed.rejections))

@@ -11,11 +11,12 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import NamedTuple
 
 from bytewax.operators import StatefulBatchLogic
 
+from config.clock import SYSTEM_CLOCK, Clock, engine_deadline
 from config.pricing import PricingCatalog
 from dataflows.metrics import LATENCY_SAMPLES_PER_BATCH as SAMPLES
 from dataflows.metrics import Metrics, sample
@@ -84,6 +85,7 @@ class StepContext:
     metrics: Metrics | None = None
     # A stop signal ends the input without it having ended for good.
     stop: StopRequest = field(default_factory=StopRequest)
+    clock: Clock = SYSTEM_CLOCK
 
 
 class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
@@ -111,7 +113,7 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
     def on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[Output], bool]:
         state, stats, metrics = self._state, self._ctx.stats, self._ctx.metrics
         started = time.perf_counter()
-        now_ms = _wall_ms()
+        now_ms = self._ctx.clock.now_ms()
         out: list[Output] = []
         for batch in values:
             screened = state.screen(batch.events, now_ms)
@@ -175,14 +177,14 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
 
     def on_notify(self) -> tuple[Iterable[Output], bool]:
         out: list[Output] = []
-        now_ms = _wall_ms()
+        now_ms = self._ctx.clock.now_ms()
         self._rate_into(out, self._state.finish(None, None, time.monotonic()), now_ms)
         self._publish_live(out, now_ms, force=False)
         return out, self.RETAIN
 
     def on_eof(self) -> tuple[Iterable[Output], bool]:
         out: list[Output] = []
-        now_ms = _wall_ms()
+        now_ms = self._ctx.clock.now_ms()
         self._publish_live(out, now_ms, force=True)
         # A stop signal pauses the input: with snapshots, open windows stay open for
         # the next run to fill. Closing them would push the watermark past events
@@ -198,7 +200,7 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
             wake = self._next_live_s if wake is None else min(wake, self._next_live_s)
         if wake is None:
             return None
-        return datetime.now(UTC) + timedelta(seconds=max(0.0, wake - now))
+        return engine_deadline(max(0.0, wake - now))
 
     def snapshot(self) -> bytes | None:
         # Pickled here, so the snapshot is immutable whatever happens to the state next.
@@ -216,7 +218,3 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
         self._ctx.stats.add(windows=len(usages) - adjustments, adjustments=adjustments)
         if self._ctx.metrics is not None:
             self._ctx.metrics.count_amounts(rated)
-
-
-def _wall_ms() -> int:
-    return time.time_ns() // 1_000_000

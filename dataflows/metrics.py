@@ -15,7 +15,6 @@ from __future__ import annotations
 import bisect
 import math
 import random
-import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -25,6 +24,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.exposition import start_http_server
 from prometheus_client.samples import Sample
 
+from config.clock import SYSTEM_CLOCK, Clock
 from operators.model import RatedWindow, Reason
 
 # Batch writes and round trips: milliseconds to a minute.
@@ -65,8 +65,10 @@ class WatermarkSource(Protocol):
 class Metrics:
     """The flow's metric families, registered in ``registry``."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, clock: Clock = SYSTEM_CLOCK) -> None:
         self.registry = registry
+        # The run's clock (a run sets its own): flush times, watermark lag, latency.
+        self.clock = clock
 
         def counter(name: str, doc: str, labels: Sequence[str] = ()) -> Counter:
             return Counter(name, doc, labels, registry=registry)
@@ -213,7 +215,7 @@ class Metrics:
             self.sink_rows.labels(sink).inc(rows)
             self.sink_seconds.labels(sink).observe(seconds)
         # Also with nothing to write: the sink is healthy, not stalled.
-        self.last_flush.labels(sink).set(time.time())
+        self.last_flush.labels(sink).set(self.clock.now_ms() / 1000)
 
     def count_amounts(self, rated: Iterable[RatedWindow]) -> None:
         """Count the change in rated amount each window revision brings, per currency."""
@@ -235,7 +237,7 @@ class Metrics:
         marks = [m for m in (s.watermark_ms() for s in list(self._watermarks)) if m is not None]
         if not marks:
             return math.nan
-        return max(0.0, time.time() - min(marks) / 1000)
+        return max(0.0, (self.clock.now_ms() - min(marks)) / 1000)
 
     def latency_quantiles_ms(self) -> dict[str, dict[str, float | None]]:
         """p50 and p99 of each latency stage so far (from the histogram buckets)."""

@@ -181,7 +181,7 @@ class EventLogSink(_WriterSink[Admitted]):
                 [(item.events, item.at_ms) for item in items], aggregations
             )
             if metrics is not None:
-                now_ms = time.time_ns() // 1_000_000
+                now_ms = metrics.clock.now_ms()
                 for item in items:
                     arrivals = [e.message.arrived_ms for e in sample(item.events, SAMPLES)]
                     metrics.observe_latency("clickhouse", now_ms, arrivals)
@@ -245,7 +245,7 @@ class _LivePartition(StatefulSinkPartition[LiveUpdate, None]):
             seconds = time.perf_counter() - started
             metrics.wrote(LIVE_SINK, len(latest), seconds)
             metrics.redis_seconds.labels("live_usage").observe(seconds)
-            now_ms = time.time_ns() // 1_000_000
+            now_ms = metrics.clock.now_ms()
             for update in values:
                 metrics.observe_latency("live_counter", now_ms, update.arrivals_ms)
         for update in values:

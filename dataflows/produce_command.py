@@ -333,7 +333,7 @@ def _payloads(args: argparse.Namespace) -> Iterable[bytes]:
             "span": args.span,
         }
     )
-    return synthetic_payloads(generator_spec(generator, time.time_ns() // 1_000_000))
+    return synthetic_payloads(generator_spec(generator, args.clock.now_ms()))
 
 
 def main(args: argparse.Namespace) -> int:

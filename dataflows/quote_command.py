@@ -6,13 +6,13 @@ import argparse
 import json
 import re
 import sys
-import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, assert_never
 
+from config.clock import Clock
 from config.errors import ConfigError
 from config.pricing import (
     GraduatedPrice,
@@ -94,7 +94,11 @@ def main(args: argparse.Namespace) -> int:
     """Run ``meterwax quote``: 0 with the quote printed, 2 on bad input."""
     try:
         quote = build_quote(
-            args.catalog, args.plan, args.meter, _quantity(args.quantity), _at_ms(args.at)
+            args.catalog,
+            args.plan,
+            args.meter,
+            _quantity(args.quantity),
+            _at_ms(args.at, args.clock),
         )
     except ConfigError as exc:
         print(f"meterwax quote: configuration error:\n{exc}", file=sys.stderr)
@@ -161,9 +165,9 @@ def _quantity(text: str) -> Decimal:
     return quantity.copy_abs()
 
 
-def _at_ms(text: str | None) -> int:
+def _at_ms(text: str | None, clock: Clock) -> int:
     if text is None:
-        return time.time_ns() // 1_000_000
+        return clock.now_ms()
     if _DATE.fullmatch(text):
         try:
             day = date.fromisoformat(text)

@@ -7,7 +7,6 @@ import json
 import logging
 import os
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -23,6 +22,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 from confluent_kafka.admin import AdminClient
 
+from config.clock import SYSTEM_CLOCK, Clock
 from config.errors import ConfigError
 from config.meter_catalog import load_meter_catalog
 from config.pricing_catalog import load_pricing_catalog
@@ -72,8 +72,13 @@ def flow_spec(settings: Settings) -> FlowSpec:
     )
 
 
-def make_source(settings: Settings, stop: StopRequest | None = None) -> Source[Batch]:
-    """The input named by ``settings.input.kind``; it ends early once ``stop`` is requested."""
+def make_source(
+    settings: Settings, stop: StopRequest | None = None, clock: Clock = SYSTEM_CLOCK
+) -> Source[Batch]:
+    """The input named by ``settings.input.kind``; it ends early once ``stop`` is requested.
+
+    ``clock`` stamps arrival times.
+    """
     kind = settings.input.kind
     if kind == "kafka":
         k = settings.kafka
@@ -94,7 +99,7 @@ def make_source(settings: Settings, stop: StopRequest | None = None) -> Source[B
             tenants=g.tenants,
             seed=g.seed,
             # Events end about now, so none is refused as being from the future.
-            start_ms=time.time_ns() // 1_000_000 - g.span,
+            start_ms=clock.now_ms() - g.span,
             span_ms=g.span,
             partitions=g.partitions,
             duplicate_rate=g.duplicate_rate,
@@ -102,8 +107,8 @@ def make_source(settings: Settings, stop: StopRequest | None = None) -> Source[B
             late_by_ms=settings.window.grace + settings.window.size,
             invalid_rate=g.invalid_rate,
         )
-        return SyntheticSource(spec, settings.input.batch_size, g.rate, stop)
-    return JsonlFileSource([settings.input.path], settings.input.batch_size, stop)
+        return SyntheticSource(spec, settings.input.batch_size, g.rate, stop, clock)
+    return JsonlFileSource([settings.input.path], settings.input.batch_size, stop, clock)
 
 
 def open_idempotency(
@@ -156,7 +161,9 @@ def _ensure_output_topic(settings: Settings, topic: str, field: str) -> None:
         raise ConfigError(f"{field}: {exc}") from None
 
 
-def live_sink(settings: Settings, metrics: Metrics | None = None) -> LiveUsageSink | None:
+def live_sink(
+    settings: Settings, metrics: Metrics | None = None, clock: Clock = SYSTEM_CLOCK
+) -> LiveUsageSink | None:
     """Live counters in Redis (and quota events to Kafka) when Redis is configured."""
     r = settings.redis
     if r.url is None:
@@ -166,7 +173,7 @@ def live_sink(settings: Settings, metrics: Metrics | None = None) -> LiveUsageSi
 
     def open_writer() -> LiveUsageWriter:
         extra = {} if password is None else {"password": password}
-        return LiveUsageWriter(redis.Redis.from_url(url, **extra), prefix)
+        return LiveUsageWriter(redis.Redis.from_url(url, **extra), prefix, clock=clock)
 
     opener = None
     if settings.quota_events_enabled:
@@ -292,7 +299,7 @@ def _report_stop(error: Exception, recovering: bool) -> None:
     print(f"meterwax: stopped: {error}\n{outcome}.", file=sys.stderr)
 
 
-def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
+def run(settings: Settings, *, progress: bool, as_json: bool, clock: Clock = SYSTEM_CLOCK) -> int:
     """Run the flow to the end of its input; 0 when every message is accounted for."""
     primary = settings.flow.is_primary
     ch = settings.clickhouse
@@ -321,6 +328,7 @@ def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
         snapshots=recovery is not None,
         idempotency=open_idempotency(settings, METRICS.failure_counter("redis_claims")),
         instance=instance,
+        clock=clock,
     )
 
     def open_writer() -> ClickHouseWriter:
@@ -329,11 +337,12 @@ def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
         )
 
     metrics = METRICS
+    metrics.clock = clock
     serve_metrics(settings)
     stats = RunStats(metrics=metrics)
     flow = build_flow(
         spec,
-        source=make_source(settings, stop),
+        source=make_source(settings, stop, clock),
         window_sink=RatedWindowSink(open_writer, primary=primary, metrics=metrics),
         rejection_sink=RejectionSink(
             open_writer,
@@ -349,7 +358,7 @@ def run(settings: Settings, *, progress: bool, as_json: bool) -> int:
         )
         if ch.event_log
         else None,
-        live_sink=live_sink(settings, metrics),
+        live_sink=live_sink(settings, metrics, clock),
         stats=stats,
         metrics=metrics,
     )

@@ -8,12 +8,13 @@ input partition.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from config.clock import SYSTEM_CLOCK, Clock, engine_deadline
 from dataflows.shutdown import StopRequest
 from dataflows.synthetic import SyntheticPartition, SyntheticSpec
 from operators.model import RawMessage
@@ -30,11 +31,16 @@ class JsonlFileSource(FixedPartitionedSource[Batch, int]):
     """
 
     def __init__(
-        self, paths: list[Path], batch_size: int = 1000, stop: StopRequest | None = None
+        self,
+        paths: list[Path],
+        batch_size: int = 1000,
+        stop: StopRequest | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._paths = {str(path): path for path in paths}
         self._batch_size = batch_size
         self._stop = stop or StopRequest()
+        self._clock = clock
 
     def list_parts(self) -> list[str]:
         """One partition per file."""
@@ -46,14 +52,22 @@ class JsonlFileSource(FixedPartitionedSource[Batch, int]):
 
     def build_part(self, step_id: str, for_part: str, resume_state: Any) -> _JsonlPartition:
         """Open the file at the resume position."""
-        return _JsonlPartition(self._paths[for_part], self._batch_size, resume_state, self._stop)
+        return _JsonlPartition(
+            self._paths[for_part], self._batch_size, resume_state, self._stop, self._clock
+        )
 
 
 class _JsonlPartition(StatefulSourcePartition[Batch, tuple[int, int]]):
     def __init__(
-        self, path: Path, batch_size: int, resume: tuple[int, int] | None, stop: StopRequest
+        self,
+        path: Path,
+        batch_size: int,
+        resume: tuple[int, int] | None,
+        stop: StopRequest,
+        clock: Clock,
     ) -> None:
         self._stop = stop
+        self._clock = clock
         self._origin = str(path)
         self._file = path.open("rb")
         self._batch_size = batch_size
@@ -65,7 +79,7 @@ class _JsonlPartition(StatefulSourcePartition[Batch, tuple[int, int]]):
             raise StopIteration
         batch: Batch = []
         readline = self._file.readline
-        now_ms = time.time_ns() // 1_000_000
+        now_ms = self._clock.now_ms()
         while len(batch) < self._batch_size:
             line = readline()
             if not line:
@@ -103,11 +117,13 @@ class SyntheticSource(FixedPartitionedSource[Batch, dict[str, int]]):
         batch_size: int = 1000,
         rate: float = 0.0,
         stop: StopRequest | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._spec = spec
         self._batch_size = batch_size
         self._rate = rate / spec.partitions if rate else 0.0
         self._stop = stop or StopRequest()
+        self._clock = clock
 
     def list_parts(self) -> list[str]:
         """One partition per generator partition."""
@@ -124,7 +140,8 @@ class SyntheticSource(FixedPartitionedSource[Batch, dict[str, int]]):
             self._batch_size,
             self._rate,
             resume_state,
-            self._stop,
+            stop=self._stop,
+            clock=self._clock,
         )
 
 
@@ -135,9 +152,12 @@ class _SyntheticPartition(StatefulSourcePartition[Batch, dict[str, int]]):
         batch_size: int,
         rate: float,
         resume: dict[str, int] | None,
+        *,
         stop: StopRequest,
+        clock: Clock,
     ) -> None:
         self._stop = stop
+        self._clock = clock
         self._events = events
         self._batch_size = batch_size
         self._rate = rate
@@ -152,7 +172,7 @@ class _SyntheticPartition(StatefulSourcePartition[Batch, dict[str, int]]):
         end = min(self._events.count, self._next + self._batch_size)
         partition = self._events.partition
         batch: Batch = []
-        now_ms = time.time_ns() // 1_000_000
+        now_ms = self._clock.now_ms()
         for n in range(self._next, end):
             for payload in self._events.payloads(n):
                 self._emitted += 1
@@ -167,7 +187,7 @@ class _SyntheticPartition(StatefulSourcePartition[Batch, dict[str, int]]):
             return None
         due_s = (self._emitted - self._emitted_at_start) / self._rate
         wait_s = due_s - (time.monotonic() - self._started)
-        return datetime.now(UTC) + timedelta(seconds=wait_s) if wait_s > 0 else None
+        return engine_deadline(wait_s) if wait_s > 0 else None
 
     def snapshot(self) -> dict[str, int]:
         return {"next": self._next, "emitted": self._emitted}

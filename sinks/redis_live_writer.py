@@ -15,7 +15,22 @@ Keys (``prefix`` default ``meterwax``; lengths in characters):
 * ``{prefix}:quota-sent:{event_id}`` marks a quota event as produced, so a
   replay does not produce it again.
 
-Everything expires ``RETAIN_MS`` after the period ends.
+Everything else expires ``RETAIN_MS`` after the period ends (the index when
+its latest period does).
+
+Expiry is sent as a relative TTL (``PX``/``PEXPIRE``), computed from the
+writer's clock at the moment of writing, never as an absolute instant: Redis
+counts expiry on its own clock, which may be skewed, and a flow whose clock is
+moved (tests) stays consistent with what it writes. What this clock says is
+already past:
+
+* a counter whose retention is over is not written at all (nor indexed): it
+  would be expired on arrival, and estimates of closed periods come from the
+  closed windows in ClickHouse;
+* the hard-limit flag of a period that has ended is not set (it is only ever
+  about the current period);
+* a quota-sent marker is kept at least ``MIN_MARKER_TTL_MS``, so a replay soon
+  after still finds it.
 """
 
 from __future__ import annotations
@@ -27,12 +42,15 @@ from typing import TypeVar
 
 import redis
 
+from config.clock import SYSTEM_CLOCK, Clock
 from operators.live_usage import LiveCounter
 from sinks.redis_live_usage import live_index_key, live_usage_key
 
 log = logging.getLogger(__name__)
 
 RETAIN_MS = 35 * 86_400_000
+# A quota-sent marker outlives a replay even when its period's retention is over.
+MIN_MARKER_TTL_MS = 86_400_000
 # Counters per script call: bounds the time Redis spends in one script.
 PUBLISH_CHUNK = 2_000
 T = TypeVar("T")
@@ -40,6 +58,8 @@ T = TypeVar("T")
 # One call writes a chunk of counters: KEYS are (hash, index, hard-limit flag) per
 # counter, ARGV[2] one line of tab-separated values per counter. Far cheaper
 # than five pipelined commands per counter, whose encoding dominated publishing.
+# TTLs are relative (see the module docstring); the index only ever gets
+# longer-lived, so a counter of an older period cannot cut a newer one's index.
 _PUBLISH_SCRIPT = """
 local now = ARGV[1]
 local i = 0
@@ -47,14 +67,18 @@ for line in string.gmatch(ARGV[2], '[^\\n]+') do
   local f = {}
   for v in string.gmatch(line, '[^\\t]+') do f[#f + 1] = v end
   local key, index, flag = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
-  -- quantity, amount, currency, period start, period end, expiry, index member, limited
+  -- quantity, amount, currency, period start, period end, retention TTL, index member,
+  -- hard-limit flag TTL (0: no flag)
+  local ttl = tonumber(f[6])
   redis.call('HSET', key, 'quantity', f[1], 'amount', f[2], 'currency', f[3],
     'period_start_ms', f[4], 'period_end_ms', f[5], 'updated_ms', now)
-  redis.call('PEXPIREAT', key, f[6])
+  redis.call('PEXPIRE', key, ttl)
   redis.call('SADD', index, f[7])
-  redis.call('PEXPIREAT', index, f[6])
-  if f[8] == '1' then
-    redis.call('SET', flag, f[5], 'PXAT', f[5])
+  if redis.call('PTTL', index) < ttl then
+    redis.call('PEXPIRE', index, ttl)
+  end
+  if f[8] ~= '0' then
+    redis.call('SET', flag, f[5], 'PX', f[8])
   end
   i = i + 1
 end
@@ -75,37 +99,46 @@ class LiveUsageWriter:
         client: redis.Redis,
         prefix: str = "meterwax",
         on_failure: Callable[[], None] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._client = client
         self._prefix = prefix
+        self._clock = clock
         self._publish = client.register_script(_PUBLISH_SCRIPT)
         # Told of every failed attempt (a metric), while writes keep retrying.
         self.on_failure = on_failure or (lambda: None)
 
     def publish(self, counters: Sequence[LiveCounter], now_ms: int) -> None:
-        """Write the absolute values of ``counters``, in chunks of one script call each."""
-        if not counters:
-            return
+        """Write the absolute values of ``counters`` (``updated_ms``: ``now_ms``), in chunks.
+
+        Expiry is computed from the writer's clock when each chunk is written
+        (again on every retry); counters whose retention is over are skipped.
+        """
         prefix = self._prefix
         for start in range(0, len(counters), PUBLISH_CHUNK):
-            keys: list[str] = []
-            lines: list[str] = []
-            for c in counters[start : start + PUBLISH_CHUNK]:
-                keys.append(live_usage_key(prefix, c.tenant, c.meter, c.period_start_ms))
-                keys.append(live_index_key(prefix, c.tenant))
-                keys.append(hard_limit_key(prefix, c.tenant, c.meter))
-                limited = "1" if c.hard_limited and c.period_end_ms > now_ms else "0"
-                lines.append(
-                    f"{c.quantity:f}\t{c.amount:f}\t{c.currency}\t{c.period_start_ms}\t"
-                    f"{c.period_end_ms}\t{c.period_end_ms + RETAIN_MS}\t"
-                    f"{c.meter}:{c.period_start_ms}\t{limited}"
-                )
-            args = [now_ms, "\n".join(lines)]
-            _with_retry(
-                lambda k=keys, a=args: self._publish(keys=k, args=a),
-                "publish live usage",
-                self.on_failure,
-            )
+            chunk = counters[start : start + PUBLISH_CHUNK]
+
+            def write(chunk: Sequence[LiveCounter] = chunk) -> object:
+                keys: list[str] = []
+                lines: list[str] = []
+                clock_ms = self._clock.now_ms()
+                for c in chunk:
+                    ttl = c.period_end_ms + RETAIN_MS - clock_ms
+                    if ttl <= 0:
+                        continue
+                    keys.append(live_usage_key(prefix, c.tenant, c.meter, c.period_start_ms))
+                    keys.append(live_index_key(prefix, c.tenant))
+                    keys.append(hard_limit_key(prefix, c.tenant, c.meter))
+                    flag_ttl = max(0, c.period_end_ms - clock_ms) if c.hard_limited else 0
+                    lines.append(
+                        f"{c.quantity:f}\t{c.amount:f}\t{c.currency}\t{c.period_start_ms}\t"
+                        f"{c.period_end_ms}\t{ttl}\t{c.meter}:{c.period_start_ms}\t{flag_ttl}"
+                    )
+                if not lines:
+                    return 0
+                return self._publish(keys=keys, args=[now_ms, "\n".join(lines)])
+
+            _with_retry(write, "publish live usage", self.on_failure)
 
     def quota_sent(self, event_id: str) -> bool:
         """Whether a quota event was produced already (by this flow, before a restart)."""
@@ -117,11 +150,12 @@ class LiveUsageWriter:
     def mark_quota_sent(self, event_id: str, period_end_ms: int) -> None:
         """Remember that a quota event was produced."""
         key = f"{self._prefix}:quota-sent:{event_id}"
-        _with_retry(
-            lambda: self._client.set(key, 1, pxat=period_end_ms + RETAIN_MS),
-            "mark quota event",
-            self.on_failure,
-        )
+
+        def mark() -> object:
+            ttl = period_end_ms + RETAIN_MS - self._clock.now_ms()
+            return self._client.set(key, 1, px=max(ttl, MIN_MARKER_TTL_MS))
+
+        _with_retry(mark, "mark quota event", self.on_failure)
 
 
 def _with_retry(operation: Callable[[], T], action: str, on_failure: Callable[[], None]) -> T:

@@ -20,6 +20,7 @@ from clickhouse_connect.driver.client import Client
 
 from api.keys import KeyStore, add_key, generate_key, hash_key
 from api.server import ApiServer
+from config.clock import FixedClock
 from config.meter_catalog import load_meter_catalog
 from config.pricing_catalog import load_pricing_catalog
 from dataflows.cli import main
@@ -145,7 +146,7 @@ def base_url(
         redis=live,
         key_prefix=prefix,
     )
-    server = ApiServer(("127.0.0.1", 0), reports, KeyStore(keys_file), clock=lambda: NOW_MS)
+    server = ApiServer(("127.0.0.1", 0), reports, KeyStore(keys_file), clock=FixedClock(NOW_MS))
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"

@@ -7,14 +7,23 @@ the flow's code, so flow tests compare against an independent answer.
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
+from config.clock import ShiftedClock
+
 MINUTE = 60_000
 BASE_MS = 1_793_489_400_000  # 2026-10-31T23:30:00Z: the price change at 00:00 falls inside
 PRICE_CHANGE_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
+# A "now" for flows over the scenario (2026-11-08T00:00:00Z): after its last event
+# (200,000 events end on 2026-11-03), long before any of its live counters expire.
+SCENARIO_NOW_MS = PRICE_CHANGE_MS + 7 * 24 * 60 * MINUTE
+# The clock of in-process flows over the scenario: it read SCENARIO_NOW_MS when
+# the test session started, and runs on.
+SCENARIO_CLOCK = ShiftedClock(SCENARIO_NOW_MS - time.time_ns() // 1_000_000)
 TENANTS = ("acme", "globex", "umbrella", "initech")
 PRICES = {  # (plan, version) -> meter -> unit price, as in tests/dataflows/conftest.py
     "v1": {"tokens": "0.000002", "calls": "0.0001", "users": "0.01", "peak_gb": "0.003"},

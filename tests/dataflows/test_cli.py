@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from config.clock import FixedClock
 from dataflows.cli import main
 
 EVENT = (
@@ -14,6 +15,8 @@ EVENT = (
     '"subject":"acme","time":"2026-11-01T10:{minute:02d}:00Z","data":{{"tokens":{tokens},'
     '"model":"gpt-large"}}}}'
 )
+# "Now" for the run: the day after the events (so none is in the future).
+AFTER_EVENTS_MS = 1_793_577_600_000  # 2026-11-02T00:00:00Z
 
 
 def test_run_prints_summary_and_stores_windows(
@@ -28,7 +31,8 @@ def test_run_prints_summary_and_stores_windows(
         [
             *("run", "--input-path", str(events), "--dsn", chdb_dsn),
             *("--database", ch_database, "--no-progress", "--json"),
-        ]
+        ],
+        clock=FixedClock(AFTER_EVENTS_MS),
     )
 
     out = json.loads(capsys.readouterr().out)

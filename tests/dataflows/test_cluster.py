@@ -13,7 +13,7 @@ import pytest
 
 from dataflows.local_services import free_port
 from tests.dataflows.conftest import METERS_YAML, PRICING_YAML
-from tests.dataflows.scenario import build_scenario, expected_totals
+from tests.dataflows.scenario import SCENARIO_CLOCK, build_scenario, expected_totals
 from tests.dataflows.test_kafka_flow import produce
 
 pytestmark = pytest.mark.integration
@@ -61,7 +61,8 @@ def test_two_processes_match_the_expectation(
     processes = [
         subprocess.Popen(
             [
-                *(*METERWAX, "run", "--config", str(config), "--json", "--no-progress"),
+                *(*METERWAX, "--test-clock-offset-ms", str(SCENARIO_CLOCK.offset_ms)),
+                *("run", "--config", str(config), "--json", "--no-progress"),
                 *("--process-id", str(pid), "--addresses", addresses),
             ],
             stdout=subprocess.PIPE,

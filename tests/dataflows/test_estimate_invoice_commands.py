@@ -13,7 +13,7 @@ import pytest
 import redis
 from clickhouse_connect.driver.client import Client
 
-from dataflows import estimate_command
+from config.clock import FixedClock
 from dataflows.cli import main
 from dataflows.local_services import free_port
 from operators.model import RatedWindow, WindowKind
@@ -28,6 +28,8 @@ OCT_2026_MS = 1_790_812_800_000  # 2026-10-01T00:00:00Z
 NOV_2026_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
 DEC_2026_MS = 1_796_083_200_000  # 2026-12-01T00:00:00Z
 V2_MS = 1_794_787_200_000  # 2026-11-16T00:00:00Z: price version v2, half of November
+# "Now" for every command here: half of the November these tests report on.
+CLOCK = FixedClock(V2_MS)
 HOUR = 3_600_000
 
 PRICING_YAML = """
@@ -187,7 +189,7 @@ def put_counter(
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
+    code = main(list(argv), clock=CLOCK)
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err
     return code, captured.out, captured.err
@@ -207,7 +209,6 @@ def test_key_layout_is_the_documented_one() -> None:
 
 def test_estimate_adds_live_counters_to_closed_windows_and_projects(
     capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
     stored: Client,
     chdb_dsn: str,
     ch_database: str,
@@ -224,7 +225,6 @@ def test_estimate_adds_live_counters_to_closed_windows_and_projects(
     # Another period and another tenant: not part of this estimate.
     put_counter(live_client, prefix, "acme", "tokens", "1", "5", start_ms=OCT_2026_MS)
     put_counter(live_client, prefix, "globex", "tokens", "1", "5")
-    monkeypatch.setattr(estimate_command, "clock_ms", lambda: V2_MS)
 
     result = run_json(
         capsys,

@@ -17,7 +17,13 @@ from dataflows.sources import JsonlFileSource
 from dataflows.stats import RunStats
 from operators.windowing import WindowConfig
 from sinks.clickhouse import ClickHouseWriter, connect, rejected_counts, usage_totals
-from tests.dataflows.scenario import MINUTE, Scenario, build_scenario, expected_totals
+from tests.dataflows.scenario import (
+    MINUTE,
+    SCENARIO_CLOCK,
+    Scenario,
+    build_scenario,
+    expected_totals,
+)
 
 
 def _run(
@@ -38,6 +44,7 @@ def _run(
         ),
         dedup_horizon_ms=3_600_000,
         shards=4,
+        clock=SCENARIO_CLOCK,
     )
 
     def open_writer() -> ClickHouseWriter:
@@ -46,7 +53,7 @@ def _run(
     stats = RunStats()
     flow = build_flow(
         spec,
-        source=JsonlFileSource([path], batch_size),
+        source=JsonlFileSource([path], batch_size, clock=SCENARIO_CLOCK),
         window_sink=RatedWindowSink(open_writer),
         rejection_sink=RejectionSink(open_writer),
         event_log_sink=EventLogSink(

@@ -9,7 +9,6 @@ untouched apart from what those valid ones add.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -49,6 +48,7 @@ from tests.dataflows.scenario import (
     MINUTE,
     PRICE_CHANGE_MS,
     PRICES,
+    SCENARIO_CLOCK,
     Scenario,
     build_scenario,
     expected_totals,
@@ -152,7 +152,8 @@ def hostile_run(
         client=client,
     )
     scenario = build_scenario()
-    corpus = build_corpus(time.time_ns() // 1_000_000)
+    # The clock the flow parses against (Rig runs flows at SCENARIO_CLOCK).
+    corpus = build_corpus(SCENARIO_CLOCK.now_ms())
     lines = mix(scenario.lines, corpus)
     produce(rig.brokers, rig.topic, lines)
 

@@ -26,7 +26,13 @@ from operators.windowing import WindowConfig
 from sinks.clickhouse import ClickHouseWriter, connect, rejected_counts, usage_totals
 from sinks.kafka_dead_letters import DeadLetterProducer
 from sinks.redis_idempotency import RedisIdempotencyStore
-from tests.dataflows.scenario import MINUTE, Scenario, build_scenario, expected_totals
+from tests.dataflows.scenario import (
+    MINUTE,
+    SCENARIO_CLOCK,
+    Scenario,
+    build_scenario,
+    expected_totals,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -108,6 +114,7 @@ class Rig:
             shards=4,
             snapshots=recovery is not None,
             idempotency=store,
+            clock=SCENARIO_CLOCK,
             # As `meterwax run` does: one instance per recovery directory.
             **({"instance": f"rig-{recovery.name}"} if recovery is not None else {}),
         )

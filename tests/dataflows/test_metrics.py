@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 import urllib.request
 from collections import Counter
 from decimal import Decimal
@@ -11,14 +10,18 @@ from decimal import Decimal
 import pytest
 from prometheus_client import CollectorRegistry, start_http_server
 
+from config.clock import FixedClock
 from dataflows.local_services import free_port
 from dataflows.metrics import Metrics, histogram_quantile, metric_names, sample
 from dataflows.stats import RunStats
 from operators.model import RatedWindow, WindowKind
 
+# The metrics' clock: flush times and the watermark lag are read from it.
+NOW_MS = 1_893_456_000_000  # 2030-01-01T00:00:00Z
+
 
 def _metrics() -> Metrics:
-    return Metrics(CollectorRegistry())
+    return Metrics(CollectorRegistry(), FixedClock(NOW_MS))
 
 
 def _value(m: Metrics, name: str, **labels: str) -> float | None:
@@ -85,15 +88,14 @@ class _Shard:
 def test_watermark_lag_follows_the_furthest_behind_shard() -> None:
     m = _metrics()
     assert math.isnan(_value(m, "meterwax_watermark_lag_seconds") or math.nan)
-    now_ms = int(time.time() * 1000)
-    ahead, behind, empty = _Shard(now_ms - 5_000), _Shard(now_ms - 120_000), _Shard(None)
+    ahead, behind, empty = _Shard(NOW_MS - 5_000), _Shard(NOW_MS - 120_000), _Shard(None)
     for shard in (ahead, behind, empty):
         m.watch_watermark(shard)
     lag = _value(m, "meterwax_watermark_lag_seconds")
-    assert lag is not None and 119 < lag < 130
+    assert lag == 120
     del behind  # a shard that is gone no longer holds the lag back
     lag = _value(m, "meterwax_watermark_lag_seconds")
-    assert lag is not None and 4 < lag < 15
+    assert lag == 5
 
 
 def test_sink_writes_failures_and_flush_time() -> None:
@@ -105,7 +107,7 @@ def test_sink_writes_failures_and_flush_time() -> None:
     assert _value(m, "meterwax_sink_rows_total", sink="clickhouse_windows") == 100
     assert _value(m, "meterwax_sink_batch_seconds_count", sink="clickhouse_windows") == 1
     flushed = _value(m, "meterwax_last_sink_flush_timestamp_seconds", sink="clickhouse_windows")
-    assert flushed is not None and abs(flushed - time.time()) < 60
+    assert flushed == NOW_MS / 1000
 
 
 def test_latency_is_sampled_and_summarised() -> None:

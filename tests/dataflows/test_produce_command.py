@@ -14,6 +14,7 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from config.clock import ShiftedClock
 from config.settings import GeneratorSettings
 from dataflows.cli import main
 from dataflows.produce_command import (
@@ -25,6 +26,7 @@ from dataflows.produce_command import (
     subject_key,
     synthetic_payloads,
 )
+from tests.clocks import CLOCK_OFFSETS
 
 Record = tuple[int, bytes | None, bytes]
 
@@ -137,23 +139,26 @@ def test_file_goes_to_a_new_topic_keyed_by_subject(
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("offset_ms", CLOCK_OFFSETS)
 def test_generator_sends_every_synthetic_payload(
-    kafka_brokers: str, capsys: pytest.CaptureFixture[str]
+    kafka_brokers: str, capsys: pytest.CaptureFixture[str], offset_ms: int
 ) -> None:
+    clock = ShiftedClock(offset_ms)
     topic = f"produce-{uuid.uuid4().hex[:12]}"
     rates = {"duplicate_rate": 0.05, "late_rate": 0.02, "invalid_rate": 0.02}
     flags = [f"--{name.replace('_', '-')}={rate}" for name, rate in rates.items()]
-    before_ms = time.time_ns() // 1_000_000
+    before_ms = clock.now_ms()
 
     code = main(
         [
             *("produce", "--brokers", kafka_brokers, "--topic", topic, "--partitions", "3"),
             *("--generator", "--events", "3000", "--tenants", "30", "--seed", "11"),
             *("--span", "10m", *flags),
-        ]
+        ],
+        clock=clock,
     )
 
-    after_ms = time.time_ns() // 1_000_000
+    after_ms = clock.now_ms()
     captured = capsys.readouterr()
     assert code == 0, captured.err
     settings = GeneratorSettings(events=3000, tenants=30, seed=11, span="10m", **rates)
@@ -166,7 +171,7 @@ def test_generator_sends_every_synthetic_payload(
     assert {partition for partition, _, _ in records} == {0, 1, 2}
     times = [event_time_ms(value) for _, _, value in records]
     known = [t for t in times if t is not None]
-    # Generated times end at "now" (give or take the generator's 1.5 s jitter).
+    # Generated times end at the clock's "now" (give or take the generator's 1.5 s jitter).
     assert max(known) <= after_ms + 1_500
     assert min(known) >= before_ms - 10 * 60_000 - LATE_BY_MS - 60_000 - 1_500
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from config.clock import SYSTEM_CLOCK, Clock, FixedClock
 from dataflows import quote_command
 
 JPY_CATALOG = """\
@@ -24,15 +25,18 @@ plans:
 """
 
 
-def quote(command: str) -> int:
-    """Run ``meterwax quote COMMAND``, parsed as the shell and the CLI would."""
+def quote(command: str, clock: Clock = SYSTEM_CLOCK) -> int:
+    """Run ``meterwax quote COMMAND``, parsed as the shell and the CLI would, at ``clock``."""
     parser = argparse.ArgumentParser(prog="meterwax")
+    parser.set_defaults(clock=clock)
     quote_command.add_parser(parser.add_subparsers(dest="command", required=True))
     return quote_command.main(parser.parse_args(["quote", *shlex.split(command)]))
 
 
-def quote_json(capsys: pytest.CaptureFixture[str], command: str) -> dict[str, Any]:
-    code = quote(f"{command} --json")
+def quote_json(
+    capsys: pytest.CaptureFixture[str], command: str, clock: Clock = SYSTEM_CLOCK
+) -> dict[str, Any]:
+    code = quote(f"{command} --json", clock)
     captured = capsys.readouterr()
     assert code == 0, captured.err
     result: dict[str, Any] = json.loads(captured.out)
@@ -180,11 +184,19 @@ def test_version_in_force_at(capsys: pytest.CaptureFixture[str], at: str, versio
     assert result["version"] == version
 
 
-def test_without_at_quotes_the_version_in_force_now(capsys: pytest.CaptureFixture[str]) -> None:
-    result = quote_json(capsys, "--plan pro --meter tokens --quantity 1")
+@pytest.mark.parametrize(
+    ("now_ms", "at", "version"),
+    [
+        (1_780_272_000_000, "2026-06-01T00:00:00Z", "2026-01"),
+        (1_796_083_200_000, "2026-12-01T00:00:00Z", "2026-11"),
+    ],
+)
+def test_without_at_quotes_the_version_in_force_now(
+    capsys: pytest.CaptureFixture[str], now_ms: int, at: str, version: str
+) -> None:
+    result = quote_json(capsys, "--plan pro --meter tokens --quantity 1", FixedClock(now_ms))
 
-    # The example's latest version started in 2026-11, before any clock running this test.
-    assert result["version"] == "2026-11"
+    assert (result["version"], result["at"]) == (version, at)
 
 
 def test_unknown_plan_lists_the_plans(capsys: pytest.CaptureFixture[str]) -> None:

@@ -27,7 +27,7 @@ from dataflows.stats import RunStats
 from operators.windowing import WindowConfig
 from sinks.clickhouse import ClickHouseWriter, SinkError, usage_totals
 from tests.dataflows.reconcile_helpers import reconciles
-from tests.dataflows.scenario import MINUTE, build_scenario, expected_totals
+from tests.dataflows.scenario import MINUTE, SCENARIO_CLOCK, build_scenario, expected_totals
 
 pytestmark = pytest.mark.integration
 
@@ -71,6 +71,7 @@ def _run(
         shards=4,
         snapshots=recovery is not None,
         instance="sink-failures",
+        clock=SCENARIO_CLOCK,
     )
 
     def open_writer() -> ClickHouseWriter:
@@ -79,7 +80,7 @@ def _run(
     stats = RunStats()
     flow = build_flow(
         spec,
-        source=JsonlFileSource([path], 20),
+        source=JsonlFileSource([path], 20, clock=SCENARIO_CLOCK),
         window_sink=RatedWindowSink(open_writer),
         rejection_sink=RejectionSink(open_writer),
         event_log_sink=EventLogSink(

@@ -17,6 +17,10 @@ Environment:
   ``full``: ``FULL_EVENTS`` (200,000); an integer: that many.
 * ``METERWAX_FAULT_SEED``: seed of the random fault moments (printed by every
   test that uses them, so a failure can be replayed).
+
+A rig made with ``now_ms`` runs every command with the hidden
+``--test-clock-offset-ms`` flag: their clock reads ``now_ms`` when the rig is
+made and runs on from there, across restarts, whatever today's date is.
 """
 
 from __future__ import annotations
@@ -236,7 +240,14 @@ class FaultRig:
     topic: str
     config: Path
     recovery_dir: Path
+    # Moves the clock of every command the rig runs (None: the host's clock).
+    clock_offset_ms: int | None = None
     processes: list[MeterwaxProcess] = field(default_factory=list)
+
+    def _meterwax(self) -> list[str]:
+        if self.clock_offset_ms is None:
+            return METERWAX
+        return [*METERWAX, "--test-clock-offset-ms", str(self.clock_offset_ms)]
 
     def start(self, label: str, *args: str, tail: bool = False) -> MeterwaxProcess:
         """Start ``meterwax run`` with the rig's config (``--no-tail`` unless ``tail``)."""
@@ -244,7 +255,7 @@ class FaultRig:
         logs.mkdir(exist_ok=True)
         stdout_path = logs / f"{label}.out"
         stderr_path = logs / f"{label}.err"
-        argv = [*METERWAX, "run", "--config", str(self.config), "--json", "--no-progress"]
+        argv = [*self._meterwax(), "run", "--config", str(self.config), "--json", "--no-progress"]
         if not tail:
             argv.append("--no-tail")
         with stdout_path.open("wb") as out, stderr_path.open("wb") as err:
@@ -290,7 +301,7 @@ class FaultRig:
         """``meterwax reconcile`` over [start, end): exit code and JSON result."""
         completed = subprocess.run(
             [
-                *METERWAX,
+                *self._meterwax(),
                 "reconcile",
                 *("--from", iso(start_ms), "--to", iso(end_ms)),
                 *("--config", str(self.config), "--json"),
@@ -329,12 +340,13 @@ def make_rig(
     new_topic: Callable[..., str],
     redis_url: str,
 ) -> Iterator[Callable[..., FaultRig]]:
-    """``make_rig(partitions=3, redis_url_override=None, settings={...})``: a new rig.
+    """``make_rig(partitions=3, redis_url_override=None, settings={...}, now_ms=None)``: a rig.
 
     ``settings`` is merged into the defaults: Kafka input from a new topic,
     Redis on the session server (or ``redis_url_override``) under a new key
     prefix, recovery every 0.5 s in ``{workdir}/recovery``, chDB in
-    ``{workdir}/ch``. Its processes are killed at teardown.
+    ``{workdir}/ch``. With ``now_ms`` its clock starts there. Its processes are
+    killed at teardown.
     """
     rigs: list[FaultRig] = []
 
@@ -342,6 +354,7 @@ def make_rig(
         partitions: int = 3,
         redis_url_override: str | None = None,
         settings: Mapping[str, Any] | None = None,
+        now_ms: int | None = None,
     ) -> FaultRig:
         workdir = tmp_path / f"rig{len(rigs)}"
         workdir.mkdir()
@@ -372,7 +385,8 @@ def make_rig(
         }
         config = workdir / "meterwax.json"
         config.write_text(json.dumps(_merge(base, settings or {}), indent=2))
-        rig = FaultRig(workdir, kafka_brokers, topic, config, recovery)
+        offset = None if now_ms is None else now_ms - time.time_ns() // 1_000_000
+        rig = FaultRig(workdir, kafka_brokers, topic, config, recovery, offset)
         rigs.append(rig)
         return rig
 

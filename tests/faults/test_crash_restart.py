@@ -24,7 +24,12 @@ import redis
 import yaml
 
 from sinks.redis_live_usage import live_index_key, live_usage_key
-from tests.dataflows.scenario import build_scenario, expected_period_usage, expected_totals
+from tests.dataflows.scenario import (
+    SCENARIO_NOW_MS,
+    build_scenario,
+    expected_period_usage,
+    expected_totals,
+)
 from tests.faults.conftest import (
     SNAPSHOT_INTERVAL_S,
     FaultRig,
@@ -65,7 +70,7 @@ def test_uninterrupted_run_counts_every_event(make_rig: Callable[..., FaultRig])
     too late depends on the slowest partition's progress.)
     """
     scenario = without_too_late(build_scenario(fault_events()))
-    rig = make_rig(partitions=3)
+    rig = make_rig(partitions=3, now_ms=SCENARIO_NOW_MS)
     produce(rig.brokers, rig.topic, scenario.lines)
 
     summary = rig.run("uninterrupted")
@@ -82,7 +87,9 @@ def test_sigkill_at_random_moments_then_restart_counts_every_event_once(
     # A long settlement horizon keeps this test about crashes: the startup
     # watermark race (see the test above) cannot reject events here.
     scenario = without_too_late(build_scenario(fault_events(CI_EVENTS)))
-    rig = make_rig(partitions=3, settings={"window": {"settlement_horizon": "30d"}})
+    rig = make_rig(
+        partitions=3, settings={"window": {"settlement_horizon": "30d"}}, now_ms=SCENARIO_NOW_MS
+    )
     produce(rig.brokers, rig.topic, scenario.lines)
     total = len(scenario.lines)
     timeline: list[str] = []

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.dataflows.scenario import build_scenario, expected_totals
+from tests.dataflows.scenario import SCENARIO_NOW_MS, build_scenario, expected_totals
 from tests.faults.conftest import FaultRig, fault_events, produce, scenario_range, without_too_late
 
 pytestmark = pytest.mark.integration
@@ -35,6 +35,7 @@ def test_three_more_copies_of_every_event_change_no_total(
     rig = make_rig(
         partitions=3,
         settings={"window": {"settlement_horizon": "30d", "dedup_horizon": "2m"}},
+        now_ms=SCENARIO_NOW_MS,
     )
     produce(rig.brokers, rig.topic, scenario.lines)
     first = rig.run("first")

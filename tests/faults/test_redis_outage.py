@@ -32,7 +32,7 @@ import pytest
 import redis
 
 from dataflows.local_services import RunningService, is_running, start_redis, stop
-from tests.dataflows.scenario import build_scenario, expected_totals
+from tests.dataflows.scenario import SCENARIO_NOW_MS, build_scenario, expected_totals
 from tests.faults.conftest import FaultRig, fault_events, produce, scenario_range, without_too_late
 
 pytestmark = pytest.mark.integration
@@ -80,6 +80,7 @@ def test_redis_crash_and_restart_mid_stream_changes_no_total(
         partitions=3,
         redis_url_override=url,
         settings={"window": {"settlement_horizon": "30d", "dedup_horizon": "2m"}},
+        now_ms=SCENARIO_NOW_MS,
     )
     chunks = waves(scenario.lines, WAVES)
     total = len(scenario.lines)

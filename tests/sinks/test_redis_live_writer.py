@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from decimal import Decimal
 
 import pytest
 import redis
 
+from config.clock import SYSTEM_CLOCK, Clock, ShiftedClock
 from operators.live_usage import LiveCounter
 from sinks import redis_live_writer
 from sinks.redis_live_usage import live_index_key, live_usage_key, read_live_usage
-from sinks.redis_live_writer import RETAIN_MS, LiveUsageWriter, hard_limit_key
+from sinks.redis_live_writer import MIN_MARKER_TTL_MS, RETAIN_MS, LiveUsageWriter, hard_limit_key
+from tests.clocks import CLOCK_OFFSETS, DAY_MS
 
 pytestmark = pytest.mark.integration
 
-DAY_MS = 86_400_000
+# Slack for the time between the writer computing a TTL and the test computing it.
+TTL_SLACK_MS = 10_000
 
 
-def _counter(tenant: str, meter: str, quantity: str, *, limited: bool = False) -> LiveCounter:
-    start = (int(time.time() * 1000) // DAY_MS) * DAY_MS
+def _counter(
+    tenant: str,
+    meter: str,
+    quantity: str,
+    *,
+    limited: bool = False,
+    clock: Clock = SYSTEM_CLOCK,
+    days_ago: int = 0,
+) -> LiveCounter:
+    """A 30-day period that started at midnight (by ``clock``) ``days_ago`` days ago."""
+    start = (clock.now_ms() // DAY_MS - days_ago) * DAY_MS
     return LiveCounter(
         tenant=tenant,
         meter=meter,
@@ -33,24 +44,32 @@ def _counter(tenant: str, meter: str, quantity: str, *, limited: bool = False) -
     )
 
 
+def _assert_ttl(client: redis.Redis, key: str, expected_ms: int) -> None:
+    ttl = client.pttl(key)
+    assert abs(ttl - expected_ms) <= TTL_SLACK_MS, (key, ttl, expected_ms)
+
+
 @pytest.fixture
 def client(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url)
 
 
+@pytest.mark.parametrize("offset_ms", CLOCK_OFFSETS)
 def test_counters_round_trip_exactly_with_index_expiry_and_hard_limit(
-    client: redis.Redis,
+    client: redis.Redis, offset_ms: int
 ) -> None:
+    # Expiry follows the writer's clock, however far it is from the Redis server's.
+    clock = ShiftedClock(offset_ms)
     prefix = f"t{uuid.uuid4().hex[:8]}"
-    writer = LiveUsageWriter(client, prefix)
+    writer = LiveUsageWriter(client, prefix, clock=clock)
     # Tenant names with the separators of the key layout and of the script's lines.
     tenants = ["acme", "we:ird|ten ant", "tab\tand\nnewline"]
     counters = [
-        _counter(tenant, meter, quantity, limited=meter == "tokens")
+        _counter(tenant, meter, quantity, limited=meter == "tokens", clock=clock)
         for tenant in tenants
         for meter, quantity in (("tokens", "12345678901234.123456789"), ("calls", "7"))
     ]
-    now_ms = int(time.time() * 1000)
+    now_ms = clock.now_ms()
     writer.publish(counters, now_ms)
     for c in counters:
         usage = read_live_usage(client, prefix, c.tenant, c.period_start_ms)[c.meter]
@@ -60,11 +79,71 @@ def test_counters_round_trip_exactly_with_index_expiry_and_hard_limit(
             c.period_end_ms,
             now_ms,
         )
-        key = live_usage_key(prefix, c.tenant, c.meter, c.period_start_ms)
-        assert client.pexpiretime(key) == c.period_end_ms + RETAIN_MS
-        assert client.pexpiretime(live_index_key(prefix, c.tenant)) == c.period_end_ms + RETAIN_MS
-        flag = client.get(hard_limit_key(prefix, c.tenant, c.meter))
-        assert (flag == str(c.period_end_ms).encode()) if c.hard_limited else flag is None
+        retention = c.period_end_ms + RETAIN_MS - now_ms
+        _assert_ttl(client, live_usage_key(prefix, c.tenant, c.meter, c.period_start_ms), retention)
+        _assert_ttl(client, live_index_key(prefix, c.tenant), retention)
+        flag = hard_limit_key(prefix, c.tenant, c.meter)
+        if c.hard_limited:
+            assert client.get(flag) == str(c.period_end_ms).encode()
+            _assert_ttl(client, flag, c.period_end_ms - now_ms)
+        else:
+            assert client.get(flag) is None
+
+
+@pytest.mark.parametrize("offset_ms", CLOCK_OFFSETS)
+def test_what_is_past_by_the_clock_is_not_written_and_nothing_fails(
+    client: redis.Redis, offset_ms: int
+) -> None:
+    clock = ShiftedClock(offset_ms)
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    writer = LiveUsageWriter(client, prefix, clock=clock)
+    current = _counter("acme", "tokens", "3", limited=True, clock=clock)
+    # Ended 10 days ago: still retained, but no longer limited.
+    ended = _counter("acme", "calls", "2", limited=True, clock=clock, days_ago=40)
+    # Retention over (the period ended 70 days ago): expired on arrival, so never written.
+    gone = _counter("acme", "users", "1", limited=True, clock=clock, days_ago=100)
+    writer.publish([gone], clock.now_ms())  # a chunk with nothing left to write
+    writer.publish([ended, gone, current], clock.now_ms())
+
+    found = {
+        m: u.quantity
+        for s in (current, ended, gone)
+        for m, u in read_live_usage(client, prefix, "acme", s.period_start_ms).items()
+    }
+    assert found == {"tokens": 3, "calls": 2}
+    assert client.sismember(live_index_key(prefix, "acme"), f"users:{gone.period_start_ms}") == 0
+    assert client.exists(live_usage_key(prefix, "acme", "users", gone.period_start_ms)) == 0
+    assert client.get(hard_limit_key(prefix, "acme", "tokens")) is not None
+    assert client.get(hard_limit_key(prefix, "acme", "calls")) is None
+    assert client.get(hard_limit_key(prefix, "acme", "users")) is None
+
+
+def test_an_older_period_does_not_shorten_the_index(client: redis.Redis) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    writer = LiveUsageWriter(client, prefix)
+    current = _counter("acme", "calls", "5")
+    writer.publish([current], 1)
+    writer.publish([_counter("acme", "calls", "4", days_ago=40)], 2)
+
+    expected = current.period_end_ms + RETAIN_MS - SYSTEM_CLOCK.now_ms()
+    _assert_ttl(client, live_index_key(prefix, "acme"), expected)
+    assert read_live_usage(client, prefix, "acme", current.period_start_ms)["calls"].quantity == 5
+
+
+@pytest.mark.parametrize("offset_ms", CLOCK_OFFSETS)
+def test_quota_markers_expire_after_retention_or_at_least_after_the_floor(
+    client: redis.Redis, offset_ms: int
+) -> None:
+    clock = ShiftedClock(offset_ms)
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    writer = LiveUsageWriter(client, prefix, clock=clock)
+    end_ms = clock.now_ms() + 5 * DAY_MS
+    writer.mark_quota_sent("current", end_ms)
+    writer.mark_quota_sent("long-closed", clock.now_ms() - RETAIN_MS - 100 * DAY_MS)
+
+    assert writer.quota_sent("current") and writer.quota_sent("long-closed")
+    _assert_ttl(client, f"{prefix}:quota-sent:current", end_ms + RETAIN_MS - clock.now_ms())
+    _assert_ttl(client, f"{prefix}:quota-sent:long-closed", MIN_MARKER_TTL_MS)
 
 
 def test_publishing_again_overwrites_with_absolute_values(client: redis.Redis) -> None:
