@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from config.meters import Aggregation
+from config.pricing import PricingCatalog
 from operators.model import Event, Reason, WindowKind, WindowUsage
 from operators.shard import IncompatibleStateError, ShardState
 from operators.windowing import WindowConfig
@@ -299,3 +300,16 @@ def run_batch_rows(shard: ShardState, events: list[Event]) -> list[WindowUsage]:
     screened = shard.screen(events, NOW_MS)
     shard.admit(screened.fresh)
     return shard.finish(P0, None, 2.0)
+
+
+def test_windows_of_a_meter_removed_before_a_restart_still_close_and_rate(
+    pricing_catalog: PricingCatalog,
+) -> None:
+    shard = ShardState(CONFIG, {"tokens": Aggregation.SUM, "calls": Aggregation.COUNT}, 0, "t")
+    run_batch(shard, [make_event(1_100, None, meter="calls")])
+    restored: ShardState = pickle.loads(pickle.dumps(shard))
+    restored.reconfigure(CONFIG, {"tokens": Aggregation.SUM}, SETTLEMENT)
+
+    rated = restored.rate(restored.close_all(), pricing_catalog, NOW_MS)
+
+    assert [(r.meter, r.quantity) for r in rated] == [("calls", Decimal(1))]
