@@ -4,7 +4,9 @@ This is what quota checks and spend estimates read between window closes. It
 lives in the shard's state, so after a crash the restored state and the
 replayed events recompute the same values; counters are therefore published
 as absolute values (never increments), and quota crossings are remembered in
-the state so each is announced once.
+the state so each is announced once. A period is forgotten only after its
+final counter has been published, so no accepted event, however old, can leave
+a change pointing at a forgotten period.
 """
 
 from __future__ import annotations
@@ -151,8 +153,18 @@ class LiveUsage:
         return counters, crossings
 
     def expire(self, before_ms: int) -> int:
-        """Forget periods that ended before ``before_ms``."""
-        done = [key for key, period in self.periods.items() if period.end_ms <= before_ms]
+        """Forget periods that ended before ``before_ms`` and whose last change is published.
+
+        A period with unpublished changes (events admitted just before the
+        watermark passed its settlement) stays until ``changes()`` has emitted
+        its final counter and quota crossings; a later call forgets it.
+        """
+        dirty = self._dirty
+        done = [
+            key
+            for key, period in self.periods.items()
+            if period.end_ms <= before_ms and key not in dirty
+        ]
         for key in done:
             del self.periods[key]
         return len(done)

@@ -40,6 +40,9 @@ MAX_DEPTH = 128
 MAX_GROUP_VALUE_CHARS = 256
 # Earliest accepted event time: 2000-01-01T00:00:00Z. Older stamps are broken clocks.
 MIN_TIME_MS = 946_684_800_000
+# Latest accepted event time, whatever max_future_skew allows: 2200-01-01T00:00:00Z.
+# Billing periods and ClickHouse's DateTime64 (up to 2299) must hold every window.
+MAX_TIME_MS = 7_258_118_400_000
 
 _REQUIRED_STRINGS = ("id", "source", "type", "subject")
 
@@ -425,6 +428,8 @@ class BatchParser:
             raise _Reject(Reason.BAD_TIME, f"time {text!r} is before 2000-01-01")
         if time_ms > latest_allowed_ms:
             raise _Reject(Reason.FUTURE_TIME, f"time {text!r} is ahead of the clock")
+        if time_ms >= MAX_TIME_MS:
+            raise _Reject(Reason.FUTURE_TIME, f"time {text!r} is not before 2200-01-01")
         return time_ms
 
     def _known_tenant(self, subject: str) -> bool:

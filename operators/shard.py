@@ -93,11 +93,14 @@ class ShardState:
                     f"meter {meter!r} is now {aggregations[meter]} but the recovery state "
                     f"aggregates it as {aggregation}; keep it, or give the new meter a new slug"
                 )
+        # A meter dropped from the catalog keeps its aggregation: its restored
+        # windows and periods must still close and be rated.
+        merged = {**self.windows.aggregations, **aggregations}
         self.windows.config = window
-        self.windows.aggregations = dict(aggregations)
+        self.windows.aggregations = merged
         self.windows.expected_partitions = frozenset(expected_partitions)
-        self.ledger.aggregations = dict(aggregations)
-        self.live.aggregations = dict(aggregations)
+        self.ledger.aggregations = dict(merged)
+        self.live.aggregations = dict(merged)
         self.dedup.horizon_ms = dedup_horizon_ms
 
     def resume(self, now_s: float) -> None:

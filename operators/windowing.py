@@ -114,11 +114,17 @@ class WindowStore:
         size = self.config.size_ms
         time_ms = event.time_ms
         start = time_ms - time_ms % size
-        is_open = start + size + self.config.grace_ms > self.watermark
-        windows = self.open if is_open else self.settled
-        series = windows.get(start)
+        # A window stays where it is: after a restart with another grace, one still
+        # open takes the event until the next advance closes it, a settled one revises.
+        series = self.open.get(start)
+        is_open = series is not None or (
+            start + size + self.config.grace_ms > self.watermark and start not in self.settled
+        )
         if series is None:
-            series = windows[start] = {}
+            windows = self.open if is_open else self.settled
+            series = windows.get(start)
+            if series is None:
+                series = windows[start] = {}
         tenant = event.tenant
         for measure in event.measures:
             key = (tenant, measure.meter, measure.groups)

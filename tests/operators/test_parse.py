@@ -225,6 +225,26 @@ def test_before_2000_detail_says_so() -> None:
     assert "before 2000" in rejection.detail
 
 
+def test_times_from_2200_are_refused_whatever_the_future_skew() -> None:
+    # A skew of centuries is a configuration mistake; one event must still not be able
+    # to reach the year 10000 (its billing period) or overflow ClickHouse's DateTime64.
+    lenient = BatchParser(
+        ParserConfig(
+            meters=build_meter_catalog(),
+            known_tenant=KNOWN_TENANTS.__contains__,
+            max_future_skew_ms=10**16,
+        )
+    )
+    texts = ("2199-12-31T23:59:59.999Z", "2200-01-01T00:00:00Z", "9999-12-31T23:59:59Z")
+    parsed = lenient.parse(
+        [raw_message(payload(time=t), offset=i) for i, t in enumerate(texts)], now_ms=NOW_MS
+    )
+
+    assert [e.message.offset for e in parsed.events] == [0]
+    assert [r.reason for r in parsed.rejections] == [Reason.FUTURE_TIME] * 2
+    assert "not before 2200-01-01" in parsed.rejections[0].detail
+
+
 def test_event_matching_two_meters_yields_a_measure_for_each() -> None:
     event = accept_one(payload())
 

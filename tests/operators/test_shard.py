@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from config.meters import Aggregation
-from operators.model import Event, Reason, WindowKind
+from config.pricing import PricingCatalog
+from operators.model import Event, Reason, WindowKind, WindowUsage
 from operators.shard import IncompatibleStateError, ShardState
 from operators.windowing import WindowConfig
 from tests.operators.conftest import make_event
@@ -262,3 +263,53 @@ def test_restored_state_refuses_a_new_window_length_or_aggregation() -> None:
         shard.reconfigure(shorter, {"tokens": Aggregation.SUM}, SETTLEMENT)
     with pytest.raises(IncompatibleStateError, match="'tokens' is now MAX"):
         shard.reconfigure(CONFIG, {"tokens": Aggregation.MAX}, SETTLEMENT)
+
+
+def with_grace(grace_ms: int) -> WindowConfig:
+    return WindowConfig(SIZE, grace_ms, SETTLEMENT, CONFIG.idle_timeout_ms)
+
+
+@pytest.mark.parametrize(
+    ("old_grace", "new_grace", "kinds"),
+    [
+        # Restored open, now past its (shorter) grace: one window with both events.
+        (500, 0, [(Decimal(2), WindowKind.WINDOW), (Decimal(5), WindowKind.WINDOW)]),
+        # Restored settled, now within its (longer) grace: an adjustment, nothing lost.
+        (0, 500, [(Decimal(2), WindowKind.WINDOW), (Decimal(5), WindowKind.ADJUSTMENT)]),
+    ],
+)
+def test_an_event_after_a_restart_with_another_grace_lands_in_its_window(
+    old_grace: int, new_grace: int, kinds: list[tuple[Decimal, WindowKind]]
+) -> None:
+    shard = ShardState(with_grace(old_grace), {"tokens": Aggregation.SUM}, SETTLEMENT, "test")
+    run_batch(shard, [make_event(1_100, Decimal(2), event_id="a", groups=(("m", "x"),))])
+    early = shard.finish(P0, 2_300, 1.0)
+    restored: ShardState = pickle.loads(pickle.dumps(shard))
+    restored.reconfigure(with_grace(new_grace), {"tokens": Aggregation.SUM}, SETTLEMENT)
+
+    # Another series of the same window, so nothing can hide a lost or misplaced event.
+    rows = early + run_batch_rows(
+        restored, [make_event(1_200, Decimal(5), event_id="b", groups=(("m", "y"),))]
+    )
+
+    assert sorted((r.quantity, r.kind) for r in rows) == sorted(kinds)
+    assert sum(r.quantity - r.previous_quantity for r in rows) == Decimal(7)
+
+
+def run_batch_rows(shard: ShardState, events: list[Event]) -> list[WindowUsage]:
+    screened = shard.screen(events, NOW_MS)
+    shard.admit(screened.fresh)
+    return shard.finish(P0, None, 2.0)
+
+
+def test_windows_of_a_meter_removed_before_a_restart_still_close_and_rate(
+    pricing_catalog: PricingCatalog,
+) -> None:
+    shard = ShardState(CONFIG, {"tokens": Aggregation.SUM, "calls": Aggregation.COUNT}, 0, "t")
+    run_batch(shard, [make_event(1_100, None, meter="calls")])
+    restored: ShardState = pickle.loads(pickle.dumps(shard))
+    restored.reconfigure(CONFIG, {"tokens": Aggregation.SUM}, SETTLEMENT)
+
+    rated = restored.rate(restored.close_all(), pricing_catalog, NOW_MS)
+
+    assert [(r.meter, r.quantity) for r in rated] == [("calls", Decimal(1))]
