@@ -18,6 +18,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
+from config.redaction import redact_url
+
 _M = TypeVar("_M", bound=BaseModel)
 
 # Field labels for problems that belong to no single key.
@@ -48,6 +50,12 @@ class FieldProblem(ValueError):
         super().__init__(f"{problem}; {fix}")
         self.problem = problem
         self.fix = fix
+
+
+def error_report(prefix: str, exc: BaseException) -> str:
+    """``prefix: message`` on one line, or the message's lines under ``prefix:``; secrets masked."""
+    text = redact_url(str(exc))
+    return f"{prefix}:\n{text}" if "\n" in text else f"{prefix}: {text}"
 
 
 def config_message(path: Path | str, field: str, problem: str, fix: str) -> str:

@@ -2,7 +2,8 @@
 
 Everything is validated once, at start-up; a bad value stops the run with a
 message naming where it came from, the field and the fix. Secrets (passwords
-inside DSNs) are masked whenever settings are printed.
+inside DSNs and URLs, secret Kafka properties) are masked whenever settings are
+printed, and remembered so that no message shows them (config/redaction.py).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from config.durations import format_duration_ms, parse_duration_ms
 from config.errors import ConfigError
-from config.redaction import redact_url
+from config.redaction import MASK, is_secret_setting, redact_url, remember, url_secrets
 
 DurationMs = Annotated[int, BeforeValidator(parse_duration_ms), Field(ge=0)]
 
@@ -160,6 +161,7 @@ class KafkaSettings(_Section):
     # Quota events (thresholds and limits reached); on like dead letters when set.
     quota_topic: str | None = "meterwax-quota-events"
     quota_events: bool | None = None
+    # Properties whose name says password, secret, key or token are masked when printed.
     config: dict[str, str] = Field(default_factory=dict)
     # Secret librdkafka settings (e.g. sasl.password): masked when printed.
     secret_config: dict[str, SecretStr] = Field(default_factory=dict)
@@ -173,6 +175,7 @@ class KafkaSettings(_Section):
         for key, path in self.secret_files.items():
             try:
                 merged[key] = path.read_text(encoding="utf-8").strip()
+                remember([merged[key]])
             except OSError as exc:
                 raise ConfigError(
                     f"kafka.secret_files.{key}: cannot read {path} ({exc.strerror}); "
@@ -194,12 +197,14 @@ class RedisSettings(_Section):
         if self.password_file is None:
             return None
         try:
-            return self.password_file.read_text(encoding="utf-8").strip()
+            password = self.password_file.read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ConfigError(
                 f"redis.password_file: cannot read {self.password_file} ({exc.strerror}); "
                 "check the path and permissions"
             ) from None
+        remember([password])
+        return password
 
 
 class RecoverySettings(_Section):
@@ -279,12 +284,26 @@ class Settings(BaseSettings):
         # over the config file.
         return (init_settings, env_settings, _FileSettingsSource(settings_cls))
 
+    def secrets(self) -> list[str]:
+        """Every secret the settings hold (those in files are remembered when read)."""
+        found = url_secrets(self.clickhouse.dsn.get_secret_value())
+        if self.redis.url is not None:
+            found += url_secrets(self.redis.url.get_secret_value())
+        found += [value.get_secret_value() for value in self.kafka.secret_config.values()]
+        found += [value for key, value in self.kafka.config.items() if is_secret_setting(key)]
+        return found
+
     def masked(self) -> dict[str, Any]:
         """Settings as plain data with secrets masked, for logs and ``--print-config``."""
         data = self.model_dump(mode="json")
-        data["clickhouse"]["dsn"] = redact_url(self.clickhouse.dsn.get_secret_value())
+        secrets = self.secrets()
+        data["clickhouse"]["dsn"] = redact_url(self.clickhouse.dsn.get_secret_value(), secrets)
         if self.redis.url is not None:
-            data["redis"]["url"] = redact_url(self.redis.url.get_secret_value())
+            data["redis"]["url"] = redact_url(self.redis.url.get_secret_value(), secrets)
+        data["kafka"]["config"] = {
+            key: MASK if is_secret_setting(key) else value
+            for key, value in self.kafka.config.items()
+        }
         return data
 
 
@@ -333,8 +352,10 @@ def load_settings(
     origin = f"{config_file}, METERWAX_* environment or flags" if config_file else "settings"
     token = _FILE_LAYER.set(file_layer)
     try:
-        return Settings(**dict(overrides or {}))
+        settings = Settings(**dict(overrides or {}))
     except ValidationError as exc:
         raise ConfigError(_format_errors(origin, exc)) from None
     finally:
         _FILE_LAYER.reset(token)
+    remember(settings.secrets())
+    return settings

@@ -8,13 +8,15 @@ import logging
 import os
 import signal
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from api import server as api_server
 from config.clock import SYSTEM_CLOCK, Clock, ShiftedClock
-from config.errors import ConfigError
+from config.errors import ConfigError, error_report
+from config.redaction import redact_url
 from config.settings import load_settings
 from dataflows import (
     bench_command,
@@ -174,6 +176,23 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock | None = None) -> in
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_redact_record)
+    try:
+        return _command(args)
+    except Exception:
+        # A bug, not a mistake in the input: the traceback helps, the secrets must not show.
+        print(redact_url(traceback.format_exc()), end="", file=sys.stderr)
+        return 1
+
+
+def _redact_record(record: logging.LogRecord) -> bool:
+    """Mask secrets in a log record (a library may log a URL or echo a setting)."""
+    record.msg, record.args = redact_url(record.getMessage()), None
+    return True
+
+
+def _command(args: argparse.Namespace) -> int:
     command = _COMMANDS.get(args.command)
     if command is not None:
         return command(args)
@@ -189,7 +208,7 @@ def main(argv: Sequence[str] | None = None, *, clock: Clock | None = None) -> in
             clock=args.clock,
         )
     except ConfigError as exc:
-        print(f"meterwax: configuration error:\n{exc}", file=sys.stderr)
+        print(error_report("meterwax: configuration error", exc), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         # Ctrl-C before the flow runs (it handles the signal itself while it runs).

@@ -21,11 +21,12 @@ import redis
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from config.errors import ConfigError
+from config.errors import ConfigError, error_report
 from config.meter_catalog import load_meter_catalog
 from config.meters import Aggregation
 from config.pricing import Plan, PricingCatalog
 from config.pricing_catalog import load_pricing_catalog
+from config.redaction import redact_url, url_secrets
 from config.settings import Settings, load_settings
 from dataflows.display import decimal_text as plain
 from dataflows.display import iso_utc as iso
@@ -41,7 +42,6 @@ from operators.estimates import (
 )
 from sinks.clickhouse import SinkError, connect, redact_dsn
 from sinks.clickhouse_reports import segment_usage
-from sinks.redis_idempotency import redact_url
 from sinks.redis_live_usage import LiveUsageError, read_live_usage
 
 # A report is interactive: give up on an unreachable Redis quickly.
@@ -253,7 +253,7 @@ def run_report(
     try:
         reports = UsageReports.from_settings(settings_from(args))
     except ConfigError as exc:
-        print(f"{prefix}: configuration error:\n{exc}", file=sys.stderr)
+        print(error_report(f"{prefix}: configuration error", exc), file=sys.stderr)
         return 2
     except SourceUnavailable as exc:
         print(f"{prefix}: {exc}", file=sys.stderr)
@@ -343,9 +343,14 @@ def _redis_client(settings: Settings) -> redis.Redis | None:
             socket_timeout=_REDIS_TIMEOUT_S,
             socket_connect_timeout=_REDIS_TIMEOUT_S,
         )
-    except ValueError as exc:
-        shown = redact_url(url.get_secret_value())
-        raise ConfigError(f"redis.url: {shown!r} is not a Redis URL: {exc}") from None
+    except ValueError:
+        # Not the parser's words: they quote pieces of a password that broke the URL.
+        shown = redact_url(url.get_secret_value(), url_secrets(url.get_secret_value()))
+        raise ConfigError(
+            f"redis.url: {shown!r} is not a Redis URL; expected "
+            "redis://[[user]:password@]host[:port][/db], with '/', '?', '#', '@' and spaces "
+            "in the password percent-encoded (e.g. '/' as %2F)"
+        ) from None
 
 
 def _first_line(exc: BaseException) -> str:

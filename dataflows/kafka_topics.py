@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
 
 METADATA_TIMEOUT_S = 10.0
 
@@ -33,13 +33,22 @@ def ensure_topic(
 
 def partition_count(admin: AdminClient, topic: str) -> int | None:
     """Partitions of ``topic``, or None when it does not exist."""
+    found = _metadata(admin).topics.get(topic)
+    return len(found.partitions) if found is not None and found.error is None else None
+
+
+def missing_topics(admin: AdminClient, topics: list[str]) -> list[str]:
+    """Those of ``topics`` the cluster does not have."""
+    existing = _metadata(admin).topics
+    return [t for t in topics if t not in existing or existing[t].error is not None]
+
+
+def _metadata(admin: AdminClient) -> ClusterMetadata:
     # Metadata of all topics: asking for one by name may auto-create it on the broker.
     try:
-        metadata = admin.list_topics(timeout=METADATA_TIMEOUT_S)
+        return admin.list_topics(timeout=METADATA_TIMEOUT_S)
     except KafkaException as exc:
         raise TopicError(
             f"cannot reach Kafka within {METADATA_TIMEOUT_S:.0f} s ({exc.args[0].str()}); "
             "check the brokers and the security settings"
         ) from None
-    found = metadata.topics.get(topic)
-    return len(found.partitions) if found is not None and found.error is None else None

@@ -158,12 +158,14 @@ def start_redis(
     host: str = "127.0.0.1",
     *,
     persistent: bool = False,
+    password: str | None = None,
 ) -> RunningService:
     """Start redis-server on ``host:port`` with its data in ``workdir``.
 
     ``persistent`` turns on the append-only file, synced on every write, so the
     data survives a stop and a restart on the same ``workdir`` (as production
-    Redis should be run); by default nothing is written to disk.
+    Redis should be run); by default nothing is written to disk. ``password``
+    makes clients authenticate (``requirepass``).
     """
     port = port or free_port(host)
     appendonly = ["yes", "--appendfsync", "always"] if persistent else ["no"]
@@ -181,6 +183,7 @@ def start_redis(
         *appendonly,
         "--protected-mode",
         "no",
+        *(["--requirepass", password] if password else []),
     ]
     return _spawn("redis", argv, host, port, workdir)
 

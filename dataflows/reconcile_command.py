@@ -27,7 +27,7 @@ from operators.reconcile import (
     reconcile_windows,
 )
 from operators.timeparse import TimeFormatError, parse_rfc3339_ms
-from sinks.clickhouse import connect
+from sinks.clickhouse import DsnError, SinkError, connect
 from sinks.clickhouse_reconcile import RecomputedWindow, rated_usage, recomputed_usage
 
 
@@ -135,7 +135,10 @@ def check(
     meters = load_meter_catalog(settings.catalogs.meters)
     pricing = load_pricing_catalog(settings.catalogs.pricing, meters)
     ch = settings.clickhouse
-    client = connect(ch.dsn.get_secret_value(), ch.database)
+    try:
+        client = connect(ch.dsn.get_secret_value(), ch.database)
+    except DsnError as exc:
+        raise ConfigError(f"clickhouse.dsn: {exc}") from None
     return differences(
         client,
         ch.database,
@@ -158,7 +161,10 @@ def _render(compared: int, found: list[Difference]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run ``meterwax reconcile``: 0 when all windows agree, 1 on differences, 2 on bad input."""
+    """Run ``meterwax reconcile``: 0 when all windows agree.
+
+    1 on differences or when ClickHouse cannot be reached, 2 on bad input.
+    """
     overrides: dict[str, dict[str, Any]] = {}
     for name, value in vars(args).items():
         if "." in name and value is not None:
@@ -173,6 +179,9 @@ def main(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"meterwax reconcile: {exc}", file=sys.stderr)
         return 2
+    except SinkError as exc:
+        print(f"meterwax reconcile: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         print(
             json.dumps(

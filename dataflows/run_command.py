@@ -32,6 +32,7 @@ from dataflows.kafka_source import KafkaBatchSource
 from dataflows.kafka_topics import TopicError, ensure_topic
 from dataflows.metrics import METRICS, Metrics, serve
 from dataflows.outputs import EventLogSink, LiveUsageSink, RatedWindowSink, RejectionSink
+from dataflows.preflight import check_input
 from dataflows.progress import Progress
 from dataflows.shutdown import StopRequest, report_stop, stop_on_signals
 from dataflows.sources import Batch, JsonlFileSource, SyntheticSource
@@ -42,11 +43,18 @@ from operators.idempotency import IdempotencyStore
 from operators.period_usage import stored_periods
 from operators.shard import IncompatibleStateError
 from operators.windowing import WindowConfig
-from sinks.clickhouse import ClickHouseWriter, SinkError, connect, rejected_counts, usage_totals
+from sinks.clickhouse import (
+    ClickHouseWriter,
+    DsnError,
+    SinkError,
+    connect,
+    rejected_counts,
+    usage_totals,
+)
 from sinks.clickhouse_reports import window_totals
 from sinks.clickhouse_schema import migrate
 from sinks.kafka_dead_letters import ConfirmedProducer, DeadLetterError, DeadLetterProducer
-from sinks.redis_idempotency import IdempotencyError, RedisIdempotencyStore
+from sinks.redis_idempotency import IdempotencyError, IdempotencyUnavailable, RedisIdempotencyStore
 from sinks.redis_live_writer import LiveUsageWriter
 
 log = logging.getLogger(__name__)
@@ -119,20 +127,23 @@ def open_idempotency(
     if r.url is None:
         return None
     url = r.url.get_secret_value()
-    store = RedisIdempotencyStore.from_url(
-        url,
-        password=r.password(),
-        ttl_s=r.ttl // 1000,
-        key_prefix=r.key_prefix,
-        on_failure=on_failure,
-    )
     try:
+        store = RedisIdempotencyStore.from_url(
+            url,
+            password=r.password(),
+            ttl_s=r.ttl // 1000,
+            key_prefix=r.key_prefix,
+            on_failure=on_failure,
+        )
         store.ping()
-    except Exception as exc:
+    except IdempotencyUnavailable as exc:
         raise ConfigError(
-            f"redis.url: cannot reach Redis at {redact_url(url)} ({type(exc).__name__}); "
+            f"redis.url: cannot reach Redis at {redact_url(url)} ({type(exc.__cause__).__name__}); "
             "check the address, or start local services with `meterwax services start`"
         ) from None
+    except (ValueError, IdempotencyError) as exc:
+        # A malformed URL, credentials or permissions: the message says which.
+        raise ConfigError(f"redis.url: {exc}") from None
     return store
 
 
@@ -301,6 +312,7 @@ def _report_stop(error: Exception, recovering: bool) -> None:
 
 def run(settings: Settings, *, progress: bool, as_json: bool, clock: Clock = SYSTEM_CLOCK) -> int:
     """Run the flow to the end of its input; 0 when every message is accounted for."""
+    check_input(settings)
     primary = settings.flow.is_primary
     ch = settings.clickhouse
     dsn = ch.dsn.get_secret_value()
@@ -308,6 +320,8 @@ def run(settings: Settings, *, progress: bool, as_json: bool, clock: Clock = SYS
         client = connect(dsn, ch.database) if primary else None
         if client is not None:
             migrate(client, ch.database)
+    except DsnError as exc:
+        raise ConfigError(f"clickhouse.dsn: {exc}") from None
     except (SinkError, ClickHouseError, OSError) as exc:
         _report_stop(
             SinkError(f"cannot prepare ClickHouse at {redact_url(dsn)}: {exc}", attempts=1), True

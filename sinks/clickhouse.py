@@ -6,16 +6,19 @@ against in-process chDB (``chdb:///abs/path``) for local runs and tests.
 
 from __future__ import annotations
 
+import fcntl
 import functools
 import json
 import logging
+import os
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Context, Decimal
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
@@ -28,13 +31,18 @@ from clickhouse_connect.driver.exceptions import (
     ProgrammingError,
 )
 
-from config.redaction import redact_url as redact_dsn
+from config.redaction import redact_url, url_secrets
 from operators.model import Event, GroupValues, RatedWindow, Rejection
 from sinks.clickhouse_schema import quote_database
 
 log = logging.getLogger(__name__)
 
 _ACCEPTED_DSNS = "chdb://PATH, http://[user[:password]@]host[:port][/db] or https://..."
+# Connection parameters that belong in the URL itself, not in its query.
+_URL_PARTS_IN_QUERY = frozenset({"user", "user_name", "username", "password", "host", "port"})
+_DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# chDB data directories this process opened: chDB holds their lock itself.
+_OPENED_HERE: set[Path] = set()
 
 
 # Server errors a retry cannot fix: bad SQL, types or data, missing schema,
@@ -135,6 +143,13 @@ _REJECTION_COLUMNS = (
 )
 
 
+class DsnError(ValueError):
+    """A ClickHouse DSN that cannot work as written, or a chDB directory another process holds.
+
+    The message names the problem and the fix, never the password.
+    """
+
+
 class SinkError(RuntimeError):
     """A write that did not succeed; the message never contains credentials."""
 
@@ -148,7 +163,9 @@ def connect(dsn: str, database: str) -> Client:
 
     The client has no default database: every statement here names
     ``database`` explicitly, so the client works before ``migrate`` creates it.
-    A database in the URL path must match ``database``.
+    A database in the URL path must match ``database``. Raises DsnError for a
+    DSN that cannot work or a chDB directory another process holds, SinkError
+    when the server cannot be reached.
     """
     quote_database(database)
     scheme = dsn.partition("://")[0].lower() if "://" in dsn else ""
@@ -156,37 +173,97 @@ def connect(dsn: str, database: str) -> Client:
         return _chdb_client(dsn[len("chdb://") :])
     if scheme in ("http", "https"):
         return _http_client(dsn, database)
-    raise ValueError(
-        f"unsupported ClickHouse DSN scheme {scheme or '(none)'!r} in {redact_dsn(dsn)!r}; "
+    raise DsnError(
+        f"unsupported ClickHouse DSN scheme {scheme or '(none)'!r} in {redact_dsn(dsn, dsn)!r}; "
         f"expected {_ACCEPTED_DSNS}"
     )
+
+
+def redact_dsn(text: str, dsn: str = "") -> str:
+    """``text`` with passwords masked, also those of ``dsn`` when it is malformed."""
+    return redact_url(text, url_secrets(dsn) if dsn else ())
 
 
 def _chdb_client(location: str) -> Client:
     """One engine per process: clients on the same path share it, another path fails."""
     if not location or "?" in location:
-        raise ValueError(
+        raise DsnError(
             "chdb DSN needs a data directory and no options, e.g. chdb://data/chdb; "
             f"got {location!r}"
         )
     path = Path(location).expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
-    return clickhouse_connect.get_client(interface="chdb", path=str(path))
+    if path not in _OPENED_HERE:
+        _check_not_held(path)
+    client = clickhouse_connect.get_client(interface="chdb", path=str(path))
+    _OPENED_HERE.add(path)
+    return client
+
+
+def _check_not_held(path: Path) -> None:
+    """Fail in one line when another process has the chDB directory open.
+
+    The engine locks ``status`` in its data directory; opening a held one fails
+    deep inside the engine, which also writes its own error to stderr.
+    """
+    try:
+        fd = os.open(path / "status", os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise DsnError(
+            f"chDB data at {path} is in use by another process (a `meterwax run`, or a "
+            "report still running); chDB lets one process open a directory at a time: "
+            "wait for that run to finish or stop it, or use a ClickHouse server "
+            "(http://...) to read while a run writes"
+        ) from None
+    finally:
+        os.close(fd)
+
+
+def _check_server_dsn(dsn: str, database: str) -> None:
+    """Refuse a server DSN that would fail, or be misread, once connecting."""
+    shown = redact_dsn(dsn, dsn)
+    parts = urlsplit(dsn)
+    encode = "percent-encode '/', '?', '#', '@' and spaces in the password (e.g. '/' as %2F)"
+    if parts.fragment or "@" in parts.path or "@" in parts.query or any(c.isspace() for c in dsn):
+        raise DsnError(f"DSN {shown!r} is not a valid URL; {encode}")
+    try:
+        port = parts.port
+    except ValueError:
+        raise DsnError(
+            f"DSN {shown!r} has a port that is not a number from 1 to 65535; "
+            f"fix the port, and {encode}"
+        ) from None
+    if not parts.hostname or port == 0:
+        raise DsnError(f"DSN {shown!r} has no host (or port 0); expected {_ACCEPTED_DSNS}")
+    in_query = sorted(_URL_PARTS_IN_QUERY.intersection(k for k, _ in parse_qsl(parts.query)))
+    if in_query:
+        raise DsnError(
+            f"DSN {shown!r} sets {', '.join(in_query)} in its query; write them in the URL "
+            "itself: http://user:password@host:port/database"
+        )
+    url_database = unquote(parts.path.strip("/"))
+    if url_database and url_database != database:
+        if not _DATABASE_NAME.match(url_database):
+            raise DsnError(f"DSN {shown!r} has a path that is not a database name; {encode}")
+        raise DsnError(
+            f"DSN {shown!r} names database {url_database!r} "
+            f"but the configured database is {database!r}; make them agree"
+        )
 
 
 def _http_client(dsn: str, database: str) -> Client:
+    _check_server_dsn(dsn, database)
     parts = urlsplit(dsn)
-    url_database = unquote(parts.path.strip("/"))
-    if url_database and url_database != database:
-        raise ValueError(
-            f"DSN {redact_dsn(dsn)!r} names database {url_database!r} "
-            f"but the configured database is {database!r}; make them agree"
-        )
     try:
         return clickhouse_connect.get_client(dsn=urlunsplit(parts._replace(path="")))
     except (ClickHouseError, OSError) as exc:
         raise SinkError(
-            f"cannot connect to ClickHouse at {redact_dsn(dsn)}: {_describe(exc)}", attempts=1
+            f"cannot connect to ClickHouse at {redact_dsn(dsn, dsn)}: {_describe(exc)}",
+            attempts=1,
         ) from exc
 
 

@@ -44,7 +44,7 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
-from config.redaction import redact_url
+from config.redaction import redact_url, url_secrets
 from operators.idempotency import Claim, ClaimStatus
 
 log = logging.getLogger(__name__)
@@ -204,8 +204,13 @@ class RedisIdempotencyStore:
                 socket_connect_timeout=socket_timeout_s,
                 retry=Retry(NoBackoff(), 1),
             )
-        except ValueError as exc:
-            raise ValueError(f"invalid Redis URL {redact_url(url)!r}: {exc}") from None
+        except ValueError:
+            # Not the parser's words: they quote pieces of a password that broke the URL.
+            raise ValueError(
+                f"invalid Redis URL {redact_url(url, url_secrets(url))!r}: expected "
+                "redis://[[user]:password@]host[:port][/db], with '/', '?', '#', '@' and spaces "
+                "in the password percent-encoded (e.g. '/' as %2F)"
+            ) from None
         return cls(client, **options)
 
     def ping(self) -> None:
@@ -301,11 +306,13 @@ class RedisIdempotencyStore:
             return reply
 
     def _permanent(self, exc: RedisError, action: str) -> IdempotencyError:
-        if isinstance(exc, (*_PERMANENT_CONNECTION, NoPermissionError)):
+        if isinstance(exc, AuthenticationError):
             hint = (
-                "check the user and password in the Redis URL and that the user may run "
-                "PING, SCRIPT LOAD, EVALSHA, SET, GET and EXPIRE"
+                "Redis refused the credentials: fix the password in redis.url "
+                "or redis.password_file"
             )
+        elif isinstance(exc, (AuthorizationError, NoPermissionError)):
+            hint = "let the Redis user run PING, SCRIPT LOAD, EVALSHA, SET, GET and EXPIRE"
         elif isinstance(exc, OutOfMemoryError):
             hint = "raise maxmemory or lower the idempotency TTL (one key per event for ttl_s)"
         elif "WRONGTYPE" in str(exc):
