@@ -89,7 +89,7 @@ class MaxAccumulator:
 
 
 class UniqueCountAccumulator:
-    """Number of distinct values (for example active users)."""
+    """Number of distinct values (for example active users), compared as exact text."""
 
     __slots__ = ("amount", "count", "emitted", "values")
 

@@ -66,15 +66,17 @@ class Rejection:
     tenant: str = ""
 
 
-# A group-by dimension set, canonical: sorted by name, values as strings.
+# A group-by dimension set, canonical: sorted by name, values as text (a number's
+# JSON text as written; see operators.parse._scalar_text).
 GroupValues = tuple[tuple[str, str], ...]
 
 
 class Measure(NamedTuple):
     """What one event contributes to one meter.
 
-    ``value`` is a Decimal for SUM/MAX/LATEST, the canonical string of the
-    property for UNIQUE_COUNT, and None for COUNT.
+    ``value`` is a Decimal for SUM/MAX/LATEST, the canonical text of the
+    property for UNIQUE_COUNT (a number as written: ``1.0`` and ``1`` are two
+    values), and None for COUNT.
     """
 
     meter: str

@@ -8,7 +8,6 @@ a reason code: nothing is dropped. An event counts for all the meters its
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -91,18 +90,18 @@ def _type_name(value: Any) -> str:
 
 
 def _to_decimal(value: Any, where: str) -> Decimal:
-    """A JSON number or numeric string as an exact, finite, in-range Decimal."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str | Decimal):
+    """A JSON number or numeric string as an exact, finite, in-range Decimal.
+
+    Numbers come as orjson's exact ints or, from the exact path, as their text:
+    orjson's floats never get here.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | str):
         raise _Reject(Reason.BAD_TYPE, f"{where}: expected a number, got {_type_name(value)}")
-    if isinstance(value, Decimal):
-        number = value
+    if type(value) is _NumberText:
+        # JSON's number grammar is a subset of Decimal's.
+        number = Decimal(value)
     elif isinstance(value, int):
         number = Decimal(value)
-    elif isinstance(value, float):
-        if not math.isfinite(value):
-            raise _Reject(Reason.NON_FINITE_VALUE, f"{where}: {value} is not a finite number")
-        # repr is the shortest text that round-trips: 0.1 stays 0.1, not 0.1000000000000000055.
-        number = Decimal(repr(value))
     else:
         text = value.strip(" \t\r\n")
         if _NON_FINITE_TEXT.fullmatch(text):
@@ -130,24 +129,26 @@ def _to_decimal(value: Any, where: str) -> Decimal:
 
 
 def _scalar_text(value: Any, where: str) -> str:
-    """Canonical text of a scalar used as a group-by or distinct value."""
+    """Canonical text of a scalar used as a group-by or distinct value.
+
+    A string is itself, a number the JSON text it was written as (from the
+    exact path), a boolean ``true`` or ``false``.
+    """
     if isinstance(value, str):
         if len(value) > MAX_GROUP_VALUE_CHARS:
             raise _Reject(
                 Reason.TOO_LARGE, f"{where}: longer than {MAX_GROUP_VALUE_CHARS} characters"
             )
-        return value
+        # A plain str, not _NumberText, goes into window state and snapshots.
+        return str(value)
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int):
+    # orjson's ints are exact, and their digits are the text, but for a 0 that
+    # may have been written -0; its floats may have rounded or respelled the text.
+    if type(value) is int and value:
         return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise _Reject(Reason.NON_FINITE_VALUE, f"{where}: {value} is not a finite number")
-        return repr(value)
-    if isinstance(value, Decimal):
-        # From the exact path: spell it as the fast path does, so groups never split.
-        return repr(float(value))
+    if isinstance(value, int | float):
+        raise _Inexact
     raise _Reject(Reason.BAD_TYPE, f"{where}: expected a scalar, got {_type_name(value)}")
 
 
@@ -178,7 +179,7 @@ class _MeterPlan:
             if raw_type is int and 0 <= raw < _MAX_INT_VALUE:
                 return Measure(self.slug, Decimal(raw), groups)
             if raw_type is float:
-                raise _FloatValue
+                raise _Inexact
             if raw is MISSING or raw is None:
                 raise self._missing(path)
             return Measure(self.slug, _to_decimal(raw, _where(path)), groups)
@@ -261,8 +262,14 @@ def _check_unique_keys(payload: bytes) -> None:
         raise _Reject(Reason.MALFORMED_JSON, "nested too deeply to check") from None
 
 
-class _FloatValue(Exception):
-    """A metered value came out of orjson as a float, which may have rounded it."""
+class _Inexact(Exception):
+    """orjson's reading of a value may differ from its JSON text (a float, or a 0 from -0)."""
+
+
+class _NumberText(str):
+    """A JSON number as written, from the exact path."""
+
+    __slots__ = ()
 
 
 def _measures(plans: tuple[_MeterPlan, ...], data: dict[str, Any]) -> tuple[Measure, ...]:
@@ -272,14 +279,20 @@ def _measures(plans: tuple[_MeterPlan, ...], data: dict[str, Any]) -> tuple[Meas
 
 
 def _exact_data(payload: bytes) -> dict[str, Any]:
-    """``data`` with JSON numbers read as exact Decimals.
+    """``data`` with every JSON number kept as its text (``_NumberText``).
 
-    orjson reads 1234567890.123456789 as the nearest double and 1e-400 as 0.0;
-    billing must see the number that was sent, so events with fractional
-    values take this slower, exact path.
+    orjson reads 1234567890.123456789 as the nearest double, 1e-400 as 0.0 and
+    18446744073709551617 as 1.8446744073709552e+19; billing must see the number
+    that was sent, so events whose values orjson may have changed take this
+    slower, exact path.
     """
     try:
-        doc = json.loads(payload, parse_float=Decimal, parse_constant=_raise_non_finite)
+        doc = json.loads(
+            payload,
+            parse_float=_NumberText,
+            parse_int=_NumberText,
+            parse_constant=_raise_non_finite,
+        )
     except RecursionError:
         # orjson allows 1024 levels of nesting, the standard library a little less.
         raise _Reject(Reason.MALFORMED_JSON, "nested too deeply to read exactly") from None
@@ -374,7 +387,7 @@ class BatchParser:
             )
         try:
             measures = _measures(plans, data)
-        except _FloatValue:
+        except _Inexact:
             measures = _measures(plans, _exact_data(payload))
         return Event(subject, source, event_id, event_type, time_ms, measures, message)
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from operators.aggregation import UniqueCountAccumulator
 from operators.model import Measure, RawMessage, Reason, Rejection
 from operators.parse import BatchParser, ParsedBatch, ParserConfig
 from tests.operators.conftest import (
@@ -494,3 +495,76 @@ def test_same_tenant_lookup_is_asked_once() -> None:
 
     assert len(parsed.events) == 5
     assert asked == ["acme"]
+
+
+def with_literals(event_type: str, **literals: bytes) -> bytes:
+    """A valid event of ``event_type`` whose ``data`` holds the raw JSON texts ``literals``."""
+    doc = payload(type=event_type, data={name: f"@{name}@" for name in literals})
+    for name, literal in literals.items():
+        doc = doc.replace(f'"@{name}@"'.encode(), literal)
+    return doc
+
+
+def unique_value(literal: bytes) -> Any:
+    return accept_one(with_literals("api.request", user_id=literal)).measures[0].value
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (b"18446744073709551617", b"18446744073709551618"),  # beyond 64 bits
+        (b"0.30000000000000001", b"0.3"),  # the same double
+        (b"1.0", b"1"),  # equal numbers, different texts
+        (b"-0", b"0"),
+    ],
+)
+def test_distinct_number_texts_are_distinct_unique_values(first: bytes, second: bytes) -> None:
+    users = UniqueCountAccumulator()
+    for literal in (first, second, first):
+        users.fold(unique_value(literal), EVENT_TIME_MS)
+
+    assert users.quantity() == 2
+    assert users.values == {first.decode(), second.decode()}
+
+
+@pytest.mark.parametrize(
+    "literal",
+    [
+        b"123456789012345678901234",
+        b"-9223372036854775809",
+        b"18446744073709551615",
+        b"0.30000000000000001",
+        b"1e2",
+        b"1E+2",
+        b"2.50",
+        b"-0.0",
+        b"-0",
+        b"7",
+    ],
+)
+def test_number_values_keep_their_json_text(literal: bytes) -> None:
+    event = accept_one(with_literals("llm.completion", tokens=b"1", model=literal, region=b"1.5"))
+
+    assert event.measures[0].groups == (("model", literal.decode()), ("region", "1.5"))
+    assert unique_value(literal) == literal.decode()
+    # Window state and snapshots hold ordinary strings.
+    assert {type(value) for _, value in event.measures[0].groups} == {str}
+    assert type(unique_value(literal)) is str
+
+
+@given(st.integers(min_value=-(10**200), max_value=10**200))
+def test_any_integer_keeps_its_digits(number: int) -> None:
+    assert unique_value(str(number).encode()) == str(number)
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_any_double_written_with_17_digits_keeps_its_text(number: float) -> None:
+    text = f"{number:.16e}"
+    assert unique_value(text.encode()) == text
+
+
+def test_number_text_longer_than_the_group_limit_is_too_large() -> None:
+    rejection = reject(with_literals("llm.completion", tokens=b"1", model=b"1" * 257))
+
+    assert rejection.reason is Reason.TOO_LARGE
+    assert "data.model" in rejection.detail
