@@ -62,6 +62,11 @@ def remember(secrets: Iterable[str]) -> None:
     _remembered.update(secret for secret in secrets if secret)
 
 
+def forget_all() -> None:
+    """Forget every remembered secret (for a process that loads settings more than once)."""
+    _remembered.clear()
+
+
 def redact_url(text: str, secrets: Iterable[str] = ()) -> str:
     """``text`` with every URL password, every remembered secret and ``secrets`` as ``***``."""
     for secret in sorted({*_remembered, *(s for s in secrets if s)}, key=len, reverse=True):

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from config.redaction import forget_all
 from sinks.clickhouse import connect
 from sinks.clickhouse_schema import migrate
 
@@ -40,3 +41,10 @@ def ch_client(chdb_dsn: str, ch_database: str) -> Iterator[Client]:
     yield client
     client.command(f"DROP DATABASE IF EXISTS `{ch_database}`")
     client.close()
+
+
+@pytest.fixture(autouse=True)
+def _forget_secrets() -> Iterator[None]:
+    """Secrets a test's settings remembered must not mask text in the next test."""
+    yield
+    forget_all()
