@@ -97,19 +97,23 @@ def _to_decimal(value: Any, where: str) -> Decimal:
     """
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise _Reject(Reason.BAD_TYPE, f"{where}: expected a number, got {_type_name(value)}")
-    if type(value) is _NumberText:
-        # JSON's number grammar is a subset of Decimal's.
-        number = Decimal(value)
-    elif isinstance(value, int):
+    if isinstance(value, int):
         number = Decimal(value)
     else:
-        text = value.strip(" \t\r\n")
+        # JSON's number grammar is a subset of Decimal's.
+        text = value if type(value) is _NumberText else value.strip(" \t\r\n")
         if _NON_FINITE_TEXT.fullmatch(text):
             raise _Reject(Reason.NON_FINITE_VALUE, f"{where}: {value!r} is not a finite number")
         # Only plain ASCII decimal notation: Decimal() would also take "1_000" and "١٢".
         if not _NUMBER_TEXT.fullmatch(text):
             raise _Reject(Reason.BAD_VALUE, f"{where}: {_describe(value)} is not a number")
-        number = Decimal(text)
+        try:
+            number = Decimal(text)
+        except ArithmeticError:
+            # An exponent beyond what any Decimal holds (1e999999999999999999999).
+            raise _Reject(
+                Reason.VALUE_OUT_OF_RANGE, f"{where}: {_describe(value)} is out of range"
+            ) from None
     if number < 0:
         raise _Reject(Reason.NEGATIVE_VALUE, f"{where}: {number} is negative")
     if number >= MAX_VALUE:

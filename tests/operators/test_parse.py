@@ -165,6 +165,19 @@ REJECTIONS: list[Any] = [
         "data.tokens",
         id="beyond-64-bits",
     ),
+    # Exponents no Decimal holds: a rejection, not an exception out of the parser.
+    pytest.param(
+        payload(data=data(tokens="1e999999999999999999999")),
+        Reason.VALUE_OUT_OF_RANGE,
+        "data.tokens",
+        id="huge-exponent-str",
+    ),
+    pytest.param(
+        payload(data=data(tokens="1e-999999999999999999999")),
+        Reason.VALUE_OUT_OF_RANGE,
+        "data.tokens",
+        id="tiny-exponent-str",
+    ),
     # too_large
     pytest.param(
         payload(data=data(tokens=1, pad="x" * MAX_EVENT_BYTES)),
