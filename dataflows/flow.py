@@ -89,7 +89,7 @@ def build_flow(
             spec.window, aggregations, spec.dedup_horizon_ms, spec.instance, partitions
         ),
         reconfigure=lambda state: state.reconfigure(
-            spec.window, aggregations, spec.dedup_horizon_ms, partitions
+            spec.window, aggregations, spec.dedup_horizon_ms, partitions, spec.pricing
         ),
         pricing=spec.pricing,
         stats=stats,

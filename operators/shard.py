@@ -74,12 +74,14 @@ class ShardState:
         aggregations: Mapping[str, Aggregation],
         dedup_horizon_ms: int,
         expected_partitions: Iterable[PartitionKey] = (),
+        pricing: PricingCatalog | None = None,
     ) -> None:
         """Apply the current settings to state restored from a snapshot.
 
         Grace, settlement, idle timeout, dedup horizon, new meters and the input
         partitions may change between runs; the window length and a meter's
-        aggregation may not, as the state was built with them.
+        aggregation may not, as the state was built with them, and every tenant
+        with restored usage must still have a plan (given ``pricing``).
         """
         old = self.windows.config
         if window.size_ms != old.size_ms:
@@ -93,6 +95,8 @@ class ShardState:
                     f"meter {meter!r} is now {aggregations[meter]} but the recovery state "
                     f"aggregates it as {aggregation}; keep it, or give the new meter a new slug"
                 )
+        if pricing is not None:
+            self._check_priced(pricing)
         # A meter dropped from the catalog keeps its aggregation: its restored
         # windows and periods must still close and be rated.
         merged = {**self.windows.aggregations, **aggregations}
@@ -102,6 +106,25 @@ class ShardState:
         self.ledger.aggregations = dict(merged)
         self.live.aggregations = dict(merged)
         self.dedup.horizon_ms = dedup_horizon_ms
+
+    def _check_priced(self, pricing: PricingCatalog) -> None:
+        """Refuse a catalog that no longer prices a tenant whose usage is in this state."""
+        tenants = {
+            key[0]
+            for windows in (self.windows.open, self.windows.settled)
+            for series in windows.values()
+            for key in series
+        }
+        tenants.update(key[0] for key in self.ledger.periods)
+        unpriced = sorted(t for t in tenants if pricing.subscription_for(t) is None)
+        if unpriced:
+            shown = ", ".join(repr(t) for t in unpriced[:5])
+            more = f" and {len(unpriced) - 5} more" if len(unpriced) > 5 else ""
+            raise IncompatibleStateError(
+                f"tenant(s) {shown}{more} have usage in the recovery state but no plan in the "
+                "pricing catalog; give them a subscription (or a default_plan) until their "
+                "windows are settled, or start with a new recovery directory"
+            )
 
     def resume(self, now_s: float) -> None:
         """Called when the flow starts or restarts: start the quiet-time clocks."""

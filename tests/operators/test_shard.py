@@ -265,6 +265,18 @@ def test_restored_state_refuses_a_new_window_length_or_aggregation() -> None:
         shard.reconfigure(CONFIG, {"tokens": Aggregation.MAX}, SETTLEMENT)
 
 
+def test_restored_state_refuses_a_catalog_without_a_plan_for_its_tenants(
+    pricing_catalog: PricingCatalog,
+) -> None:
+    shard = new_shard()
+    run_batch(shard, [make_event(1_100, Decimal(2), tenant="acme")])
+    shard.reconfigure(CONFIG, {"tokens": Aggregation.SUM}, SETTLEMENT, pricing=pricing_catalog)
+
+    without_acme = PricingCatalog(plans=pricing_catalog.plans, subscriptions={})
+    with pytest.raises(IncompatibleStateError, match="'acme' have usage in the recovery state"):
+        shard.reconfigure(CONFIG, {"tokens": Aggregation.SUM}, SETTLEMENT, pricing=without_acme)
+
+
 def with_grace(grace_ms: int) -> WindowConfig:
     return WindowConfig(SIZE, grace_ms, SETTLEMENT, CONFIG.idle_timeout_ms)
 
