@@ -30,6 +30,7 @@ from config.settings import Settings, redact_url
 from dataflows.flow import FlowSpec, build_flow
 from dataflows.kafka_source import KafkaBatchSource
 from dataflows.kafka_topics import TopicError, ensure_topic
+from dataflows.lease import REFUSED, LeaseKeeper, LeaseRefused, output_lease
 from dataflows.metrics import METRICS, Metrics, serve
 from dataflows.outputs import EventLogSink, LiveUsageSink, RatedWindowSink, RejectionSink
 from dataflows.progress import Progress
@@ -47,6 +48,7 @@ from sinks.clickhouse_reports import window_totals
 from sinks.clickhouse_schema import migrate
 from sinks.kafka_dead_letters import ConfirmedProducer, DeadLetterError, DeadLetterProducer
 from sinks.redis_idempotency import IdempotencyError, RedisIdempotencyStore
+from sinks.redis_lease import LeaseLost
 from sinks.redis_live_writer import LiveUsageWriter
 
 log = logging.getLogger(__name__)
@@ -112,9 +114,12 @@ def make_source(
 
 
 def open_idempotency(
-    settings: Settings, on_failure: Callable[[], None] | None = None
+    settings: Settings, on_failure: Callable[[], None] | None = None, fence: str = ""
 ) -> IdempotencyStore | None:
-    """The Redis layer when ``redis.url`` is set; checked once here so a typo fails fast."""
+    """The Redis layer when ``redis.url`` is set; checked once here so a typo fails fast.
+
+    Its claims are fenced by the output lease (``fence``, empty: none).
+    """
     r = settings.redis
     if r.url is None:
         return None
@@ -126,6 +131,7 @@ def open_idempotency(
         key_prefix=r.key_prefix,
         on_failure=on_failure,
     )
+    store.fence = fence
     try:
         store.ping()
     except Exception as exc:
@@ -162,9 +168,15 @@ def _ensure_output_topic(settings: Settings, topic: str, field: str) -> None:
 
 
 def live_sink(
-    settings: Settings, metrics: Metrics | None = None, clock: Clock = SYSTEM_CLOCK
+    settings: Settings,
+    metrics: Metrics | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+    lease: LeaseKeeper | None = None,
 ) -> LiveUsageSink | None:
-    """Live counters in Redis (and quota events to Kafka) when Redis is configured."""
+    """Live counters in Redis (and quota events to Kafka) when Redis is configured.
+
+    With ``lease``, counters are fenced by it and quota events wait for its check.
+    """
     r = settings.redis
     if r.url is None:
         return None
@@ -173,7 +185,9 @@ def live_sink(
 
     def open_writer() -> LiveUsageWriter:
         extra = {} if password is None else {"password": password}
-        return LiveUsageWriter(redis.Redis.from_url(url, **extra), prefix, clock=clock)
+        writer = LiveUsageWriter(redis.Redis.from_url(url, **extra), prefix, clock=clock)
+        writer.fence = "" if lease is None else lease.fence
+        return writer
 
     opener = None
     if settings.quota_events_enabled:
@@ -184,7 +198,13 @@ def live_sink(
         def opener() -> ConfirmedProducer:
             return ConfirmedProducer(k.brokers, topic, config)
 
-    return LiveUsageSink(open_writer, opener, primary=settings.flow.is_primary, metrics=metrics)
+    return LiveUsageSink(
+        open_writer,
+        opener,
+        primary=settings.flow.is_primary,
+        metrics=metrics,
+        guard=None if lease is None else lease.check,
+    )
 
 
 def serve_metrics(settings: Settings) -> None:
@@ -300,7 +320,32 @@ def _report_stop(error: Exception, recovering: bool) -> None:
 
 
 def run(settings: Settings, *, progress: bool, as_json: bool, clock: Clock = SYSTEM_CLOCK) -> int:
-    """Run the flow to the end of its input; 0 when every message is accounted for."""
+    """Run the flow to the end of its input; 0 when every message is accounted for.
+
+    Refused (exit code 2) while another flow holds the lease of the same outputs.
+    """
+    recovery = recovery_config(settings)
+    instance = flow_instance_id(settings)
+    try:
+        with output_lease(settings, instance, clock) as lease:
+            return _run_flow(
+                settings, recovery, instance, lease, progress=progress, as_json=as_json, clock=clock
+            )
+    except LeaseRefused as exc:
+        print(f"meterwax: {exc}", file=sys.stderr)
+        return REFUSED
+
+
+def _run_flow(
+    settings: Settings,
+    recovery: RecoveryConfig | None,
+    instance: str,
+    lease: LeaseKeeper | None,
+    *,
+    progress: bool,
+    as_json: bool,
+    clock: Clock,
+) -> int:
     primary = settings.flow.is_primary
     ch = settings.clickhouse
     dsn = ch.dsn.get_secret_value()
@@ -313,8 +358,6 @@ def run(settings: Settings, *, progress: bool, as_json: bool, clock: Clock = SYS
             SinkError(f"cannot prepare ClickHouse at {redact_url(dsn)}: {exc}", attempts=1), True
         )
         return STOPPED
-    recovery = recovery_config(settings)
-    instance = flow_instance_id(settings)
     if recovery is None and settings.input.kind == "kafka":
         log.warning(
             "Kafka input without recovery: a restart reads again from %s and loses the "
@@ -326,7 +369,9 @@ def run(settings: Settings, *, progress: bool, as_json: bool, clock: Clock = SYS
         flow_spec(settings),
         stop=stop,
         snapshots=recovery is not None,
-        idempotency=open_idempotency(settings, METRICS.failure_counter("redis_claims")),
+        idempotency=open_idempotency(
+            settings, METRICS.failure_counter("redis_claims"), "" if lease is None else lease.fence
+        ),
         instance=instance,
         clock=clock,
     )
@@ -336,6 +381,7 @@ def run(settings: Settings, *, progress: bool, as_json: bool, clock: Clock = SYS
             connect(dsn, ch.database), ch.database, max_attempts=ch.max_attempts
         )
 
+    guard = None if lease is None else lease.check
     metrics = METRICS
     metrics.clock = clock
     serve_metrics(settings)
@@ -343,22 +389,24 @@ def run(settings: Settings, *, progress: bool, as_json: bool, clock: Clock = SYS
     flow = build_flow(
         spec,
         source=make_source(settings, stop, clock),
-        window_sink=RatedWindowSink(open_writer, primary=primary, metrics=metrics),
+        window_sink=RatedWindowSink(open_writer, primary=primary, metrics=metrics, guard=guard),
         rejection_sink=RejectionSink(
             open_writer,
             primary=primary,
             open_dead_letters=dead_letter_opener(settings),
             metrics=metrics,
+            guard=guard,
         ),
         event_log_sink=EventLogSink(
             open_writer,
             {m.slug: m.aggregation.value for m in spec.meters.meters},
             primary=primary,
             metrics=metrics,
+            guard=guard,
         )
         if ch.event_log
         else None,
-        live_sink=live_sink(settings, metrics, clock),
+        live_sink=live_sink(settings, metrics, clock, lease),
         stats=stats,
         metrics=metrics,
     )
@@ -379,9 +427,12 @@ def run(settings: Settings, *, progress: bool, as_json: bool, clock: Clock = SYS
             )
     except Exception as exc:
         # The engine may wrap a step's error (e.g. "error snapshotting StatefulSink").
-        cause = _root_cause(exc, (IncompatibleStateError, *STOPPING_ERRORS))
+        cause = _root_cause(exc, (IncompatibleStateError, LeaseLost, *STOPPING_ERRORS))
         if isinstance(cause, IncompatibleStateError):
             raise ConfigError(f"recovery.directory: {cause}") from None
+        if isinstance(cause, LeaseLost):
+            print(f"meterwax: {cause if lease is None else lease.lost_message()}", file=sys.stderr)
+            return STOPPED
         if cause is None:
             raise
         _report_stop(cause, recovery is not None)

@@ -46,31 +46,37 @@ from redis.retry import Retry
 
 from config.redaction import redact_url
 from operators.idempotency import Claim, ClaimStatus
+from sinks.redis_lease import LeaseLost, fence_check, lease_key
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL_S = 35 * 86_400
 DEFAULT_CHUNK_SIZE = 5_000
 
-# KEYS[i] is a claim's key, ARGV[1] the TTL, ARGV[i + 1] the claim's token.
-# The reply is one digit per claim (a ClaimStatus value): one bulk string is
-# far cheaper to send and parse than an array of thousands of integers.
-_CLAIM_SCRIPT = """
-local ttl = ARGV[1]
+# KEYS[1] is the lease and ARGV[1] the fence (see sinks.redis_lease), KEYS[i]
+# (i > 1) a claim's key, ARGV[2] the TTL, ARGV[i + 1] the claim's token. The
+# reply is one digit per claim (a ClaimStatus value): one bulk string is far
+# cheaper to send and parse than an array of thousands of integers. 'L': the
+# lease is lost, nothing was claimed.
+_CLAIM_SCRIPT = (
+    fence_check("'L'")
+    + """
+local ttl = ARGV[2]
 local out = {}
-for i, key in ipairs(KEYS) do
-  local token = ARGV[i + 1]
+for i = 2, #KEYS do
+  local key, token = KEYS[i], ARGV[i + 1]
   if redis.call('SET', key, token, 'NX', 'EX', ttl) then
-    out[i] = '0'
+    out[i - 1] = '0'
   elseif redis.call('GET', key) == token then
     redis.call('EXPIRE', key, ttl)
-    out[i] = '1'
+    out[i - 1] = '1'
   else
-    out[i] = '2'
+    out[i - 1] = '2'
   end
 end
 return table.concat(out)
 """
+)
 
 _STATUS_BY_DIGIT = {str(int(status)): status for status in ClaimStatus}
 
@@ -175,6 +181,9 @@ class RedisIdempotencyStore:
         self._chunk_size = chunk_size
         # Told of every failed attempt (a metric), while claims keep retrying.
         self.on_failure = on_failure or (lambda: None)
+        # Claims are refused unless the lease starts with it (empty: unfenced).
+        self.fence = ""
+        self._lease_key = _encode(lease_key(key_prefix))
         kwargs = client.connection_pool.connection_kwargs
         self._address = _address(kwargs)
         password = kwargs.get("password")
@@ -237,9 +246,11 @@ class RedisIdempotencyStore:
     def _claim_chunk(self, chunk: Sequence[Claim]) -> list[ClaimStatus]:
         prefix = self._prefix
         keys = [_encode(idempotency_key(prefix, c.tenant, c.source, c.id)) for c in chunk]
-        args = [self._ttl, *(_encode(c.token) for c in chunk)]
+        args = [_encode(self.fence), self._ttl, *(_encode(c.token) for c in chunk)]
         reply = self._run(keys, args)
         digits = reply.decode() if isinstance(reply, bytes) else str(reply)
+        if digits == "L":
+            raise LeaseLost(f"Redis at {self._address} refused {len(chunk)} claims")
         if len(digits) != len(chunk):
             raise IdempotencyError(
                 f"Redis at {self._address} answered {len(digits)} results "
@@ -260,7 +271,7 @@ class RedisIdempotencyStore:
         delay = self._retry_initial_s
         while True:
             try:
-                reply = self._script(keys=keys, args=args)
+                reply = self._script(keys=[self._lease_key, *keys], args=args)
             except RedisError as exc:
                 self.on_failure()
                 if not _is_transient(exc):

@@ -1,0 +1,192 @@
+"""One writer at a time: the flow's output lease, its heartbeat and the write guard.
+
+The primary process takes the lease (``sinks.redis_lease``) before it touches
+any output, renews it every third of ``flow.lease_ttl`` and gives it up when
+the run ends. Writes are fenced two ways:
+
+* Redis writes (idempotency claims, live counters) carry the lease's fence into
+  their Lua scripts, which refuse to write once another flow holds the lease.
+* ClickHouse and Kafka writes cannot check Redis atomically, so ``check`` runs
+  before each flush: it passes only while the last renewal was sent less than
+  two thirds of the TTL ago (the lease then has a third of it left), and waits
+  while unsure (Redis unreachable). Residual window: a process paused after
+  ``check`` passed and before its write completed, for longer than the third of
+  the TTL left, writes once after the lease may have passed on.
+
+Without Redis there is no lease: chDB allows one process per data path, and a
+ClickHouse server is only used if ``flow.single_writer_unchecked`` says the
+operator makes sure that one flow runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import redis
+from redis.exceptions import RedisError
+
+from config.clock import Clock
+from config.errors import ConfigError
+from config.redaction import redact_url
+from config.settings import Settings
+from dataflows.display import iso_utc
+from sinks.redis_lease import Holder, LeaseHeld, LeaseLost, RedisLease
+
+log = logging.getLogger(__name__)
+
+# Exit code of a run refused because another flow holds the lease.
+REFUSED = 2
+
+
+class LeaseRefused(RuntimeError):
+    """Another flow holds the lease; the message is the one line to print."""
+
+
+class LeaseKeeper:
+    """Renews a held lease in a thread and tells the sinks whether they may write."""
+
+    def __init__(self, lease: RedisLease, holder: Holder, confirmed: float, what: str) -> None:
+        self.holder = holder
+        self._lease = lease
+        self._what = what
+        ttl_s = lease.ttl_ms / 1000
+        self._interval_s = ttl_s / 3
+        # A renewal sent this recently leaves the lease at least ttl / 3 to run.
+        self._fresh_s = ttl_s * 2 / 3
+        self._confirmed = confirmed
+        self._lost = False
+        self._changed = threading.Condition()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="meterwax-lease", daemon=True)
+
+    @property
+    def fence(self) -> str:
+        """What the fenced Redis scripts compare with the lease."""
+        return self.holder.fence
+
+    def check(self) -> None:
+        """Return while the lease surely holds; raise ``LeaseLost`` once it does not.
+
+        Waits while the last renewal is too old to be sure (Redis unreachable, or
+        this process was paused) until a renewal succeeds or finds the lease lost.
+        """
+        with self._changed:
+            while True:
+                if self._lost:
+                    raise LeaseLost(self.lost_message())
+                if time.monotonic() - self._confirmed < self._fresh_s:
+                    return
+                self._changed.wait(self._interval_s)
+
+    def lost_message(self) -> str:
+        """The one line a run that lost its lease prints."""
+        return (
+            f"lease lost: the lease for {self._what} expired or another flow took it over "
+            f"(this process was paused or cut off from Redis for longer than flow.lease_ttl, "
+            f"{self._lease.ttl_ms / 1000:g}s); it stopped writing, the flow holding the "
+            "lease goes on"
+        )
+
+    def _beat(self) -> None:
+        while not self._stopping.wait(self._interval_s):
+            sent = time.monotonic()
+            try:
+                held = self._lease.extend()
+            except RedisError as exc:
+                log.warning("cannot renew the lease for %s: %s", self._what, type(exc).__name__)
+                continue
+            with self._changed:
+                if held:
+                    self._confirmed = sent
+                else:
+                    self._lost = True
+                self._changed.notify_all()
+            if not held:
+                return
+
+    def start(self) -> None:
+        """Start renewing."""
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop renewing and give the lease up (unless it was lost)."""
+        self._stopping.set()
+        self._thread.join()
+        if not self._lost:
+            try:
+                self._lease.release()
+            except RedisError as exc:
+                log.warning("cannot release the lease for %s: %s", self._what, type(exc).__name__)
+
+
+def clickhouse_target(dsn: str, database: str) -> str:
+    """Where a flow writes ClickHouse rows, without credentials: a server or a chDB path."""
+    parts = urlsplit(dsn)
+    if parts.scheme.lower() == "chdb":
+        path = Path(dsn[len("chdb://") :]).expanduser().resolve()
+        return f"chdb:{path} database {database}"
+    return f"{parts.scheme}://{parts.hostname}:{parts.port or ''} database {database}"
+
+
+def check_single_writer(settings: Settings) -> None:
+    """Refuse a ClickHouse server without a lease unless the operator vouches for one flow."""
+    scheme = urlsplit(settings.clickhouse.dsn.get_secret_value()).scheme.lower()
+    if scheme == "chdb" or settings.redis.url is not None or settings.flow.single_writer_unchecked:
+        return
+    raise ConfigError(
+        "clickhouse.dsn: a ClickHouse server without redis.url has no lease, so nothing "
+        "stops a second flow from writing the same tables; set redis.url, or set "
+        "flow.single_writer_unchecked: true if you make sure only one flow runs"
+    )
+
+
+@contextmanager
+def output_lease(settings: Settings, instance: str, clock: Clock) -> Iterator[LeaseKeeper | None]:
+    """Hold the lease of this flow's outputs while inside (None: no lease to hold).
+
+    Only the primary process takes it (it owns the sinks). Raises ``LeaseRefused``
+    when another flow holds it.
+    """
+    check_single_writer(settings)
+    r = settings.redis
+    if r.url is None or not settings.flow.is_primary:
+        yield None
+        return
+    url = r.url.get_secret_value()
+    password = r.password()
+    extra = {} if password is None else {"password": password}
+    client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=10, **extra)
+    what = f"the outputs under Redis prefix {r.key_prefix!r} at {redact_url(url)}"
+    lease = RedisLease(client, r.key_prefix, instance, settings.flow.lease_ttl)
+    ch = settings.clickhouse
+    target = clickhouse_target(ch.dsn.get_secret_value(), ch.database)
+    sent = time.monotonic()
+    try:
+        holder = lease.acquire(clock.now_ms(), target)
+    except LeaseHeld as held:
+        other = held.holder
+        raise LeaseRefused(
+            f"another flow (instance {other.instance}, started {iso_utc(other.started_ms)}, "
+            f"writing {other.target}) holds the lease for {what}; stop it, or wait "
+            f"{math.ceil(held.remaining_ms / 1000)}s for its lease to expire if it crashed"
+        ) from None
+    except RedisError as exc:
+        raise ConfigError(
+            f"redis.url: cannot take the output lease at {redact_url(url)} "
+            f"({type(exc).__name__}); check the address, or start local services with "
+            "`meterwax services start`"
+        ) from None
+    keeper = LeaseKeeper(lease, holder, sent, what)
+    keeper.start()
+    try:
+        yield keeper
+    finally:
+        keeper.close()
+        client.close()
