@@ -13,6 +13,12 @@ the run ends. Writes are fenced two ways:
   ``check`` passed and before its write completed, for longer than the third of
   the TTL left, writes once after the lease may have passed on.
 
+Once the lease is found lost (a refused write, a failed check or renewal) the
+process prints one line and exits at once with code 3, like a crash: nothing
+more is written, not even the buffers a clean stop would flush; with recovery
+the next run resumes from the last snapshot. (Raising instead would let the
+engine print a panic and flush its sinks on the way out.)
+
 Without Redis there is no lease: chDB allows one process per data path, and a
 ClickHouse server is only used if ``flow.single_writer_unchecked`` says the
 operator makes sure that one flow runs.
@@ -22,11 +28,14 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 from urllib.parse import urlsplit
 
 import redis
@@ -37,12 +46,14 @@ from config.errors import ConfigError
 from config.redaction import redact_url
 from config.settings import Settings
 from dataflows.display import iso_utc
-from sinks.redis_lease import Holder, LeaseHeld, LeaseLost, RedisLease
+from sinks.redis_lease import Fence, Holder, LeaseHeld, RedisLease
 
 log = logging.getLogger(__name__)
 
 # Exit code of a run refused because another flow holds the lease.
 REFUSED = 2
+# Exit code of a run that lost its lease (as of any run stopped by a failure).
+LOST = 3
 
 
 class LeaseRefused(RuntimeError):
@@ -67,32 +78,35 @@ class LeaseKeeper:
         self._thread = threading.Thread(target=self._beat, name="meterwax-lease", daemon=True)
 
     @property
-    def fence(self) -> str:
-        """What the fenced Redis scripts compare with the lease."""
-        return self.holder.fence
+    def fence(self) -> Fence:
+        """What the fenced Redis writers send their scripts, and how they stop when refused."""
+        return Fence(self.holder.fence, self.exit_lost)
 
     def check(self) -> None:
-        """Return while the lease surely holds; raise ``LeaseLost`` once it does not.
+        """Return while the lease surely holds; exit the process once it does not.
 
         Waits while the last renewal is too old to be sure (Redis unreachable, or
         this process was paused) until a renewal succeeds or finds the lease lost.
         """
         with self._changed:
-            while True:
-                if self._lost:
-                    raise LeaseLost(self.lost_message())
+            while not self._lost:
                 if time.monotonic() - self._confirmed < self._fresh_s:
                     return
                 self._changed.wait(self._interval_s)
+        self.exit_lost("a write waited for a renewal")
 
-    def lost_message(self) -> str:
-        """The one line a run that lost its lease prints."""
-        return (
-            f"lease lost: the lease for {self._what} expired or another flow took it over "
-            f"(this process was paused or cut off from Redis for longer than flow.lease_ttl, "
-            f"{self._lease.ttl_ms / 1000:g}s); it stopped writing, the flow holding the "
-            "lease goes on"
+    def exit_lost(self, detail: str) -> NoReturn:
+        """Print the one lease-lost line and exit at once (see the module docstring)."""
+        log.debug("lease lost: %s", detail)
+        print(
+            f"meterwax: lease lost: the lease for {self._what} expired or another flow "
+            "took it over (this process was paused or cut off from Redis for longer than "
+            f"flow.lease_ttl, {self._lease.ttl_ms / 1000:g}s); it stopped without writing "
+            f"more (exit code {LOST}); the flow holding the lease goes on",
+            file=sys.stderr,
+            flush=True,
         )
+        os._exit(LOST)
 
     def _beat(self) -> None:
         while not self._stopping.wait(self._interval_s):
@@ -109,7 +123,7 @@ class LeaseKeeper:
                     self._lost = True
                 self._changed.notify_all()
             if not held:
-                return
+                self.exit_lost("a renewal found it gone")
 
     def start(self) -> None:
         """Start renewing."""

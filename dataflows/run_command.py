@@ -48,7 +48,7 @@ from sinks.clickhouse_reports import window_totals
 from sinks.clickhouse_schema import migrate
 from sinks.kafka_dead_letters import ConfirmedProducer, DeadLetterError, DeadLetterProducer
 from sinks.redis_idempotency import IdempotencyError, RedisIdempotencyStore
-from sinks.redis_lease import LeaseLost
+from sinks.redis_lease import Fence
 from sinks.redis_live_writer import LiveUsageWriter
 
 log = logging.getLogger(__name__)
@@ -114,11 +114,11 @@ def make_source(
 
 
 def open_idempotency(
-    settings: Settings, on_failure: Callable[[], None] | None = None, fence: str = ""
+    settings: Settings, on_failure: Callable[[], None] | None = None, fence: Fence | None = None
 ) -> IdempotencyStore | None:
     """The Redis layer when ``redis.url`` is set; checked once here so a typo fails fast.
 
-    Its claims are fenced by the output lease (``fence``, empty: none).
+    Its claims are fenced by the output lease (``fence``; None: no lease).
     """
     r = settings.redis
     if r.url is None:
@@ -131,7 +131,7 @@ def open_idempotency(
         key_prefix=r.key_prefix,
         on_failure=on_failure,
     )
-    store.fence = fence
+    store.fence = fence or Fence()
     try:
         store.ping()
     except Exception as exc:
@@ -186,7 +186,7 @@ def live_sink(
     def open_writer() -> LiveUsageWriter:
         extra = {} if password is None else {"password": password}
         writer = LiveUsageWriter(redis.Redis.from_url(url, **extra), prefix, clock=clock)
-        writer.fence = "" if lease is None else lease.fence
+        writer.fence = Fence() if lease is None else lease.fence
         return writer
 
     opener = None
@@ -370,7 +370,9 @@ def _run_flow(
         stop=stop,
         snapshots=recovery is not None,
         idempotency=open_idempotency(
-            settings, METRICS.failure_counter("redis_claims"), "" if lease is None else lease.fence
+            settings,
+            METRICS.failure_counter("redis_claims"),
+            None if lease is None else lease.fence,
         ),
         instance=instance,
         clock=clock,
@@ -427,12 +429,9 @@ def _run_flow(
             )
     except Exception as exc:
         # The engine may wrap a step's error (e.g. "error snapshotting StatefulSink").
-        cause = _root_cause(exc, (IncompatibleStateError, LeaseLost, *STOPPING_ERRORS))
+        cause = _root_cause(exc, (IncompatibleStateError, *STOPPING_ERRORS))
         if isinstance(cause, IncompatibleStateError):
             raise ConfigError(f"recovery.directory: {cause}") from None
-        if isinstance(cause, LeaseLost):
-            print(f"meterwax: {cause if lease is None else lease.lost_message()}", file=sys.stderr)
-            return STOPPED
         if cause is None:
             raise
         _report_stop(cause, recovery is not None)

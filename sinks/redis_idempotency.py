@@ -46,7 +46,7 @@ from redis.retry import Retry
 
 from config.redaction import redact_url
 from operators.idempotency import Claim, ClaimStatus
-from sinks.redis_lease import LeaseLost, fence_check, lease_key
+from sinks.redis_lease import Fence, fence_check, lease_key
 
 log = logging.getLogger(__name__)
 
@@ -181,8 +181,8 @@ class RedisIdempotencyStore:
         self._chunk_size = chunk_size
         # Told of every failed attempt (a metric), while claims keep retrying.
         self.on_failure = on_failure or (lambda: None)
-        # Claims are refused unless the lease starts with it (empty: unfenced).
-        self.fence = ""
+        # Claims are refused unless the flow still holds its output lease.
+        self.fence = Fence()
         self._lease_key = _encode(lease_key(key_prefix))
         kwargs = client.connection_pool.connection_kwargs
         self._address = _address(kwargs)
@@ -246,11 +246,11 @@ class RedisIdempotencyStore:
     def _claim_chunk(self, chunk: Sequence[Claim]) -> list[ClaimStatus]:
         prefix = self._prefix
         keys = [_encode(idempotency_key(prefix, c.tenant, c.source, c.id)) for c in chunk]
-        args = [_encode(self.fence), self._ttl, *(_encode(c.token) for c in chunk)]
+        args = [_encode(self.fence.token), self._ttl, *(_encode(c.token) for c in chunk)]
         reply = self._run(keys, args)
         digits = reply.decode() if isinstance(reply, bytes) else str(reply)
         if digits == "L":
-            raise LeaseLost(f"Redis at {self._address} refused {len(chunk)} claims")
+            self.fence.lost(f"Redis at {self._address} refused {len(chunk)} claims")
         if len(digits) != len(chunk):
             raise IdempotencyError(
                 f"Redis at {self._address} answered {len(digits)} results "

@@ -14,12 +14,15 @@ same tenants' periods apart, whatever topics they read.
 instance id (the same recovery directory, so a crash and restart) is taken
 over at once, under a new epoch. The value's ``{instance}|{epoch}|`` head is
 the fence: the claim and live-counter scripts refuse to write unless the
-lease still starts with it (``fence_check`` below is their shared Lua).
+lease still starts with it (``fence_check`` below is their shared Lua), and
+their writers then call ``Fence.lost``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 import redis
 
@@ -102,6 +105,26 @@ class Holder:
         return f"{self.instance}|{self.epoch}|"
 
 
+class LeaseLost(RuntimeError):
+    """This flow no longer holds its lease: it must not write any more."""
+
+
+@dataclass(frozen=True)
+class Fence:
+    """What a fenced writer sends its script, and what it does once a write is refused."""
+
+    # ``Holder.fence`` of the lease this flow holds; empty: no lease, nothing checked.
+    token: str = ""
+    # Told why, when a write was refused; the flow stops there (default: raise).
+    on_lost: Callable[[str], NoReturn] | None = None
+
+    def lost(self, detail: str) -> NoReturn:
+        """A write was refused: the lease is no longer ours."""
+        if self.on_lost is not None:
+            self.on_lost(detail)
+        raise LeaseLost(detail)
+
+
 class LeaseHeld(RuntimeError):
     """Another flow holds the lease."""
 
@@ -109,10 +132,6 @@ class LeaseHeld(RuntimeError):
         super().__init__(f"lease held by instance {holder.instance}")
         self.holder = holder
         self.remaining_ms = remaining_ms
-
-
-class LeaseLost(RuntimeError):
-    """This flow no longer holds its lease: it must not write any more."""
 
 
 class RedisLease:

@@ -44,7 +44,7 @@ import redis
 
 from config.clock import SYSTEM_CLOCK, Clock
 from operators.live_usage import LiveCounter
-from sinks.redis_lease import LeaseLost, fence_check, lease_key
+from sinks.redis_lease import Fence, fence_check, lease_key
 from sinks.redis_live_usage import live_index_key, live_usage_key
 
 log = logging.getLogger(__name__)
@@ -113,8 +113,8 @@ class LiveUsageWriter:
         self._publish = client.register_script(_PUBLISH_SCRIPT)
         # Told of every failed attempt (a metric), while writes keep retrying.
         self.on_failure = on_failure or (lambda: None)
-        # Counters are written only while the lease starts with it (empty: unfenced).
-        self.fence = ""
+        # Counters are written only while the flow still holds its output lease.
+        self.fence = Fence()
 
     def publish(self, counters: Sequence[LiveCounter], now_ms: int) -> None:
         """Write the absolute values of ``counters`` (``updated_ms``: ``now_ms``), in chunks.
@@ -144,10 +144,10 @@ class LiveUsageWriter:
                     )
                 if not lines:
                     return 0
-                return self._publish(keys=keys, args=[self.fence, now_ms, "\n".join(lines)])
+                return self._publish(keys=keys, args=[self.fence.token, now_ms, "\n".join(lines)])
 
             if _with_retry(write, "publish live usage", self.on_failure) == -1:
-                raise LeaseLost(f"Redis refused {len(chunk)} live counters")
+                self.fence.lost(f"Redis refused {len(chunk)} live counters")
 
     def quota_sent(self, event_id: str) -> bool:
         """Whether a quota event was produced already (by this flow, before a restart)."""

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import time
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -11,8 +12,8 @@ import redis
 from config.clock import FixedClock
 from config.errors import ConfigError
 from config.settings import Settings, load_settings
-from dataflows.lease import LeaseRefused, output_lease
-from sinks.redis_lease import LeaseLost, RedisLease, lease_key
+from dataflows.lease import LOST, LeaseRefused, output_lease
+from sinks.redis_lease import RedisLease, lease_key
 
 pytestmark = pytest.mark.integration
 
@@ -51,23 +52,47 @@ def test_a_second_flow_is_refused_with_one_line_naming_the_holder(redis_url: str
         assert keeper is not None and keeper.holder.instance == "second"
 
 
-def test_renewals_keep_the_lease_past_its_ttl_and_the_guard_fails_once_it_is_taken(
+# Holds the lease with a 1 s TTL for 2.5 s (only renewals keep it), says so,
+# then checks it until the process exits.
+_HOLDER = """
+import sys, time
+from config.clock import FixedClock
+from config.settings import load_settings
+from dataflows.lease import output_lease
+
+overrides = {"redis": {"url": sys.argv[1], "key_prefix": sys.argv[2]}, "flow": {"lease_ttl": "1s"}}
+with output_lease(load_settings(overrides=overrides), "first", FixedClock(0)) as keeper:
+    time.sleep(2.5)
+    keeper.check()
+    print("renewed", flush=True)
+    while True:
+        keeper.check()
+        time.sleep(0.05)
+"""
+
+
+def test_renewals_keep_the_lease_and_a_holder_that_lost_it_exits_with_one_line(
     redis_url: str,
 ) -> None:
     prefix = f"lease-{uuid.uuid4().hex}"
     client = redis.Redis.from_url(redis_url)
-    with output_lease(_settings(redis_url, prefix), "first", FixedClock(STARTED_MS)) as keeper:
-        assert keeper is not None
-        time.sleep(2.5)  # 2.5 TTLs: only renewals keep it
-        keeper.check()
-        # Another flow takes over (as after an expiry while this one was paused).
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, redis_url, prefix],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline() == "renewed\n", holder.stderr.read()  # type: ignore[union-attr]
+        # Another flow takes over (as after an expiry while the holder was paused).
         client.delete(lease_key(prefix))
         RedisLease(client, prefix, "second", 30_000).acquire(STARTED_MS, "t")
-        deadline = time.monotonic() + 3
-        with pytest.raises(LeaseLost, match="lease lost"):
-            while time.monotonic() < deadline:
-                keeper.check()
-                time.sleep(0.05)
+        assert holder.wait(timeout=10) == LOST
+    finally:
+        holder.kill()
+    lines = holder.communicate()[1].strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("meterwax: lease lost: the lease for "), lines
     # A lost lease is not released: the new holder keeps it.
     assert client.get(lease_key(prefix)) == b"second|2|1767225600000|t"
 

@@ -17,7 +17,7 @@ import redis
 from operators.idempotency import Claim, ClaimStatus
 from operators.live_usage import LiveCounter
 from sinks.redis_idempotency import RedisIdempotencyStore, idempotency_key
-from sinks.redis_lease import Holder, LeaseHeld, LeaseLost, RedisLease, lease_key
+from sinks.redis_lease import Fence, Holder, LeaseHeld, LeaseLost, RedisLease, lease_key
 from sinks.redis_live_usage import live_usage_key
 from sinks.redis_live_writer import LiveUsageWriter
 
@@ -102,7 +102,7 @@ def test_claims_are_refused_once_another_flow_holds_the_lease(
 ) -> None:
     holder = _lease(client, prefix, "a").acquire(STARTED_MS, "t")
     store = RedisIdempotencyStore(client, ttl_s=3_600, key_prefix=prefix)
-    store.fence = holder.fence
+    store.fence = Fence(holder.fence)
     assert store.claim([Claim("acme", "src", "e1", "a|t|0|1")]) == [ClaimStatus.NEW]
 
     client.delete(lease_key(prefix))
@@ -111,8 +111,8 @@ def test_claims_are_refused_once_another_flow_holds_the_lease(
         store.claim([Claim("acme", "src", "e2", "a|t|0|2")])
     # Nothing of the refused chunk was written.
     assert client.exists(idempotency_key(prefix, "acme", "src", "e2")) == 0
-    # Our own restart (a new epoch) fences the old handle too.
-    store.fence = "b|1|"
+    # An older epoch of the holding instance (a run its restart took over) is refused too.
+    store.fence = Fence("b|1|")
     with pytest.raises(LeaseLost):
         store.claim([Claim("acme", "src", "e2", "b|t|0|2")])
 
@@ -120,7 +120,7 @@ def test_claims_are_refused_once_another_flow_holds_the_lease(
 def test_live_counters_are_refused_once_the_lease_is_lost(client: redis.Redis, prefix: str) -> None:
     holder = _lease(client, prefix, "a").acquire(STARTED_MS, "t")
     writer = LiveUsageWriter(client, prefix)
-    writer.fence = holder.fence
+    writer.fence = Fence(holder.fence)
     now_ms = int(time.time() * 1000)
     day = 86_400_000
     counter = LiveCounter(
