@@ -13,7 +13,7 @@ the run ends. Writes are fenced two ways:
   ``check`` passed and before its write completed, for longer than the third of
   the TTL left, writes once after the lease may have passed on.
 
-Once the lease is found lost (a refused write, a failed check or renewal) the
+Once the lease is found lost (a Redis write refused, or a renewal finding it gone) the
 process prints one line and exits at once with code 3, like a crash: nothing
 more is written, not even the buffers a clean stop would flush; with recovery
 the next run resumes from the last snapshot. (Raising instead would let the
@@ -72,7 +72,6 @@ class LeaseKeeper:
         # A renewal sent this recently leaves the lease at least ttl / 3 to run.
         self._fresh_s = ttl_s * 2 / 3
         self._confirmed = confirmed
-        self._lost = False
         self._changed = threading.Condition()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="meterwax-lease", daemon=True)
@@ -83,17 +82,15 @@ class LeaseKeeper:
         return Fence(self.holder.fence, self.exit_lost)
 
     def check(self) -> None:
-        """Return while the lease surely holds; exit the process once it does not.
+        """Return while the lease surely holds.
 
         Waits while the last renewal is too old to be sure (Redis unreachable, or
-        this process was paused) until a renewal succeeds or finds the lease lost.
+        this process was paused) until a renewal succeeds; a renewal that finds
+        the lease lost exits the process instead.
         """
         with self._changed:
-            while not self._lost:
-                if time.monotonic() - self._confirmed < self._fresh_s:
-                    return
+            while time.monotonic() - self._confirmed >= self._fresh_s:
                 self._changed.wait(self._interval_s)
-        self.exit_lost("a write waited for a renewal")
 
     def exit_lost(self, detail: str) -> NoReturn:
         """Print the one lease-lost line and exit at once (see the module docstring)."""
@@ -116,28 +113,24 @@ class LeaseKeeper:
             except RedisError as exc:
                 log.warning("cannot renew the lease for %s: %s", self._what, type(exc).__name__)
                 continue
-            with self._changed:
-                if held:
-                    self._confirmed = sent
-                else:
-                    self._lost = True
-                self._changed.notify_all()
             if not held:
                 self.exit_lost("a renewal found it gone")
+            with self._changed:
+                self._confirmed = sent
+                self._changed.notify_all()
 
     def start(self) -> None:
         """Start renewing."""
         self._thread.start()
 
     def close(self) -> None:
-        """Stop renewing and give the lease up (unless it was lost)."""
+        """Stop renewing and give the lease up."""
         self._stopping.set()
         self._thread.join()
-        if not self._lost:
-            try:
-                self._lease.release()
-            except RedisError as exc:
-                log.warning("cannot release the lease for %s: %s", self._what, type(exc).__name__)
+        try:
+            self._lease.release()
+        except RedisError as exc:
+            log.warning("cannot release the lease for %s: %s", self._what, type(exc).__name__)
 
 
 def clickhouse_target(dsn: str, database: str) -> str:

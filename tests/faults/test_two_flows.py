@@ -4,7 +4,8 @@ The flows of a test read one topic and share one Redis under one key prefix:
 the same outputs (idempotency claims, live counters, and the ClickHouse rows
 that follow from them), whatever chDB path each has (chDB allows one process
 per path, so every flow here has its own; the lease is keyed by the Redis
-prefix, not by the ClickHouse target). The lease TTL is 2 s.
+prefix, not by the ClickHouse target). The lease TTL is 2 s (15 s where a
+flow must start while a crashed holder's lease lives).
 
 * Started at once: one is refused (exit code 2, one line), the other's totals
   are exact.
@@ -50,16 +51,19 @@ pytestmark = pytest.mark.integration
 
 CI_EVENTS = 6_000
 LEASE_TTL_S = 2.0
+CRASHED_LEASE_TTL_S = 15.0
 EXIT_TIMEOUT_S = 60.0
 REFUSED, STOPPED = 2, 3
 
 
-def _two_rigs(make_rig: Callable[..., FaultRig]) -> tuple[FaultRig, FaultRig, str]:
+def _two_rigs(
+    make_rig: Callable[..., FaultRig], lease_ttl_s: float = LEASE_TTL_S
+) -> tuple[FaultRig, FaultRig, str]:
     """Two rigs on one topic and one Redis prefix (own chDB and recovery each); the prefix."""
     prefix = f"two-{uuid.uuid4().hex[:12]}"
     shared: dict[str, Any] = {
         "redis": {"key_prefix": prefix},
-        "flow": {"lease_ttl": f"{int(LEASE_TTL_S * 1000)}ms"},
+        "flow": {"lease_ttl": f"{int(lease_ttl_s * 1000)}ms"},
         "window": {"grace": "30d", "settlement_horizon": "30d"},
     }
     first = make_rig(partitions=3, settings=shared, now_ms=SCENARIO_NOW_MS)
@@ -135,7 +139,8 @@ def test_a_crashed_holders_restart_takes_over_at_once_another_flow_after_expiry(
     make_rig: Callable[..., FaultRig],
 ) -> None:
     scenario = without_too_late(build_scenario(fault_events(CI_EVENTS)))
-    a, b, prefix = _two_rigs(make_rig)
+    # Long enough to outlast the start-up of the flow that must be refused.
+    a, b, prefix = _two_rigs(make_rig, CRASHED_LEASE_TTL_S)
     client = _redis(a)
 
     crashed = a.start("a-crashed", tail=True)
@@ -155,7 +160,7 @@ def test_a_crashed_holders_restart_takes_over_at_once_another_flow_after_expiry(
     _assert_refused(b.start("b-early"))
     produce(a.brokers, a.topic, scenario.lines)
     # ...and takes over once it has expired.
-    _wait_for(lambda: _holder(client, prefix) is None, "the lease expires", 3 * LEASE_TTL_S)
+    _wait_for(lambda: _holder(client, prefix) is None, "the lease expires", 2 * CRASHED_LEASE_TTL_S)
     summary = b.run("b-takeover")
     assert summary.run["reconciles"] is True
     assert summary.totals == expected_totals(scenario)
