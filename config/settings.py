@@ -128,6 +128,11 @@ class FlowSettings(_Section):
     # Live counters are published at most this often: shorter costs Redis round
     # trips, longer delays quota checks.
     live_publish_interval: DurationMs = parse_duration_ms("200ms")
+    # The output lease (with redis.url): renewed every third of it; a crashed
+    # flow's lease passes on to another flow this long after its last renewal.
+    lease_ttl: DurationMs = parse_duration_ms("30s")
+    # A ClickHouse server without Redis has no lease: say that one flow runs.
+    single_writer_unchecked: bool = False
 
     @model_validator(mode="after")
     def _check_cluster(self) -> FlowSettings:
@@ -138,6 +143,12 @@ class FlowSettings(_Section):
                 f"process_id {self.process_id} has no address: addresses lists "
                 f"{len(self.addresses)} processes (ids 0..{len(self.addresses) - 1})"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _check_lease(self) -> FlowSettings:
+        if not 1_000 <= self.lease_ttl <= 600_000:
+            raise ValueError("lease_ttl must be between 1s and 10m")
         return self
 
     @property

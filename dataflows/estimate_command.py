@@ -26,7 +26,7 @@ from config.meter_catalog import load_meter_catalog
 from config.meters import Aggregation
 from config.pricing import Plan, PricingCatalog
 from config.pricing_catalog import load_pricing_catalog
-from config.redaction import redact_url, url_secrets
+from config.redaction import redact_url
 from config.settings import Settings, load_settings
 from dataflows.display import decimal_text as plain
 from dataflows.display import iso_utc as iso
@@ -42,6 +42,7 @@ from operators.estimates import (
 )
 from sinks.clickhouse import SinkError, connect, redact_dsn
 from sinks.clickhouse_reports import segment_usage
+from sinks.redis_client import redis_from_url
 from sinks.redis_live_usage import LiveUsageError, read_live_usage
 
 # A report is interactive: give up on an unreachable Redis quickly.
@@ -335,22 +336,10 @@ def _redis_client(settings: Settings) -> redis.Redis | None:
     url = settings.redis.url
     if url is None:
         return None
-    password = settings.redis.password()
     try:
-        return redis.Redis.from_url(
-            url.get_secret_value(),
-            **({} if password is None else {"password": password}),
-            socket_timeout=_REDIS_TIMEOUT_S,
-            socket_connect_timeout=_REDIS_TIMEOUT_S,
-        )
-    except ValueError:
-        # Not the parser's words: they quote pieces of a password that broke the URL.
-        shown = redact_url(url.get_secret_value(), url_secrets(url.get_secret_value()))
-        raise ConfigError(
-            f"redis.url: {shown!r} is not a Redis URL; expected "
-            "redis://[[user]:password@]host[:port][/db], with '/', '?', '#', '@' and spaces "
-            "in the password percent-encoded (e.g. '/' as %2F)"
-        ) from None
+        return redis_from_url(url.get_secret_value(), settings.redis.password(), _REDIS_TIMEOUT_S)
+    except ValueError as exc:
+        raise ConfigError(f"redis.url: {exc}") from None
 
 
 def _first_line(exc: BaseException) -> str:

@@ -40,7 +40,8 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
     Flushes when ``max_rows`` are waiting, when the oldest waiting row is
     ``max_delay_s`` old (checked as rows arrive), at every snapshot and at close.
     ``write`` blocks (retrying) until the rows are stored, so input waits
-    while the sink cannot write.
+    while the sink cannot write. ``guard`` runs before each write and raises
+    if the flow may not write any more (its output lease is lost).
     """
 
     def __init__(
@@ -51,8 +52,10 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
         *,
         sink: str = "",
         metrics: Metrics | None = None,
+        guard: Callable[[], None] | None = None,
     ) -> None:
         self._write = write
+        self._guard = guard or _no_guard
         self._sink = sink
         self._metrics = metrics
         self._max_rows = max_rows
@@ -80,6 +83,7 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
         written: int | None = 0
         if rows:
             try:
+                self._guard()
                 written = self._write(rows)
             except BaseException:
                 # The flow is stopping: do not write again from close(), which the
@@ -105,6 +109,10 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
             log.exception("could not write %d buffered rows while closing", len(self._rows))
 
 
+def _no_guard() -> None:
+    return None
+
+
 class _WriterSink(FixedPartitionedSink[T, None]):
     # The ``sink`` label of this sink's metrics.
     SINK = ""
@@ -115,10 +123,12 @@ class _WriterSink(FixedPartitionedSink[T, None]):
         *,
         primary: bool = True,
         metrics: Metrics | None = None,
+        guard: Callable[[], None] | None = None,
     ) -> None:
         self._open_writer = open_writer
         self._primary = primary
         self._metrics = metrics
+        self._guard = guard
 
     def _writer(self) -> ClickHouseWriter:
         writer = self._open_writer()
@@ -129,7 +139,9 @@ class _WriterSink(FixedPartitionedSink[T, None]):
     def _buffer(
         self, write: Callable[[Sequence[T]], int | None], max_rows: int = 20_000
     ) -> BufferedPartition[T]:
-        return BufferedPartition(write, max_rows, sink=self.SINK, metrics=self._metrics)
+        return BufferedPartition(
+            write, max_rows, sink=self.SINK, metrics=self._metrics, guard=self._guard
+        )
 
     def list_parts(self) -> list[str]:
         # Only the primary process offers the partition, so only it opens ClickHouse
@@ -165,8 +177,9 @@ class EventLogSink(_WriterSink[Admitted]):
         *,
         primary: bool = True,
         metrics: Metrics | None = None,
+        guard: Callable[[], None] | None = None,
     ) -> None:
-        super().__init__(open_writer, primary=primary, metrics=metrics)
+        super().__init__(open_writer, primary=primary, metrics=metrics, guard=guard)
         self._aggregations = dict(aggregations)
 
     def build_part(
@@ -200,11 +213,13 @@ class LiveUsageSink(FixedPartitionedSink[LiveUpdate, None]):
         *,
         primary: bool = True,
         metrics: Metrics | None = None,
+        guard: Callable[[], None] | None = None,
     ) -> None:
         self._open_writer = open_writer
         self._open_quota_producer = open_quota_producer
         self._primary = primary
         self._metrics = metrics
+        self._guard = guard or _no_guard
 
     def list_parts(self) -> list[str]:
         return ["live"] if self._primary else []
@@ -220,7 +235,7 @@ class LiveUsageSink(FixedPartitionedSink[LiveUpdate, None]):
             writer.on_failure = metrics.failure_counter(LIVE_SINK)
             if producer is not None:
                 producer.on_failure = metrics.failure_counter(QUOTA_SINK)
-        return _LivePartition(writer, producer, metrics)
+        return _LivePartition(writer, producer, metrics, self._guard)
 
 
 LIVE_SINK = "live_usage"
@@ -229,11 +244,17 @@ QUOTA_SINK = "quota_events"
 
 class _LivePartition(StatefulSinkPartition[LiveUpdate, None]):
     def __init__(
-        self, writer: LiveUsageWriter, producer: ConfirmedProducer | None, metrics: Metrics | None
+        self,
+        writer: LiveUsageWriter,
+        producer: ConfirmedProducer | None,
+        metrics: Metrics | None,
+        guard: Callable[[], None],
     ) -> None:
         self._writer = writer
         self._producer = producer
         self._metrics = metrics
+        # Counters are fenced in Redis; quota events to Kafka are guarded here.
+        self._guard = guard
 
     def write_batch(self, values: list[LiveUpdate]) -> None:
         # Later updates of a counter supersede earlier ones in the same batch.
@@ -260,6 +281,7 @@ class _LivePartition(StatefulSinkPartition[LiveUpdate, None]):
         if self._producer is None:
             log.warning("quota event (no quota topic configured): %s", quota_event_json(event))
         else:
+            self._guard()
             started = time.perf_counter()
             self._producer.send_records(
                 [(event.event_id.encode(), quota_event_json(event).encode(), [])]
@@ -304,8 +326,9 @@ class RejectionSink(_WriterSink[Rejection]):
         primary: bool = True,
         open_dead_letters: Callable[[], DeadLetterProducer] | None = None,
         metrics: Metrics | None = None,
+        guard: Callable[[], None] | None = None,
     ) -> None:
-        super().__init__(open_writer, primary=primary, metrics=metrics)
+        super().__init__(open_writer, primary=primary, metrics=metrics, guard=guard)
         self._open_dead_letters = open_dead_letters
 
     def build_part(

@@ -14,7 +14,6 @@ from dataclasses import replace
 from datetime import timedelta
 from importlib.metadata import version
 
-import redis
 from bytewax._bytewax import cli_main
 from bytewax.inputs import Source
 from bytewax.recovery import RecoveryConfig, init_db_dir
@@ -30,6 +29,7 @@ from config.settings import Settings, redact_url
 from dataflows.flow import FlowSpec, build_flow
 from dataflows.kafka_source import KafkaBatchSource
 from dataflows.kafka_topics import TopicError, ensure_topic
+from dataflows.lease import REFUSED, LeaseKeeper, LeaseRefused, output_lease
 from dataflows.metrics import METRICS, Metrics, serve
 from dataflows.outputs import EventLogSink, LiveUsageSink, RatedWindowSink, RejectionSink
 from dataflows.preflight import check_input
@@ -47,6 +47,7 @@ from sinks.clickhouse import (
     ClickHouseWriter,
     DsnError,
     SinkError,
+    check_dsn,
     connect,
     rejected_counts,
     usage_totals,
@@ -54,7 +55,9 @@ from sinks.clickhouse import (
 from sinks.clickhouse_reports import window_totals
 from sinks.clickhouse_schema import migrate
 from sinks.kafka_dead_letters import ConfirmedProducer, DeadLetterError, DeadLetterProducer
+from sinks.redis_client import redis_from_url
 from sinks.redis_idempotency import IdempotencyError, IdempotencyUnavailable, RedisIdempotencyStore
+from sinks.redis_lease import Fence
 from sinks.redis_live_writer import LiveUsageWriter
 
 log = logging.getLogger(__name__)
@@ -120,9 +123,12 @@ def make_source(
 
 
 def open_idempotency(
-    settings: Settings, on_failure: Callable[[], None] | None = None
+    settings: Settings, on_failure: Callable[[], None] | None = None, fence: Fence | None = None
 ) -> IdempotencyStore | None:
-    """The Redis layer when ``redis.url`` is set; checked once here so a typo fails fast."""
+    """The Redis layer when ``redis.url`` is set; checked once here so a typo fails fast.
+
+    Its claims are fenced by the output lease (``fence``; None: no lease).
+    """
     r = settings.redis
     if r.url is None:
         return None
@@ -135,6 +141,7 @@ def open_idempotency(
             key_prefix=r.key_prefix,
             on_failure=on_failure,
         )
+        store.fence = fence or Fence()
         store.ping()
     except IdempotencyUnavailable as exc:
         raise ConfigError(
@@ -173,9 +180,15 @@ def _ensure_output_topic(settings: Settings, topic: str, field: str) -> None:
 
 
 def live_sink(
-    settings: Settings, metrics: Metrics | None = None, clock: Clock = SYSTEM_CLOCK
+    settings: Settings,
+    metrics: Metrics | None = None,
+    clock: Clock = SYSTEM_CLOCK,
+    lease: LeaseKeeper | None = None,
 ) -> LiveUsageSink | None:
-    """Live counters in Redis (and quota events to Kafka) when Redis is configured."""
+    """Live counters in Redis (and quota events to Kafka) when Redis is configured.
+
+    With ``lease``, counters are fenced by it and quota events wait for its check.
+    """
     r = settings.redis
     if r.url is None:
         return None
@@ -183,8 +196,9 @@ def live_sink(
     prefix = r.key_prefix
 
     def open_writer() -> LiveUsageWriter:
-        extra = {} if password is None else {"password": password}
-        return LiveUsageWriter(redis.Redis.from_url(url, **extra), prefix, clock=clock)
+        writer = LiveUsageWriter(redis_from_url(url, password, None), prefix, clock=clock)
+        writer.fence = Fence() if lease is None else lease.fence
+        return writer
 
     opener = None
     if settings.quota_events_enabled:
@@ -195,7 +209,13 @@ def live_sink(
         def opener() -> ConfirmedProducer:
             return ConfirmedProducer(k.brokers, topic, config)
 
-    return LiveUsageSink(open_writer, opener, primary=settings.flow.is_primary, metrics=metrics)
+    return LiveUsageSink(
+        open_writer,
+        opener,
+        primary=settings.flow.is_primary,
+        metrics=metrics,
+        guard=None if lease is None else lease.check,
+    )
 
 
 def serve_metrics(settings: Settings) -> None:
@@ -311,8 +331,37 @@ def _report_stop(error: Exception, recovering: bool) -> None:
 
 
 def run(settings: Settings, *, progress: bool, as_json: bool, clock: Clock = SYSTEM_CLOCK) -> int:
-    """Run the flow to the end of its input; 0 when every message is accounted for."""
+    """Run the flow to the end of its input; 0 when every message is accounted for.
+
+    Refused (exit code 2) while another flow holds the lease of the same outputs.
+    """
+    try:
+        check_dsn(settings.clickhouse.dsn.get_secret_value(), settings.clickhouse.database)
+    except DsnError as exc:
+        raise ConfigError(f"clickhouse.dsn: {exc}") from None
     check_input(settings)
+    recovery = recovery_config(settings)
+    instance = flow_instance_id(settings)
+    try:
+        with output_lease(settings, instance, clock) as lease:
+            return _run_flow(
+                settings, recovery, instance, lease, progress=progress, as_json=as_json, clock=clock
+            )
+    except LeaseRefused as exc:
+        print(f"meterwax: {exc}", file=sys.stderr)
+        return REFUSED
+
+
+def _run_flow(
+    settings: Settings,
+    recovery: RecoveryConfig | None,
+    instance: str,
+    lease: LeaseKeeper | None,
+    *,
+    progress: bool,
+    as_json: bool,
+    clock: Clock,
+) -> int:
     primary = settings.flow.is_primary
     ch = settings.clickhouse
     dsn = ch.dsn.get_secret_value()
@@ -327,8 +376,6 @@ def run(settings: Settings, *, progress: bool, as_json: bool, clock: Clock = SYS
             SinkError(f"cannot prepare ClickHouse at {redact_url(dsn)}: {exc}", attempts=1), True
         )
         return STOPPED
-    recovery = recovery_config(settings)
-    instance = flow_instance_id(settings)
     if recovery is None and settings.input.kind == "kafka":
         log.warning(
             "Kafka input without recovery: a restart reads again from %s and loses the "
@@ -340,7 +387,11 @@ def run(settings: Settings, *, progress: bool, as_json: bool, clock: Clock = SYS
         flow_spec(settings),
         stop=stop,
         snapshots=recovery is not None,
-        idempotency=open_idempotency(settings, METRICS.failure_counter("redis_claims")),
+        idempotency=open_idempotency(
+            settings,
+            METRICS.failure_counter("redis_claims"),
+            None if lease is None else lease.fence,
+        ),
         instance=instance,
         clock=clock,
     )
@@ -350,6 +401,7 @@ def run(settings: Settings, *, progress: bool, as_json: bool, clock: Clock = SYS
             connect(dsn, ch.database), ch.database, max_attempts=ch.max_attempts
         )
 
+    guard = None if lease is None else lease.check
     metrics = METRICS
     metrics.clock = clock
     serve_metrics(settings)
@@ -357,22 +409,24 @@ def run(settings: Settings, *, progress: bool, as_json: bool, clock: Clock = SYS
     flow = build_flow(
         spec,
         source=make_source(settings, stop, clock),
-        window_sink=RatedWindowSink(open_writer, primary=primary, metrics=metrics),
+        window_sink=RatedWindowSink(open_writer, primary=primary, metrics=metrics, guard=guard),
         rejection_sink=RejectionSink(
             open_writer,
             primary=primary,
             open_dead_letters=dead_letter_opener(settings),
             metrics=metrics,
+            guard=guard,
         ),
         event_log_sink=EventLogSink(
             open_writer,
             {m.slug: m.aggregation.value for m in spec.meters.meters},
             primary=primary,
             metrics=metrics,
+            guard=guard,
         )
         if ch.event_log
         else None,
-        live_sink=live_sink(settings, metrics, clock),
+        live_sink=live_sink(settings, metrics, clock, lease),
         stats=stats,
         metrics=metrics,
     )

@@ -158,6 +158,19 @@ class SinkError(RuntimeError):
         self.attempts = attempts
 
 
+def check_dsn(dsn: str, database: str) -> None:
+    """Raise DsnError for a DSN that cannot work as written, before anything connects."""
+    quote_database(database)
+    scheme = dsn.partition("://")[0].lower() if "://" in dsn else ""
+    if scheme in ("http", "https"):
+        _check_server_dsn(dsn, database)
+    elif scheme != "chdb":
+        raise DsnError(
+            f"unsupported ClickHouse DSN scheme {scheme or '(none)'!r} in "
+            f"{redact_dsn(dsn, dsn)!r}; expected {_ACCEPTED_DSNS}"
+        )
+
+
 def connect(dsn: str, database: str) -> Client:
     """Open a client for ``chdb://PATH`` or ``http(s)://`` DSNs.
 
@@ -167,16 +180,10 @@ def connect(dsn: str, database: str) -> Client:
     DSN that cannot work or a chDB directory another process holds, SinkError
     when the server cannot be reached.
     """
-    quote_database(database)
-    scheme = dsn.partition("://")[0].lower() if "://" in dsn else ""
-    if scheme == "chdb":
+    check_dsn(dsn, database)
+    if dsn.partition("://")[0].lower() == "chdb":
         return _chdb_client(dsn[len("chdb://") :])
-    if scheme in ("http", "https"):
-        return _http_client(dsn, database)
-    raise DsnError(
-        f"unsupported ClickHouse DSN scheme {scheme or '(none)'!r} in {redact_dsn(dsn, dsn)!r}; "
-        f"expected {_ACCEPTED_DSNS}"
-    )
+    return _http_client(dsn, database)
 
 
 def redact_dsn(text: str, dsn: str = "") -> str:
@@ -256,7 +263,6 @@ def _check_server_dsn(dsn: str, database: str) -> None:
 
 
 def _http_client(dsn: str, database: str) -> Client:
-    _check_server_dsn(dsn, database)
     parts = urlsplit(dsn)
     try:
         return clickhouse_connect.get_client(dsn=urlunsplit(parts._replace(path="")))

@@ -44,33 +44,40 @@ from redis.exceptions import (
 )
 from redis.retry import Retry
 
-from config.redaction import redact_url, url_secrets
+from config.redaction import redact_url
 from operators.idempotency import Claim, ClaimStatus
+from sinks.redis_client import redis_from_url
+from sinks.redis_lease import Fence, fence_check, lease_key
 
 log = logging.getLogger(__name__)
 
 DEFAULT_TTL_S = 35 * 86_400
 DEFAULT_CHUNK_SIZE = 5_000
 
-# KEYS[i] is a claim's key, ARGV[1] the TTL, ARGV[i + 1] the claim's token.
-# The reply is one digit per claim (a ClaimStatus value): one bulk string is
-# far cheaper to send and parse than an array of thousands of integers.
-_CLAIM_SCRIPT = """
-local ttl = ARGV[1]
+# KEYS[1] is the lease and ARGV[1] the fence (see sinks.redis_lease), KEYS[i]
+# (i > 1) a claim's key, ARGV[2] the TTL, ARGV[i + 1] the claim's token. The
+# reply is one digit per claim (a ClaimStatus value): one bulk string is far
+# cheaper to send and parse than an array of thousands of integers. 'L': the
+# lease is lost, nothing was claimed.
+_CLAIM_SCRIPT = (
+    fence_check("'L'")
+    + """
+local ttl = ARGV[2]
 local out = {}
-for i, key in ipairs(KEYS) do
-  local token = ARGV[i + 1]
+for i = 2, #KEYS do
+  local key, token = KEYS[i], ARGV[i + 1]
   if redis.call('SET', key, token, 'NX', 'EX', ttl) then
-    out[i] = '0'
+    out[i - 1] = '0'
   elseif redis.call('GET', key) == token then
     redis.call('EXPIRE', key, ttl)
-    out[i] = '1'
+    out[i - 1] = '1'
   else
-    out[i] = '2'
+    out[i - 1] = '2'
   end
 end
 return table.concat(out)
 """
+)
 
 _STATUS_BY_DIGIT = {str(int(status)): status for status in ClaimStatus}
 
@@ -175,6 +182,9 @@ class RedisIdempotencyStore:
         self._chunk_size = chunk_size
         # Told of every failed attempt (a metric), while claims keep retrying.
         self.on_failure = on_failure or (lambda: None)
+        # Claims are refused unless the flow still holds its output lease.
+        self.fence = Fence()
+        self._lease_key = _encode(lease_key(key_prefix))
         kwargs = client.connection_pool.connection_kwargs
         self._address = _address(kwargs)
         password = kwargs.get("password")
@@ -194,23 +204,7 @@ class RedisIdempotencyStore:
         The client fails fast (one immediate reconnect, then ``socket_timeout_s``
         at most per call) so that outages reach the store's logged backoff.
         """
-        try:
-            # A password given apart (e.g. from a secret file) wins over one in the URL.
-            extra = {} if password is None else {"password": password}
-            client = redis.Redis.from_url(
-                url,
-                **extra,
-                socket_timeout=socket_timeout_s,
-                socket_connect_timeout=socket_timeout_s,
-                retry=Retry(NoBackoff(), 1),
-            )
-        except ValueError:
-            # Not the parser's words: they quote pieces of a password that broke the URL.
-            raise ValueError(
-                f"invalid Redis URL {redact_url(url, url_secrets(url))!r}: expected "
-                "redis://[[user]:password@]host[:port][/db], with '/', '?', '#', '@' and spaces "
-                "in the password percent-encoded (e.g. '/' as %2F)"
-            ) from None
+        client = redis_from_url(url, password, socket_timeout_s, retry=Retry(NoBackoff(), 1))
         return cls(client, **options)
 
     def ping(self) -> None:
@@ -242,9 +236,11 @@ class RedisIdempotencyStore:
     def _claim_chunk(self, chunk: Sequence[Claim]) -> list[ClaimStatus]:
         prefix = self._prefix
         keys = [_encode(idempotency_key(prefix, c.tenant, c.source, c.id)) for c in chunk]
-        args = [self._ttl, *(_encode(c.token) for c in chunk)]
+        args = [_encode(self.fence.token), self._ttl, *(_encode(c.token) for c in chunk)]
         reply = self._run(keys, args)
         digits = reply.decode() if isinstance(reply, bytes) else str(reply)
+        if digits == "L":
+            self.fence.lost(f"Redis at {self._address} refused {len(chunk)} claims")
         if len(digits) != len(chunk):
             raise IdempotencyError(
                 f"Redis at {self._address} answered {len(digits)} results "
@@ -265,7 +261,7 @@ class RedisIdempotencyStore:
         delay = self._retry_initial_s
         while True:
             try:
-                reply = self._script(keys=keys, args=args)
+                reply = self._script(keys=[self._lease_key, *keys], args=args)
             except RedisError as exc:
                 self.on_failure()
                 if not _is_transient(exc):

@@ -44,6 +44,7 @@ import redis
 
 from config.clock import SYSTEM_CLOCK, Clock
 from operators.live_usage import LiveCounter
+from sinks.redis_lease import Fence, fence_check, lease_key
 from sinks.redis_live_usage import live_index_key, live_usage_key
 
 log = logging.getLogger(__name__)
@@ -55,18 +56,22 @@ MIN_MARKER_TTL_MS = 86_400_000
 PUBLISH_CHUNK = 2_000
 T = TypeVar("T")
 
-# One call writes a chunk of counters: KEYS are (hash, index, hard-limit flag) per
-# counter, ARGV[2] one line of tab-separated values per counter. Far cheaper
-# than five pipelined commands per counter, whose encoding dominated publishing.
-# TTLs are relative (see the module docstring); the index only ever gets
-# longer-lived, so a counter of an older period cannot cut a newer one's index.
-_PUBLISH_SCRIPT = """
-local now = ARGV[1]
+# One call writes a chunk of counters: KEYS[1] is the lease and ARGV[1] the
+# fence (see sinks.redis_lease; -1: lease lost, nothing written), then KEYS are
+# (hash, index, hard-limit flag) per counter, ARGV[3] one line of tab-separated
+# values per counter. Far cheaper than five pipelined commands per counter,
+# whose encoding dominated publishing. TTLs are relative (see the module
+# docstring); the index only ever gets longer-lived, so a counter of an older
+# period cannot cut a newer one's index.
+_PUBLISH_SCRIPT = (
+    fence_check("-1")
+    + """
+local now = ARGV[2]
 local i = 0
-for line in string.gmatch(ARGV[2], '[^\\n]+') do
+for line in string.gmatch(ARGV[3], '[^\\n]+') do
   local f = {}
   for v in string.gmatch(line, '[^\\t]+') do f[#f + 1] = v end
-  local key, index, flag = KEYS[i * 3 + 1], KEYS[i * 3 + 2], KEYS[i * 3 + 3]
+  local key, index, flag = KEYS[i * 3 + 2], KEYS[i * 3 + 3], KEYS[i * 3 + 4]
   -- quantity, amount, currency, period start, period end, retention TTL, index member,
   -- hard-limit flag TTL (0: no flag)
   local ttl = tonumber(f[6])
@@ -84,6 +89,7 @@ for line in string.gmatch(ARGV[2], '[^\\n]+') do
 end
 return i
 """
+)
 
 
 def hard_limit_key(prefix: str, tenant: str, meter: str) -> str:
@@ -107,6 +113,8 @@ class LiveUsageWriter:
         self._publish = client.register_script(_PUBLISH_SCRIPT)
         # Told of every failed attempt (a metric), while writes keep retrying.
         self.on_failure = on_failure or (lambda: None)
+        # Counters are written only while the flow still holds its output lease.
+        self.fence = Fence()
 
     def publish(self, counters: Sequence[LiveCounter], now_ms: int) -> None:
         """Write the absolute values of ``counters`` (``updated_ms``: ``now_ms``), in chunks.
@@ -119,7 +127,7 @@ class LiveUsageWriter:
             chunk = counters[start : start + PUBLISH_CHUNK]
 
             def write(chunk: Sequence[LiveCounter] = chunk) -> object:
-                keys: list[str] = []
+                keys = [lease_key(prefix)]
                 lines: list[str] = []
                 clock_ms = self._clock.now_ms()
                 for c in chunk:
@@ -136,9 +144,10 @@ class LiveUsageWriter:
                     )
                 if not lines:
                     return 0
-                return self._publish(keys=keys, args=[now_ms, "\n".join(lines)])
+                return self._publish(keys=keys, args=[self.fence.token, now_ms, "\n".join(lines)])
 
-            _with_retry(write, "publish live usage", self.on_failure)
+            if _with_retry(write, "publish live usage", self.on_failure) == -1:
+                self.fence.lost(f"Redis refused {len(chunk)} live counters")
 
     def quota_sent(self, event_id: str) -> bool:
         """Whether a quota event was produced already (by this flow, before a restart)."""
