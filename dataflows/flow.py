@@ -29,10 +29,10 @@ from dataflows.shutdown import StopRequest
 from dataflows.sources import Batch
 from dataflows.stats import RunStats
 from operators.idempotency import IdempotencyStore
-from operators.model import Event, RatedWindow, Rejection
+from operators.model import RatedWindow, Rejection
 from operators.parse import BatchParser, ParsedBatch, ParserConfig
 from operators.shard import ShardState
-from operators.sharding import shard_of
+from operators.sharding import ShardSplitter
 from operators.windowing import PartitionKey, WindowConfig
 
 
@@ -134,22 +134,14 @@ def build_flow(
 
 
 def _splitter(shards: int) -> Callable[[tuple[PartitionKey, ParsedBatch]], list[Any]]:
-    cache: dict[str, str] = {}
+    splitter = ShardSplitter(shards)
 
     def split(item: tuple[PartitionKey, ParsedBatch]) -> list[tuple[str, ShardBatch]]:
         partition, parsed = item
-        groups: dict[str, list[Event]] = {str(s): [] for s in range(shards)}
-        for event in parsed.events:
-            key = cache.get(event.tenant)
-            if key is None:
-                key = shard_of(event.tenant, shards)
-                if len(cache) < 1_000_000:
-                    cache[event.tenant] = key
-            groups[key].append(event)
         # Every shard hears of every batch, so each knows how far the partition got.
         return [
-            (key, ShardBatch(partition, parsed.max_time_ms, events))
-            for key, events in groups.items()
+            (key, ShardBatch(partition, parsed.max_time_ms, part.events, part.progress_ms))
+            for key, part in splitter.split(parsed.events).items()
         ]
 
     return split

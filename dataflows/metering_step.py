@@ -25,8 +25,8 @@ from dataflows.stats import RunStats
 from operators.idempotency import ClaimStatus, IdempotencyStore
 from operators.live_usage import LiveCounter, QuotaEvent
 from operators.model import Event, RatedWindow, Rejection, WindowKind, WindowUsage
-from operators.shard import ShardState
-from operators.windowing import NO_WATERMARK, Lateness, PartitionKey
+from operators.shard import Screened, ShardState
+from operators.windowing import NO_WATERMARK, PartitionKey
 
 
 class Admitted(NamedTuple):
@@ -59,12 +59,14 @@ class ShardBatch(NamedTuple):
 
     ``max_time_ms`` is the latest accepted event time of the whole input batch:
     every shard learns how far the input partition has progressed, even from
-    batches that carry none of its tenants.
+    batches that carry none of its tenants. ``progress_ms`` has, for each of
+    ``events``, how far it had got at that event (see operators.sharding).
     """
 
     partition: PartitionKey
     max_time_ms: int | None
     events: list[Event]
+    progress_ms: list[int]
 
 
 @dataclass(frozen=True)
@@ -116,10 +118,8 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
         now_ms = self._ctx.clock.now_ms()
         out: list[Output] = []
         for batch in values:
-            screened = state.screen(batch.events, now_ms)
-            fresh, durable_duplicates = self._claim(screened.fresh)
-            # Only late events that were counted: Redis may have found some to be duplicates.
-            late = screened.late if not durable_duplicates else self._late(fresh)
+            screened = state.screen(batch.partition, batch.events, batch.progress_ms, now_ms)
+            fresh, durable_duplicates, late = self._claim(screened)
             state.admit(fresh, self._ctx.pricing if self._ctx.live_usage else None)
             if fresh and self._ctx.event_log:
                 out.append(Admitted(fresh, now_ms))
@@ -158,22 +158,27 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
             for event in quota_events:
                 metrics.quota_events.labels(event.kind).inc()
 
-    def _late(self, events: list[Event]) -> int:
-        """How many of ``events`` are late (the watermark moves only after the batch)."""
-        lateness = self._state.windows.lateness
-        return sum(lateness(e.time_ms) is Lateness.LATE for e in events)
+    def _claim(self, screened: Screened) -> tuple[list[Event], int, int]:
+        """Ask the durable store; keep NEW and REPLAY (our own message again).
 
-    def _claim(self, events: list[Event]) -> tuple[list[Event], int]:
-        """Ask the durable store; keep NEW and REPLAY (our own message again)."""
+        Returns the kept events, the durable duplicates and how many kept events
+        are late (only late events that were counted).
+        """
+        events = screened.fresh
         store = self._ctx.idempotency
         if store is None or not events:
-            return events, 0
+            return events, 0, screened.late
         started = time.perf_counter()
         statuses = store.claim(self._state.claims(events))
         if self._ctx.metrics is not None:
             self._ctx.metrics.redis_seconds.labels("claim").observe(time.perf_counter() - started)
-        kept = [e for e, status in zip(events, statuses, strict=True) if status != DUPLICATE]
-        return kept, len(events) - len(kept)
+        kept: list[Event] = []
+        late = 0
+        for event, is_late, status in zip(events, screened.fresh_late, statuses, strict=True):
+            if status != DUPLICATE:
+                kept.append(event)
+                late += is_late
+        return kept, len(events) - len(kept), late
 
     def on_notify(self) -> tuple[Iterable[Output], bool]:
         out: list[Output] = []

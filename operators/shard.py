@@ -27,9 +27,13 @@ class IncompatibleStateError(ValueError):
 
 @dataclass(slots=True)
 class Screened:
-    """Outcome of screening a batch against this shard's state."""
+    """Outcome of screening a batch against this shard's state.
+
+    ``late`` counts the LATE events among ``fresh``; ``fresh_late`` says which.
+    """
 
     fresh: list[Event] = field(default_factory=list)
+    fresh_late: list[bool] = field(default_factory=list)
     too_late: list[Rejection] = field(default_factory=list)
     duplicates: int = 0
     late: int = 0
@@ -130,17 +134,30 @@ class ShardState:
         """Called when the flow starts or restarts: start the quiet-time clocks."""
         self.windows.resume(now_s)
 
-    def screen(self, events: Sequence[Event], now_ms: int) -> Screened:
-        """Drop in-state duplicates, reject too-late events, keep the rest (in order)."""
+    def screen(
+        self,
+        partition: PartitionKey,
+        events: Sequence[Event],
+        progress_ms: Sequence[int],
+        now_ms: int,
+    ) -> Screened:
+        """Drop in-state duplicates, reject too-late events, keep the rest (in order).
+
+        ``events`` come from one batch of ``partition``; ``progress_ms[i]`` is the
+        latest event time of that batch up to and including ``events[i]`` (all
+        tenants'), so each event is judged by how far its partition had got.
+        """
         result = Screened()
         lateness = self.windows.lateness
         add = self.dedup.add
-        fresh = result.fresh
+        fresh, fresh_late = result.fresh, result.fresh_late
         seen = self.dedup.__contains__
-        for event in events:
+        before = self.windows.progress(partition)
+        for event, progress in zip(events, progress_ms, strict=True):
             key = event.idempotency_key
-            status = lateness(event.time_ms)
-            # A copy of a counted event is a duplicate even when it comes too late.
+            status = lateness(event.time_ms, max(before, progress))
+            # A copy of a counted event is a duplicate even when it comes too late
+            # (while its key is remembered: see the README on lateness).
             if status is Lateness.TOO_LATE:
                 if seen(key):
                     result.duplicates += 1
@@ -150,9 +167,10 @@ class ShardState:
             if not add(key, event.time_ms):
                 result.duplicates += 1
                 continue
-            if status is Lateness.LATE:
-                result.late += 1
+            is_late = status is Lateness.LATE
+            result.late += is_late
             fresh.append(event)
+            fresh_late.append(is_late)
         return result
 
     def admit(self, events: Sequence[Event], pricing: PricingCatalog | None = None) -> None:
@@ -176,7 +194,8 @@ class ShardState:
         if partition is not None:
             self.windows.observe(partition, max_time_ms, now_s)
         out = self.windows.advance(now_s)
-        self.dedup.expire(self.windows.watermark)
+        # Keys stay while a lagging partition can still send an accepted copy.
+        self.dedup.expire(self.windows.slowest_progress())
         return out
 
     def close_all(self) -> list[WindowUsage]:
@@ -189,8 +208,9 @@ class ShardState:
         """Price window revisions against their billing periods, then forget settled periods."""
         rated = [self.ledger.rate(usage, pricing, now_ms) for usage in usages]
         config = self.windows.config
-        # A period's last window can change until its end plus the settlement horizon.
-        done_before = self.windows.watermark - config.size_ms - config.settlement_ms
+        # A period's last window can change until the slowest input partition has
+        # passed its end plus the settlement horizon.
+        done_before = self.windows.slowest_progress() - config.size_ms - config.settlement_ms
         self.ledger.expire(done_before)
         self.live.expire(done_before)
         return rated

@@ -1,19 +1,35 @@
 """Event-time tumbling windows with grace, idle close, adjustments and settlement.
 
-The watermark is driven by event time only: for each input partition the
-latest event time seen, and the watermark is the minimum over partitions that
-delivered within ``idle_timeout`` (a lagging partition holds it back, so its
-events are not marked late because another partition ran ahead). Wall-clock
-time enters in one place: when every partition has been quiet for
-``idle_timeout``, the watermark moves on by the quiet time, so quiet inputs
-still close their windows. Wall-clock marks are not part of the snapshot: after
-a restart the quiet time counts from the restart, so downtime never makes
-events late.
+Two clocks, kept apart:
 
-A window [start, start + size) closes when the watermark reaches
-``end + grace``. An event for a closed window is folded into the settled
-window and emitted as an ``adjustment`` revision, until the watermark reaches
-``end + settlement``; after that the event is too late.
+* **Lateness is judged per input partition, event by event.** An event is
+  judged against its own partition's progress: the latest event time of that
+  partition up to and including the event (earlier batches, and earlier events
+  of its own batch, whichever shard their tenants belong to). Its window
+  [start, end) is OPEN if ``end + grace`` is ahead of that progress, LATE
+  (an adjustment) if ``end + settlement`` is, else TOO_LATE. The progress is
+  a function of the partition's content alone, so the decision does not depend
+  on how partitions were scheduled, how many workers or processes read them,
+  where batches were cut, the wall clock, or restarts (the progress is part of
+  the snapshot, taken with the input offsets; a fresh flow from offset 0
+  computes it again).
+* **The watermark decides when windows close.** It is the minimum, over input
+  partitions that delivered within ``idle_timeout``, of their progress (a
+  lagging partition holds it back). When every partition has been quiet for
+  ``idle_timeout`` it moves on by the quiet time, so quiet inputs still close
+  their windows. Wall-clock marks are not part of the snapshot: after a
+  restart the quiet time counts from the restart. A window [start, start +
+  size) closes when the watermark reaches ``end + grace``; an event for a
+  closed window is folded into the settled window and emitted as an
+  ``adjustment`` revision. So whether a revision is a ``window`` or an
+  ``adjustment`` can follow scheduling; which events it contains cannot.
+
+A settled window is forgotten only once the slowest input partition (every
+one the source names, and any other that delivered) has passed ``end +
+settlement``: until then some partition could still send an event for it,
+and a window made again would restart its revisions. The cost is memory: a
+lagging partition keeps every settled window since its progress, and a
+partition that never delivers an event keeps them all.
 """
 
 from __future__ import annotations
@@ -34,7 +50,7 @@ NO_WATERMARK = -(2**62)
 
 
 class Lateness(IntEnum):
-    """Where an event's window stands relative to the watermark."""
+    """Where an event's window stands relative to its input partition's progress."""
 
     OPEN = 0
     LATE = 1
@@ -60,7 +76,7 @@ class WindowConfig:
 
 
 class WindowStore:
-    """Open and settled windows of one shard, with their watermark."""
+    """Open and settled windows of one shard, its input partitions' progress and watermark."""
 
     def __init__(
         self,
@@ -100,14 +116,34 @@ class WindowStore:
         """Start of the tumbling window that holds ``time_ms`` (epoch-aligned)."""
         return time_ms - time_ms % self.config.size_ms
 
-    def lateness(self, time_ms: int) -> Lateness:
-        """Whether an event at ``time_ms`` goes to an open window, a settled one, or nowhere."""
+    def lateness(self, time_ms: int, progress_ms: int) -> Lateness:
+        """Whether an event at ``time_ms`` is on time, late or too late.
+
+        ``progress_ms`` is the latest event time its input partition has reached
+        (the event included); see the module docstring.
+        """
         end = time_ms - time_ms % self.config.size_ms + self.config.size_ms
-        if end + self.config.grace_ms > self.watermark:
+        if end + self.config.grace_ms > progress_ms:
             return Lateness.OPEN
-        if end + self.config.settlement_ms > self.watermark:
+        if end + self.config.settlement_ms > progress_ms:
             return Lateness.LATE
         return Lateness.TOO_LATE
+
+    def progress(self, partition: PartitionKey) -> int:
+        """Latest event time ``partition`` delivered in earlier batches (NO_WATERMARK: none)."""
+        return self.partition_max.get(partition, NO_WATERMARK)
+
+    def slowest_progress(self) -> int:
+        """The least progress over every input partition, named up front or seen.
+
+        No partition can still send an event that is not too late for a window
+        that ended ``settlement`` before it, so state about such windows can go.
+        """
+        latest = self.partition_max
+        partitions = self.expected_partitions.union(latest)
+        if not partitions:
+            return NO_WATERMARK
+        return min(latest.get(p, NO_WATERMARK) for p in partitions)
 
     def fold(self, event: Event) -> None:
         """Add an accepted, deduplicated, not-too-late event to its window."""
@@ -247,6 +283,9 @@ class WindowStore:
         self.dirty.clear()
 
     def _drop_settled(self) -> None:
+        # Not by the watermark: it can run ahead of a lagging partition, whose
+        # events may still be on time or late for these windows.
         horizon = self.config.size_ms + self.config.settlement_ms
-        for start in [s for s in self.settled if s + horizon <= self.watermark]:
+        slowest = self.slowest_progress()
+        for start in [s for s in self.settled if s + horizon <= slowest]:
             del self.settled[start]

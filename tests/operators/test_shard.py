@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import pickle
 from decimal import Decimal
 
@@ -12,8 +13,8 @@ from hypothesis import strategies as st
 from config.meters import Aggregation
 from config.pricing import PricingCatalog
 from operators.model import Event, Reason, WindowKind, WindowUsage
-from operators.shard import IncompatibleStateError, ShardState
-from operators.windowing import WindowConfig
+from operators.shard import IncompatibleStateError, Screened, ShardState
+from operators.windowing import PartitionKey, WindowConfig
 from tests.operators.conftest import make_event
 
 SIZE = 1_000
@@ -33,11 +34,17 @@ def new_shard() -> ShardState:
     )
 
 
+def screen(shard: ShardState, events: list[Event], partition: PartitionKey = P0) -> Screened:
+    """Screen ``events`` as one whole batch of ``partition``."""
+    progress = list(itertools.accumulate((e.time_ms for e in events), max))
+    return shard.screen(partition, events, progress, NOW_MS)
+
+
 def run_batch(
     shard: ShardState, events: list[Event], now_s: float = 0.0
 ) -> tuple[list[Event], int, int]:
     """Screen, admit and finish one batch; return (fresh, duplicates, too_late count)."""
-    screened = shard.screen(events, NOW_MS)
+    screened = screen(shard, events)
     shard.admit(screened.fresh)
     max_time = max((e.time_ms for e in events), default=None)
     shard.finish(P0, max_time, now_s)
@@ -48,7 +55,7 @@ def test_fresh_events_are_admitted_and_emitted_when_the_window_closes() -> None:
     shard = new_shard()
     events = [make_event(1_100, Decimal(2)), make_event(1_500, Decimal(3))]
 
-    screened = shard.screen(events, NOW_MS)
+    screened = screen(shard, events)
     shard.admit(screened.fresh)
     assert shard.finish(P0, 1_500, 0.0) == []
     rows = shard.finish(P0, 2_000 + GRACE, 1.0)
@@ -66,7 +73,7 @@ def test_duplicates_within_a_batch_are_counted_and_dropped() -> None:
     copy = make_event(1_100, Decimal(2), event_id="evt-1", offset=1)
     other = make_event(1_200, Decimal(3), event_id="evt-2", offset=2)
 
-    screened = shard.screen([first, copy, other], NOW_MS)
+    screened = screen(shard, [first, copy, other])
 
     assert screened.fresh == [first, other]
     assert screened.duplicates == 1
@@ -77,7 +84,7 @@ def test_duplicates_across_batches_are_counted_once_in_the_window() -> None:
     event = make_event(1_100, Decimal(2), event_id="evt-1")
     run_batch(shard, [event])
 
-    screened = shard.screen([make_event(1_100, Decimal(2), event_id="evt-1", offset=9)], NOW_MS)
+    screened = screen(shard, [make_event(1_100, Decimal(2), event_id="evt-1", offset=9)])
     shard.admit(screened.fresh)
 
     assert screened.fresh == []
@@ -90,7 +97,7 @@ def test_idempotency_key_is_source_and_id() -> None:
     a = make_event(1_100, event_id="evt-1")
     b = a._replace(source="other-gateway")
 
-    assert shard.screen([a, b], NOW_MS).duplicates == 0
+    assert screen(shard, [a, b]).duplicates == 0
 
 
 def test_late_events_are_fresh_counted_and_adjust_the_window() -> None:
@@ -98,7 +105,7 @@ def test_late_events_are_fresh_counted_and_adjust_the_window() -> None:
     run_batch(shard, [make_event(1_100, Decimal(2), event_id="a")])
     shard.finish(P0, 2_000 + GRACE, 1.0)
 
-    screened = shard.screen([make_event(1_200, Decimal(5), event_id="b")], NOW_MS)
+    screened = screen(shard, [make_event(1_200, Decimal(5), event_id="b")])
     shard.admit(screened.fresh)
     rows = shard.finish(P0, None, 2.0)
 
@@ -114,7 +121,7 @@ def test_too_late_events_become_rejections_that_keep_the_original_message() -> N
     shard.finish(P0, 2_000 + SETTLEMENT, 0.0)
     event = make_event(1_999, Decimal(4), event_id="evt-old", offset=42, partition=3)
 
-    screened = shard.screen([event], NOW_MS)
+    screened = screen(shard, [event])
 
     assert screened.fresh == []
     assert len(screened.too_late) == 1
@@ -135,7 +142,7 @@ def test_one_ms_before_the_settlement_horizon_is_still_late_not_too_late() -> No
     shard = new_shard()
     shard.finish(P0, 2_000 + SETTLEMENT - 1, 0.0)
 
-    screened = shard.screen([make_event(1_999)], NOW_MS)
+    screened = screen(shard, [make_event(1_999)])
 
     assert (len(screened.fresh), screened.late, screened.too_late) == (1, 1, [])
 
@@ -146,7 +153,7 @@ def test_a_copy_after_the_key_expired_is_too_late_not_counted_twice() -> None:
     shard.finish(P0, 2_000 + SETTLEMENT, 1.0)
     assert "4:acme7:gatewayevt-1" not in shard.dedup
 
-    screened = shard.screen([make_event(1_100, Decimal(2), event_id="evt-1")], NOW_MS)
+    screened = screen(shard, [make_event(1_100, Decimal(2), event_id="evt-1")])
 
     assert screened.fresh == []
     assert len(screened.too_late) == 1
@@ -188,7 +195,7 @@ def test_every_event_is_fresh_duplicate_or_too_late_and_counted_once(
             make_event(number * 250, Decimal(1), event_id=f"evt-{number}", offset=i)
             for i, number in enumerate(batch)
         ]
-        screened = shard.screen(events, NOW_MS)
+        screened = screen(shard, events)
 
         assert len(screened.fresh) + screened.duplicates + len(screened.too_late) == len(events)
         assert screened.late <= len(screened.fresh)
@@ -216,7 +223,7 @@ def test_the_same_source_and_id_under_two_tenants_are_two_events() -> None:
         make_event(1_100, Decimal(1), event_id="evt-1", tenant="globex", offset=1),
     ]
 
-    screened = shard.screen(events, NOW_MS)
+    screened = screen(shard, events)
 
     assert (len(screened.fresh), screened.duplicates) == (2, 0)
 
@@ -230,7 +237,7 @@ def test_a_too_late_copy_of_a_counted_event_is_a_duplicate() -> None:
     run_batch(shard, [make_event(1_100, Decimal(2), event_id="evt-1")])
     shard.finish(P0, 2_000 + SETTLEMENT, 1.0)  # the window is now settled for good
 
-    screened = shard.screen([make_event(1_100, Decimal(2), event_id="evt-1", offset=9)], NOW_MS)
+    screened = screen(shard, [make_event(1_100, Decimal(2), event_id="evt-1", offset=9)])
 
     assert (screened.duplicates, screened.too_late) == (1, [])
 
@@ -309,7 +316,7 @@ def test_an_event_after_a_restart_with_another_grace_lands_in_its_window(
 
 
 def run_batch_rows(shard: ShardState, events: list[Event]) -> list[WindowUsage]:
-    screened = shard.screen(events, NOW_MS)
+    screened = screen(shard, events)
     shard.admit(screened.fresh)
     return shard.finish(P0, None, 2.0)
 

@@ -11,6 +11,7 @@ quota level reached must be announced exactly once.
 
 from __future__ import annotations
 
+import itertools
 import pickle
 from collections import defaultdict
 from dataclasses import dataclass
@@ -84,6 +85,8 @@ PRICING = PricingCatalog(
     },
 )
 TENANTS = ("acme", "globex")
+# The input partitions, named up front as every source of ours does.
+PARTITIONS = [("usage", p) for p in range(3)]
 
 # Event times: around the month boundary, on the oldest accepted day, far ahead.
 TIMES = st.one_of(
@@ -138,7 +141,7 @@ class Driver:
     """Plays MeteringLogic's part: what it emits, and what was accepted."""
 
     def __init__(self) -> None:
-        self.shard = ShardState(CONFIG, AGGREGATIONS, CONFIG.settlement_ms, "test")
+        self.shard = ShardState(CONFIG, AGGREGATIONS, CONFIG.settlement_ms, "test", PARTITIONS)
         self.shard.resume(0.0)
         self.now_s = 0.0
         self.offset = 0
@@ -149,12 +152,13 @@ class Driver:
 
     def batch(self, partition: int, events: list[Event], took_s: float) -> None:
         shard = self.shard
-        screened = shard.screen(events, RATED_AT_MS)
+        progress = list(itertools.accumulate((e.time_ms for e in events), max))
+        screened = shard.screen(("usage", partition), events, progress, RATED_AT_MS)
         assert len(screened.fresh) + screened.duplicates + len(screened.too_late) == len(events)
         shard.admit(screened.fresh, PRICING)
         self.accepted += screened.fresh
         self.now_s += took_s
-        max_time = max((e.time_ms for e in events), default=None)
+        max_time = progress[-1] if progress else None
         self.rate(shard.finish(("usage", partition), max_time, self.now_s))
 
     def quiet(self, seconds: float) -> None:

@@ -153,7 +153,7 @@ def test_watermark_starts_unset_and_everything_is_open() -> None:
     store = new_store()
 
     assert store.watermark == NO_WATERMARK
-    assert store.lateness(0) is Lateness.OPEN
+    assert store.lateness(0, store.progress(A)) is Lateness.OPEN
     assert store.advance(0.0) == []
 
 
@@ -200,7 +200,7 @@ def test_windows_close_in_time_order() -> None:
 
 
 @pytest.mark.parametrize(
-    ("watermark", "lateness", "next_window"),
+    ("progress", "lateness", "next_window"),
     [
         (2_000 + GRACE - 1, Lateness.OPEN, Lateness.OPEN),
         (2_000 + GRACE, Lateness.LATE, Lateness.OPEN),
@@ -208,14 +208,13 @@ def test_windows_close_in_time_order() -> None:
         (2_000 + SETTLEMENT, Lateness.TOO_LATE, Lateness.LATE),
     ],
 )
-def test_lateness_boundaries(watermark: int, lateness: Lateness, next_window: Lateness) -> None:
+def test_lateness_boundaries(progress: int, lateness: Lateness, next_window: Lateness) -> None:
     store = new_store()
-    tick(store, watermark)
 
     # Every time in [1000, 2000) shares the window and so the verdict; 2000 is the next window.
-    assert store.lateness(1_000) is lateness
-    assert store.lateness(1_999) is lateness
-    assert store.lateness(2_000) is next_window
+    assert store.lateness(1_000, progress) is lateness
+    assert store.lateness(1_999, progress) is lateness
+    assert store.lateness(2_000, progress) is next_window
 
 
 def test_late_events_produce_cumulative_adjustments() -> None:
@@ -224,7 +223,7 @@ def test_late_events_produce_cumulative_adjustments() -> None:
     fold(store, 1_200, "7")
     assert tick(store, 2_000 + GRACE) == [usage(1_000, "12", 2)]
 
-    assert store.lateness(1_500) is Lateness.LATE
+    assert store.lateness(1_500, store.progress(A)) is Lateness.LATE
     fold(store, 1_500, "3")
     assert tick(store, 2_300) == [usage(1_000, "15", 3, WindowKind.ADJUSTMENT, previous="12")]
 
@@ -244,7 +243,7 @@ def test_no_adjustment_without_late_events() -> None:
 def test_late_event_for_a_window_that_never_had_data_starts_from_zero() -> None:
     store = new_store()
     tick(store, 2_000 + GRACE)
-    assert store.lateness(500) is Lateness.LATE
+    assert store.lateness(500, store.progress(A)) is Lateness.LATE
 
     fold(store, 500, "4")
     rows = tick(store, 2_000 + GRACE)
@@ -290,7 +289,7 @@ def test_settled_windows_are_dropped_at_the_settlement_horizon() -> None:
 
     tick(store, 2_000 + SETTLEMENT)
     assert 1_000 not in store.settled
-    assert store.lateness(1_100) is Lateness.TOO_LATE
+    assert store.lateness(1_100, store.progress(A)) is Lateness.TOO_LATE
 
 
 # --- per-partition watermark ------------------------------------------------------------------
@@ -304,7 +303,9 @@ def test_watermark_is_the_minimum_over_partitions() -> None:
     store.observe(B, 1_100, 0.0)
     assert store.advance(0.0) == []
     assert store.watermark == 1_100
-    assert store.lateness(1_500) is Lateness.OPEN
+    # Lateness is the partition's own: on time from the lagging one, too late from the other.
+    assert store.lateness(1_500, store.progress(B)) is Lateness.OPEN
+    assert store.lateness(1_500, store.progress(A)) is Lateness.TOO_LATE
 
     rows = tick(store, 2_000 + GRACE, 1.0, partition=B)
     assert rows == [usage(1_000, "1", 1)]
@@ -513,12 +514,14 @@ def test_downtime_after_resume_does_not_make_events_late() -> None:
 
     assert rows == []
     assert restored.watermark == 4_600
-    assert restored.lateness(4_600) is Lateness.OPEN
-    assert restored.lateness(3_999) is Lateness.LATE  # closed before, still not too late
+    assert restored.lateness(4_600, restored.progress(A)) is Lateness.OPEN
+    # Closed before, still not too late.
+    assert restored.lateness(3_999, restored.progress(A)) is Lateness.LATE
 
 
-def test_live_store_quiet_for_the_same_time_would_close_everything() -> None:
-    # The contrast to the resume contract: real quiet time does advance the watermark.
+def test_live_store_quiet_for_the_same_time_closes_everything_but_makes_nothing_late() -> None:
+    # The contrast to the resume contract: real quiet time does advance the watermark,
+    # which closes windows; lateness follows event time only.
     store = new_store()
     fold(store, 4_100)
     tick(store, 4_500, 100.0)
@@ -526,7 +529,8 @@ def test_live_store_quiet_for_the_same_time_would_close_everything() -> None:
     rows = store.advance(100.0 + 86_400.0)
 
     assert rows == [usage(4_000, "1", 1)]
-    assert store.lateness(4_600) is Lateness.TOO_LATE
+    assert store.lateness(4_600, store.progress(A)) is Lateness.OPEN
+    assert 4_000 in store.settled  # partition A can still revise it
 
 
 def test_quiet_time_counts_from_resume() -> None:
@@ -583,7 +587,9 @@ STEP: st.SearchStrategy[tuple[str, Any, list[tuple[int, int, str]]]] = st.one_of
 def test_highest_revisions_add_up_to_every_event_that_was_not_too_late(
     steps: list[tuple[str, object, list[tuple[int, int, str]]]],
 ) -> None:
-    store = new_store()
+    # Both partitions named up front, as every source of ours does.
+    store = WindowStore(CONFIG, AGGREGATIONS, expected_partitions=[A, B])
+    store.resume(0.0)
     now_s = 0.0
     rows: list[WindowUsage] = []
     expected_sum: dict[tuple[int, str], int] = defaultdict(int)
@@ -595,10 +601,12 @@ def test_highest_revisions_add_up_to_every_event_that_was_not_too_late(
             now_s += arg  # type: ignore[operator]
             rows += store.advance(now_s)
             continue
+        progress = store.progress(arg)  # type: ignore[arg-type]
         for time_ms, value, tenant in events:
             end = time_ms - time_ms % SIZE + SIZE
-            too_late = end + SETTLEMENT <= store.watermark
-            assert (store.lateness(time_ms) is Lateness.TOO_LATE) == too_late
+            progress = max(progress, time_ms)
+            too_late = end + SETTLEMENT <= progress
+            assert (store.lateness(time_ms, progress) is Lateness.TOO_LATE) == too_late
             if too_late:
                 continue
             serial += 1
@@ -653,7 +661,7 @@ def test_an_expected_partition_holds_the_watermark_until_it_delivers() -> None:
     fold(store, 100)
     assert tick(store, 50_000, now_s=1.0, partition=A) == []
     assert store.watermark == NO_WATERMARK
-    assert store.lateness(150) is Lateness.OPEN
+    assert store.lateness(150, store.progress(B)) is Lateness.OPEN
 
     fold(store, 120)
     closed = tick(store, 40_000, now_s=2.0, partition=B)
