@@ -110,6 +110,10 @@ _WINDOW_COLUMNS = (
     "plan_id",
     "price_version",
     "emitted_at",
+    "incarnation",
+    "aggregation",
+    "latest_ms",
+    "distinct_values",
 )
 
 _EVENT_COLUMNS = (
@@ -422,6 +426,10 @@ def _window_row(w: RatedWindow) -> list[Any]:
         w.plan_id,
         w.price_version,
         w.emitted_at_ms,
+        w.incarnation,
+        w.aggregation,
+        w.latest_ms,
+        sorted(w.distinct_values),
     ]
 
 
