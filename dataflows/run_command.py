@@ -53,6 +53,7 @@ from sinks.clickhouse import (
 )
 from sinks.clickhouse_reports import window_totals
 from sinks.clickhouse_schema import migrate
+from sinks.clickhouse_seeds import StoredPeriods
 from sinks.kafka_dead_letters import ConfirmedProducer, DeadLetterError, DeadLetterProducer
 from sinks.redis_idempotency import IdempotencyError, IdempotencyUnavailable, RedisIdempotencyStore
 from sinks.redis_live_writer import LiveUsageWriter
@@ -226,6 +227,24 @@ def recovery_config(settings: Settings) -> RecoveryConfig | None:
     return RecoveryConfig(r.directory, timedelta(milliseconds=r.backup_interval))
 
 
+def seed_reader(settings: Settings, spec: FlowSpec) -> StoredPeriods | None:
+    """Where shards read the stored usage of the billing periods they meet first.
+
+    None in a chDB cluster's other processes: only the primary may open chDB,
+    so their shards start their periods from zero (use a ClickHouse server).
+    """
+    ch = settings.clickhouse
+    dsn = ch.dsn.get_secret_value()
+    if not settings.flow.is_primary and dsn.lower().startswith("chdb:"):
+        log.warning(
+            "chDB in a cluster: this process cannot read the stored usage of billing periods, "
+            "so a restart without recovery prices its periods from zero; use a ClickHouse server"
+        )
+        return None
+    aggregations = {m.slug: m.aggregation for m in spec.meters.meters}
+    return StoredPeriods(dsn, ch.database, aggregations)
+
+
 INSTANCE_FILE = "meterwax-instance"
 # Exit code when a sink or Redis failed for good: the run stopped, input not acknowledged.
 STOPPED = 3
@@ -344,6 +363,7 @@ def run(settings: Settings, *, progress: bool, as_json: bool, clock: Clock = SYS
         instance=instance,
         clock=clock,
     )
+    spec = replace(spec, seeds=seed_reader(settings, spec))
 
     def open_writer() -> ClickHouseWriter:
         return ClickHouseWriter(

@@ -51,9 +51,13 @@ class ShardState:
         dedup_horizon_ms: int,
         instance: str,
         expected_partitions: Iterable[PartitionKey] = (),
+        *,
+        incarnation: str = "",
     ) -> None:
         self.windows = WindowStore(window, aggregations, expected_partitions)
-        self.ledger = PeriodLedger(aggregations, instance)
+        # Rows of one incarnation replace each other (highest revision wins); those of
+        # several combine (see operators.contributions).
+        self.ledger = PeriodLedger(aggregations, incarnation)
         self.live = LiveUsage(aggregations)
         self.dedup = DedupState(dedup_horizon_ms, bucket_ms=window.size_ms)
         # Names the flow in durable idempotency claims: the same after a restart
