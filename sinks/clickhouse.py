@@ -497,7 +497,7 @@ class UsageTotal:
 
 @dataclass(frozen=True, slots=True)
 class WindowRow:
-    """One window's latest revision, as ``window_usage`` reports it."""
+    """One window's value (its incarnations combined), as ``window_usage`` reports it."""
 
     tenant: str
     meter: str
