@@ -21,6 +21,7 @@ from dataflows.metering_step import (
     LiveUpdate,
     MeteringLogic,
     Output,
+    SeedReader,
     ShardBatch,
     StepContext,
 )
@@ -57,6 +58,8 @@ class FlowSpec:
     stop: StopRequest = field(default_factory=StopRequest)
     # What "now" is: arrival and emission times, the future-skew check, live counters.
     clock: Clock = SYSTEM_CLOCK
+    # Seeds billing periods from what other flow incarnations stored (None: no seeding).
+    seeds: SeedReader | None = None
 
 
 def build_flow(
@@ -84,9 +87,17 @@ def build_flow(
     # Sources of ours name their partitions up front; others are learnt as they deliver.
     list_partitions = getattr(source, "input_partitions", None)
     partitions: list[PartitionKey] = list_partitions() if list_partitions else []
+    # Without a durable idempotency layer nothing stops two incarnations counting one
+    # event: every run is then the same incarnation, and a rerun rewrites its windows.
+    incarnation = spec.instance if spec.idempotency is not None else ""
     context = StepContext(
         new_state=lambda: ShardState(
-            spec.window, aggregations, spec.dedup_horizon_ms, spec.instance, partitions
+            spec.window,
+            aggregations,
+            spec.dedup_horizon_ms,
+            spec.instance,
+            partitions,
+            incarnation=incarnation,
         ),
         reconfigure=lambda state: state.reconfigure(
             spec.window, aggregations, spec.dedup_horizon_ms, partitions, spec.pricing
@@ -101,6 +112,7 @@ def build_flow(
         metrics=metrics,
         stop=spec.stop,
         clock=spec.clock,
+        seeds=spec.seeds if incarnation else None,
     )
     clock = spec.clock
 

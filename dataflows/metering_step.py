@@ -9,7 +9,7 @@ from __future__ import annotations
 import pickle
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
@@ -22,9 +22,11 @@ from dataflows.metrics import LATENCY_SAMPLES_PER_BATCH as SAMPLES
 from dataflows.metrics import Metrics, sample
 from dataflows.shutdown import StopRequest
 from dataflows.stats import RunStats
+from operators.contributions import Contribution
 from operators.idempotency import ClaimStatus, IdempotencyStore
 from operators.live_usage import LiveCounter, QuotaEvent
 from operators.model import Event, RatedWindow, Rejection, WindowKind, WindowUsage
+from operators.period_rating import PeriodKey, PeriodRef
 from operators.shard import Screened, ShardState
 from operators.windowing import NO_WATERMARK, PartitionKey
 
@@ -49,6 +51,8 @@ class LiveUpdate(NamedTuple):
 
 
 Output = RatedWindow | Rejection | Admitted | LiveUpdate
+# (own incarnation, periods) -> what other incarnations stored for them.
+SeedReader = Callable[[str, Sequence[PeriodRef]], Mapping[PeriodKey, Contribution]]
 DUPLICATE = ClaimStatus.DUPLICATE
 # Arrival samples kept for one live update, however many batches it covers.
 MAX_ARRIVAL_SAMPLES = 256
@@ -88,6 +92,8 @@ class StepContext:
     # A stop signal ends the input without it having ended for good.
     stop: StopRequest = field(default_factory=StopRequest)
     clock: Clock = SYSTEM_CLOCK
+    # Reads the stored usage of billing periods a shard meets for the first time.
+    seeds: SeedReader | None = None
 
 
 class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
@@ -120,6 +126,8 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
         for batch in values:
             screened = state.screen(batch.partition, batch.events, batch.progress_ms, now_ms)
             fresh, durable_duplicates, late = self._claim(screened)
+            if fresh and self._ctx.seeds is not None:
+                self._seed(fresh)
             state.admit(fresh, self._ctx.pricing if self._ctx.live_usage else None)
             if fresh and self._ctx.event_log:
                 out.append(Admitted(fresh, now_ms))
@@ -157,6 +165,13 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
         if metrics is not None:
             for event in quota_events:
                 metrics.quota_events.labels(event.kind).inc()
+
+    def _seed(self, events: list[Event]) -> None:
+        """Seed the periods ``events`` are the first of, from what other incarnations stored."""
+        state, pricing, read = self._state, self._ctx.pricing, self._ctx.seeds
+        periods = state.unseeded(events, pricing)
+        if periods and read is not None:
+            state.seed(periods, read(state.ledger.incarnation, periods), pricing)
 
     def _claim(self, screened: Screened) -> tuple[list[Event], int, int]:
         """Ask the durable store; keep NEW and REPLAY (our own message again).
