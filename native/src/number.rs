@@ -228,7 +228,7 @@ impl Decimal {
 }
 
 /// Whether JSON number text has only an integer part (no fraction, no exponent).
-pub fn is_integer_text(text: &str) -> bool {
+fn is_integer_text(text: &str) -> bool {
     !text.bytes().any(|b| matches!(b, b'.' | b'e' | b'E'))
 }
 
@@ -241,65 +241,6 @@ pub fn reads_as_int(text: &str) -> bool {
         } else {
             text.parse::<u64>().is_ok()
         }
-}
-
-/// Python's `str(int(text))` for JSON integer text.
-pub fn int_text(text: &str) -> &str {
-    if text == "-0" {
-        "0"
-    } else {
-        text
-    }
-}
-
-/// Python's `repr(float(text))`: the shortest text that reads back as the same double.
-pub fn float_repr(text: &str) -> String {
-    let value: f64 = text.parse().unwrap_or(f64::NAN);
-    // Rust's `{:e}` gives the same shortest digits; Python decides where the point goes.
-    let shortest = format!("{value:e}");
-    let (negative, shortest) = match shortest.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, shortest.as_str()),
-    };
-    let (mantissa, exp) = shortest.split_once('e').unwrap_or((shortest, "0"));
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    let decpt = exp.parse::<i64>().unwrap_or(0) + 1;
-    let n = i64::try_from(digits.len()).unwrap_or(0);
-    let mut out = String::new();
-    if negative {
-        out.push('-');
-    }
-    if decpt <= -4 || decpt > 16 {
-        out.push_str(&digits[..1]);
-        if digits.len() > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
-        }
-        let e = decpt - 1;
-        out.push_str(&format!(
-            "e{}{:02}",
-            if e < 0 { '-' } else { '+' },
-            e.unsigned_abs()
-        ));
-    } else if decpt <= 0 {
-        out.push_str("0.");
-        for _ in 0..-decpt {
-            out.push('0');
-        }
-        out.push_str(&digits);
-    } else if decpt >= n {
-        out.push_str(&digits);
-        for _ in 0..(decpt - n) {
-            out.push('0');
-        }
-        out.push_str(".0");
-    } else {
-        let point = usize::try_from(decpt).unwrap_or(0);
-        out.push_str(&digits[..point]);
-        out.push('.');
-        out.push_str(&digits[point..]);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -348,11 +289,5 @@ mod tests {
         assert_eq!(dec("1999500000000000000").format_3e(), "2.000E+18");
         assert_eq!(dec("9.9995e20").format_3e(), "1.000E+21");
         assert_eq!(dec("1e400").format_3e(), "1.000E+400");
-        assert_eq!(float_repr("1e16"), "1e+16");
-        assert_eq!(float_repr("1e15"), "1000000000000000.0");
-        assert_eq!(float_repr("0.00001"), "1e-05");
-        assert_eq!(float_repr("-0.0"), "-0.0");
-        assert_eq!(float_repr("18446744073709551616"), "1.8446744073709552e+19");
-        assert_eq!(float_repr("2.5"), "2.5");
     }
 }
