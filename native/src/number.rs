@@ -29,8 +29,12 @@ pub struct Quantity {
 
 pub const MAX_FRACTION_DIGITS: i64 = 9;
 const MAX_INTEGER_DIGITS: i64 = 18; // quantities are below 10^18
-                                    // Exponents this large are beyond any quantity; saturating keeps the arithmetic safe.
-const EXPONENT_LIMIT: i64 = 1 << 60;
+/// The largest adjusted exponent a Python Decimal holds (libmpdec's MAX_EMAX).
+const MAX_EMAX: i64 = 999_999_999_999_999_999;
+/// The smallest exponent a Python Decimal holds (libmpdec's Etiny at maximum precision).
+const MIN_ETINY: i64 = -1_999_999_999_999_999_997;
+/// Beyond both limits above; saturating here keeps the arithmetic safe.
+const EXPONENT_LIMIT: i64 = 4_000_000_000_000_000_000;
 
 impl Decimal {
     /// Read `text` if it is `[+-]?(digits[.digits*]|.digits)([eE][+-]?digits)?` (ASCII only),
@@ -76,7 +80,10 @@ impl Decimal {
             }
             let exp_start = at;
             while at < bytes.len() && bytes[at].is_ascii_digit() {
-                exponent = (exponent * 10 + i64::from(bytes[at] - b'0')).min(EXPONENT_LIMIT);
+                exponent = exponent
+                    .saturating_mul(10)
+                    .saturating_add(i64::from(bytes[at] - b'0'))
+                    .min(EXPONENT_LIMIT);
                 at += 1;
             }
             if at == exp_start {
@@ -102,8 +109,15 @@ impl Decimal {
         Some(Decimal {
             negative,
             digits,
-            exponent: exponent - frac_len,
+            exponent: exponent.saturating_sub(frac_len),
         })
+    }
+
+    /// Whether Python's `Decimal(text)` holds this number: it refuses an adjusted
+    /// exponent above `MAX_EMAX` and an exponent below `MIN_ETINY` (even a zero's,
+    /// even where only zeros would be dropped).
+    pub fn python_holds(&self) -> bool {
+        self.adjusted() <= MAX_EMAX && self.exponent >= MIN_ETINY
     }
 
     pub fn is_zero(&self) -> bool {
@@ -289,5 +303,47 @@ mod tests {
         assert_eq!(dec("1999500000000000000").format_3e(), "2.000E+18");
         assert_eq!(dec("9.9995e20").format_3e(), "1.000E+21");
         assert_eq!(dec("1e400").format_3e(), "1.000E+400");
+        assert_eq!(
+            dec("-1e-1500000000000000000").sci_string(),
+            "-1E-1500000000000000000"
+        );
+        assert_eq!(
+            dec("1e999999999999999999").format_3e(),
+            "1.000E+999999999999999999"
+        );
+    }
+
+    #[test]
+    fn exponents_as_python_decimal_holds_them() {
+        for held in [
+            "1e999999999999999999",
+            "0.1e1000000000000000000",
+            "1.0e999999999999999999",
+            "0001e999999999999999999",
+            "0e999999999999999999",
+            "0.000e1000000000000000002",
+            "1e-1999999999999999997",
+            "0e-1999999999999999997",
+            "0.0e-1999999999999999996",
+            "1e-00000000000000000000000000001",
+        ] {
+            assert!(dec(held).python_holds(), "{held}");
+        }
+        for refused in [
+            "1e1000000000000000000",
+            "10e999999999999999999",
+            "1000e999999999999999998",
+            "0e1000000000000000000",
+            "-0e1000000000000000000",
+            "1e-1999999999999999998",
+            "0e-1999999999999999998",
+            "100e-1999999999999999999",
+            "0.01e-1999999999999999997",
+            "1e999999999999999999999",
+            "1e-999999999999999999999",
+            "1e99999999999999999999999999999999999999999",
+        ] {
+            assert!(!dec(refused).python_holds(), "{refused}");
+        }
     }
 }

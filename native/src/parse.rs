@@ -403,6 +403,13 @@ fn measure<'d>(meter: &Meter, index: u32, data: &'d Value<'_>) -> Result<Measure
 /// The checks of `_to_decimal` once `value` (a JSON number's text or a numeric
 /// string, as sent) is read as `decimal`.
 fn quantity(decimal: &Decimal, place: &str, value: &str) -> Result<Quantity, Rejected> {
+    if !decimal.python_holds() {
+        // An exponent beyond what any Decimal holds (1e999999999999999999999).
+        return reject(
+            Reason::ValueOutOfRange,
+            format!("{place}: {} is out of range", describe(&json_dumps(value))),
+        );
+    }
     decimal.quantity().or_else(|error| match error {
         QuantityError::Negative => reject(
             Reason::NegativeValue,
