@@ -15,6 +15,9 @@ const MAX_GROUP_VALUE_CHARS: usize = 256;
 const MAX_DEPTH: usize = 128;
 /// 2000-01-01T00:00:00Z: older stamps are broken clocks.
 const MIN_TIME_MS: i64 = 946_684_800_000;
+/// 2200-01-01T00:00:00Z, whatever max_future_skew allows: billing periods and
+/// ClickHouse's DateTime64 must hold every window.
+const MAX_TIME_MS: i64 = 7_258_118_400_000;
 const REQUIRED_STRINGS: [&str; 4] = ["id", "source", "type", "subject"];
 
 /// Why an event was rejected: operators.model.Reason, same codes.
@@ -340,6 +343,12 @@ fn event_time(value: Option<&Value<'_>>, latest_allowed_ms: i64) -> Result<i64, 
         return reject(
             Reason::FutureTime,
             format!("time {} is ahead of the clock", repr(text)),
+        );
+    }
+    if time_ms >= MAX_TIME_MS {
+        return reject(
+            Reason::FutureTime,
+            format!("time {} is not before 2200-01-01", repr(text)),
         );
     }
     Ok(time_ms)

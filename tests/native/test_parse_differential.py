@@ -381,6 +381,19 @@ def test_every_number_spelling_gets_the_same_value_or_reason(literal: str, event
     assert_same([payload])
 
 
+@pytest.mark.parametrize(
+    "stamp",
+    ["2199-12-31T23:59:59.999Z", "2200-01-01T00:00:00Z", "2200-01-01T05:00:00+05:00"],
+)
+def test_times_from_2200_are_refused_whatever_the_clock(stamp: str) -> None:
+    envelope = json.dumps(
+        {"specversion": "1.0", "id": "e", "source": "s", "type": "llm.completion"}
+        | {"subject": "acme", "time": stamp, "data": {"tokens": 1}}
+    )
+    far_future_ms = int(datetime(2300, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    assert_same([envelope.encode()], now_ms=far_future_ms)
+
+
 # -- the hostile corpus (tests/dataflows/hostile_corpus.py), through both parsers
 
 
