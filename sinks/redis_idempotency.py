@@ -42,7 +42,6 @@ Sentinel), not Redis Cluster.
 from __future__ import annotations
 
 import datetime
-import functools
 import logging
 import re
 import time
@@ -221,7 +220,6 @@ def legacy_key(prefix: str, tenant: str, source: str, id: str) -> str:
     return f"{prefix}:idem:{len(tenant)}:{tenant}:{len(source)}:{source}:{id}"
 
 
-@functools.lru_cache(maxsize=4_096)
 def _date(day: int) -> str:
     return (_EPOCH + datetime.timedelta(days=day)).isoformat()
 
@@ -290,6 +288,8 @@ class RedisIdempotencyStore:
         self._ttl_s = ttl_s
         # Until when (time.monotonic) claims also look up the old layout; see ping().
         self._legacy_until = 0.0
+        # Day number -> its date as sent to the script (few distinct days per run).
+        self._dates: dict[int, bytes] = {}
         kwargs = client.connection_pool.connection_kwargs
         self._address = _address(kwargs)
         password = kwargs.get("password")
@@ -367,10 +367,11 @@ class RedisIdempotencyStore:
         legacy = time.monotonic() < self._legacy_until
         args = [_encode(self.fence.token), self._ttl, b"1" if legacy else b"0", self._base]
         add = args.extend
-        prefix = self._prefix
+        prefix, dates = self._prefix, self._dates
         for c in chunk:
-            day = _date(claim_day(c.time_ms)).encode()
-            add((day, key_hash(c.tenant, c.source, c.id), token_tag(c.token)))
+            day = claim_day(c.time_ms)
+            date = dates.get(day) or dates.setdefault(day, _date(day).encode())
+            add((date, key_hash(c.tenant, c.source, c.id), token_tag(c.token)))
             if legacy:
                 add((_encode(legacy_key(prefix, c.tenant, c.source, c.id)), _encode(c.token)))
         reply = self._run(args, len(chunk))
