@@ -80,6 +80,7 @@ class ShardState:
                 e.source,
                 e.id,
                 claim_token(instance, e.message.origin, e.message.partition, e.message.offset),
+                e.time_ms,
             )
             for e in events
         ]
