@@ -352,6 +352,7 @@ def run(settings: Settings, *, progress: bool, as_json: bool, clock: Clock = SYS
 
     metrics = METRICS
     metrics.clock = clock
+    metrics.begin_run()
     serve_metrics(settings)
     stats = RunStats(metrics=metrics)
     flow = build_flow(
@@ -411,6 +412,8 @@ def run(settings: Settings, *, progress: bool, as_json: bool, clock: Clock = SYS
     clustered = settings.flow.process_id is not None
     data = summary_data(stats, totals, stored, periods, clustered=clustered)
     data["latency_ms"] = metrics.latency_quantiles_ms()
+    data["processing"] = metrics.processing(stats.consumed)
+    data["stages"] = metrics.stage_totals()
     print(json.dumps(data, indent=2) if as_json else render_summary(data))
     report_stop(stop, recovery is not None)
     # A cluster member parses some events and meters others: only the sum over
