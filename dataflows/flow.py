@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -117,10 +118,14 @@ def build_flow(
     clock = spec.clock
 
     def parse(batch: Batch) -> tuple[PartitionKey, ParsedBatch]:
+        started = time.perf_counter()
         parsed = parser.parse(batch, clock.now_ms())
         stats.add(consumed=len(batch))
         if parsed.rejections:
             stats.reject(Counter(r.reason.value for r in parsed.rejections))
+        if metrics is not None:
+            metrics.input_seen(started)
+            metrics.observe_stages({"parse": time.perf_counter() - started})
         first = batch[0]
         return (first.origin, first.partition), parsed
 

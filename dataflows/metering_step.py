@@ -19,7 +19,7 @@ from bytewax.operators import StatefulBatchLogic
 from config.clock import SYSTEM_CLOCK, Clock, engine_deadline
 from config.pricing import PricingCatalog
 from dataflows.metrics import LATENCY_SAMPLES_PER_BATCH as SAMPLES
-from dataflows.metrics import Metrics, sample
+from dataflows.metrics import Metrics, StageTimer, sample
 from dataflows.shutdown import StopRequest
 from dataflows.stats import RunStats
 from operators.contributions import Contribution
@@ -121,19 +121,25 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
     def on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[Output], bool]:
         state, stats, metrics = self._state, self._ctx.stats, self._ctx.metrics
         started = time.perf_counter()
+        timer = StageTimer()
         now_ms = self._ctx.clock.now_ms()
         out: list[Output] = []
         for batch in values:
             screened = state.screen(batch.partition, batch.events, batch.progress_ms, now_ms)
+            timer.lap("screen")
             fresh, durable_duplicates, late = self._claim(screened)
+            timer.lap("claim")
             if fresh and self._ctx.seeds is not None:
                 self._seed(fresh)
             state.admit(fresh, self._ctx.pricing if self._ctx.live_usage else None)
             if fresh and self._ctx.event_log:
                 out.append(Admitted(fresh, now_ms))
             out.extend(screened.too_late)
+            timer.lap("fold")
             usages = state.finish(batch.partition, batch.max_time_ms, time.monotonic())
+            timer.lap("finish")
             self._rate_into(out, usages, now_ms)
+            timer.lap("rate")
             stats.add(
                 accepted=len(fresh),
                 duplicates=screened.duplicates + durable_duplicates,
@@ -144,9 +150,12 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
                 stats.reject(Counter(r.reason.value for r in screened.too_late))
             if self._ctx.live_usage and fresh and len(self._arrivals) < MAX_ARRIVAL_SAMPLES:
                 self._arrivals.extend(e.message.arrived_ms for e in sample(fresh, SAMPLES))
+            timer.lap("count")
         self._publish_live(out, now_ms, force=False)
+        timer.lap("live")
         if metrics is not None:
             metrics.batch_seconds.observe(time.perf_counter() - started)
+            metrics.observe_stages(timer.seconds)
         return out, self.RETAIN
 
     def _publish_live(self, out: list[Output], now_ms: int, *, force: bool) -> None:
@@ -197,21 +206,37 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
 
     def on_notify(self) -> tuple[Iterable[Output], bool]:
         out: list[Output] = []
+        timer = StageTimer()
         now_ms = self._ctx.clock.now_ms()
-        self._rate_into(out, self._state.finish(None, None, time.monotonic()), now_ms)
+        usages = self._state.finish(None, None, time.monotonic())
+        timer.lap("finish")
+        self._rate_into(out, usages, now_ms)
+        timer.lap("rate")
         self._publish_live(out, now_ms, force=False)
+        timer.lap("live")
+        self._observe(timer)
         return out, self.RETAIN
 
     def on_eof(self) -> tuple[Iterable[Output], bool]:
         out: list[Output] = []
+        timer = StageTimer()
         now_ms = self._ctx.clock.now_ms()
         self._publish_live(out, now_ms, force=True)
+        timer.lap("live")
         # A stop signal pauses the input: with snapshots, open windows stay open for
         # the next run to fill. Closing them would push the watermark past events
         # still to come, making them adjustments or too late.
         if not (self._ctx.stop.requested and self._ctx.snapshots):
-            self._rate_into(out, self._state.close_all(), now_ms)
+            usages = self._state.close_all()
+            timer.lap("finish")
+            self._rate_into(out, usages, now_ms)
+            timer.lap("rate")
+        self._observe(timer)
         return out, self.RETAIN
+
+    def _observe(self, timer: StageTimer) -> None:
+        if self._ctx.metrics is not None:
+            self._ctx.metrics.observe_stages(timer.seconds)
 
     def notify_at(self) -> datetime | None:
         now = time.monotonic()

@@ -424,6 +424,7 @@ def _run_flow(
     guard = None if lease is None else lease.check
     metrics = METRICS
     metrics.clock = clock
+    metrics.begin_run()
     serve_metrics(settings)
     stats = RunStats(metrics=metrics)
     flow = build_flow(
@@ -485,6 +486,8 @@ def _run_flow(
     clustered = settings.flow.process_id is not None
     data = summary_data(stats, totals, stored, periods, clustered=clustered)
     data["latency_ms"] = metrics.latency_quantiles_ms()
+    data["processing"] = metrics.processing(stats.consumed)
+    data["stages"] = metrics.stage_totals()
     print(json.dumps(data, indent=2) if as_json else render_summary(data))
     report_stop(stop, recovery is not None)
     # A cluster member parses some events and meters others: only the sum over
