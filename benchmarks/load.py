@@ -33,17 +33,17 @@ import orjson
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from dataflows.display import decimal_text
-from dataflows.display import iso_utc as _iso
-from dataflows.kafka_topics import TopicError, ensure_topic
-from dataflows.produce_command import (
+from config.display import decimal_text
+from config.display import iso_utc as _iso
+from operators.synthetic import tenant_name
+from sinks.kafka_producer import (
     ProduceResult,
     format_result,
     open_producer,
     producer_config,
     send,
 )
-from dataflows.synthetic import tenant_name
+from sinks.kafka_topics import TopicError, ensure_topic
 
 # The example catalog's meters: event type, aggregation, value property.
 METERS: dict[str, tuple[str, str, str | None]] = {

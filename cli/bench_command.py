@@ -12,13 +12,12 @@ and usage per tenant and meter) and ``meterwax reconcile`` must pass over the
 events' range; any difference fails the run (exit 1). Results go to
 ``report.json``, ``report.md`` and ``chart.png`` in ``--out``. With
 ``--latency-rate`` a second phase measures latency at a steady rate
-(``dataflows.bench_latency``).
+(``benchmarks.latency``).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import resource
 import subprocess
@@ -36,10 +35,9 @@ import orjson
 import redis
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
-from dataflows.bench_latency import LatencyError, latency_summary, measure_latency
-from dataflows.display import iso_utc as _iso
-from dataflows.kafka_topics import TopicError
-from dataflows.local_services import (
+from benchmarks import load as load_generator
+from benchmarks.latency import LatencyError, latency_summary, measure_latency
+from cli.local_services import (
     RunningService,
     ServiceError,
     free_port,
@@ -47,10 +45,12 @@ from dataflows.local_services import (
     start_tansu,
     stop,
 )
+from config.display import iso_utc as _iso
+from sinks.kafka_topics import TopicError
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "config" / "examples"
-METERWAX = [sys.executable, "-m", "dataflows.cli"]
+METERWAX = [sys.executable, "-m", "cli.main"]
 POLL_S = 0.02
 PROGRESS_EVERY_S = 2.0
 FLOW_TIMEOUT_S = 3600.0
@@ -60,16 +60,8 @@ SETUP_FAILED = 2
 
 
 def load_module() -> ModuleType | None:
-    """``benchmarks.load``, or None outside a clone of the repository.
-
-    ``benchmarks/`` belongs to the repository, not to the installed package: the
-    benchmark runs from a clone, so its root is put on the path when missing.
-    """
-    if importlib.util.find_spec("benchmarks") is None:
-        if not (REPO / "benchmarks" / "load.py").is_file():
-            return None
-        sys.path.append(str(REPO))
-    return importlib.import_module("benchmarks.load")
+    """``benchmarks.load``, the load generator (a package of the project since issue 14)."""
+    return load_generator
 
 
 class BenchError(RuntimeError):
@@ -544,7 +536,7 @@ def bench(args: argparse.Namespace, out: Path) -> int:
         bars.append(("flow after first event", after_first))
     latency = report.get("latency", {}).get("latency_ms")
     try:
-        from dataflows.bench_chart import render_png  # noqa: PLC0415 — an optional extra
+        from benchmarks.chart import render_png  # noqa: PLC0415 — an optional extra
     except ImportError:
         _done("no chart.png: install the bench extra (pip install 'meterwax[bench]')")
     else:

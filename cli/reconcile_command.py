@@ -5,30 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import defaultdict
-from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
-from clickhouse_connect.driver.client import Client
-
+from cli.options import settings_from
 from config.errors import ConfigError
-from config.meter_catalog import load_meter_catalog
-from config.pricing import PricingCatalog
-from config.pricing_catalog import load_pricing_catalog
-from config.settings import Settings, load_settings
-from operators.periods import billing_segment
-from operators.pricing import period_cost
-from operators.reconcile import (
-    Difference,
-    SegmentKey,
-    WindowKey,
-    reconcile_amounts,
-    reconcile_windows,
-)
+from operators.reconcile import Difference
 from operators.timeparse import TimeFormatError, parse_rfc3339_ms
-from sinks.clickhouse import DsnError, SinkError, connect
-from sinks.clickhouse_reconcile import RecomputedWindow, rated_usage, recomputed_usage
+from reports.reconciliation import check
+from sinks.clickhouse import SinkError
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -59,97 +43,6 @@ def _time(flag: str, text: str) -> int:
         raise ConfigError(f"{flag}: {exc}") from None
 
 
-def _segment(pricing: PricingCatalog, key: WindowKey) -> tuple[SegmentKey, int] | None:
-    """The billing-period segment a window belongs to, and the segment's end."""
-    segment = billing_segment(pricing, key.tenant, key.start_ms)
-    if segment is None:
-        return None
-    period = SegmentKey(key.tenant, key.meter, segment.period_start_ms, segment.version_name)
-    return period, segment.period_end_ms
-
-
-def _period_quantity(windows: list[RecomputedWindow]) -> Decimal:
-    """The period's usage from its windows, as the meter's aggregation defines it."""
-    aggregation = windows[0].aggregation
-    if aggregation == "UNIQUE_COUNT":
-        return Decimal(len(frozenset().union(*(w.distinct_values for w in windows))))
-    if aggregation == "MAX":
-        return max(w.quantity for w in windows)
-    if aggregation == "LATEST":
-        return max(windows, key=lambda w: (w.latest_ms, w.quantity)).quantity
-    return sum((w.quantity for w in windows), Decimal(0))
-
-
-def _price(pricing: PricingCatalog, key: SegmentKey, quantity: Decimal) -> Decimal:
-    subscription = pricing.subscription_for(key.tenant)
-    assert subscription is not None
-    plan = pricing.plans[subscription.plan]
-    version = plan.version_named(key.price_version)
-    price = None if version is None else version.prices.get(key.meter)
-    return Decimal(0) if price is None else period_cost(price, quantity)
-
-
-def differences(
-    client: Client,
-    database: str,
-    pricing: PricingCatalog,
-    *,
-    size_ms: int,
-    start_ms: int,
-    end_ms: int,
-    tenant: str | None = None,
-) -> tuple[int, list[Difference]]:
-    """(windows compared, differences) for windows in [start, end).
-
-    Quantities are compared window by window. Amounts are compared per billing
-    period (and price version): the windows' amounts must add up to the price
-    of the period's usage; only periods wholly inside the range are checked.
-    """
-    bounds = {"size_ms": size_ms, "start_ms": start_ms, "end_ms": end_ms, "tenant": tenant}
-    recomputed = recomputed_usage(client, database, **bounds)
-    rated = rated_usage(client, database, **bounds)
-    found = reconcile_windows(
-        {key: w.quantity for key, w in recomputed.items()},
-        {key: r.quantity for key, r in rated.items()},
-    )
-    usage: dict[SegmentKey, list[RecomputedWindow]] = defaultdict(list)
-    charged: dict[SegmentKey, Decimal] = defaultdict(Decimal)
-    for windows in (recomputed, rated):
-        for key, value in windows.items():
-            located = _segment(pricing, key)
-            if located is None or located[0].period_start_ms < start_ms or located[1] > end_ms:
-                continue
-            if isinstance(value, RecomputedWindow):
-                usage[located[0]].append(value)
-            else:
-                charged[located[0]] += value.amount
-    expected = {key: _price(pricing, key, _period_quantity(ws)) for key, ws in usage.items()}
-    found += reconcile_amounts(expected, charged)
-    return len(recomputed.keys() | rated.keys()), found
-
-
-def check(
-    settings: Settings, start_ms: int, end_ms: int, tenant: str | None
-) -> tuple[int, list[Difference]]:
-    """(windows compared, differences) for [start, end), with the catalogs of ``settings``."""
-    meters = load_meter_catalog(settings.catalogs.meters)
-    pricing = load_pricing_catalog(settings.catalogs.pricing, meters)
-    ch = settings.clickhouse
-    try:
-        client = connect(ch.dsn.get_secret_value(), ch.database)
-    except DsnError as exc:
-        raise ConfigError(f"clickhouse.dsn: {exc}") from None
-    return differences(
-        client,
-        ch.database,
-        pricing,
-        size_ms=settings.window.size,
-        start_ms=start_ms,
-        end_ms=end_ms,
-        tenant=tenant,
-    )
-
-
 def _render(compared: int, found: list[Difference]) -> str:
     if not found:
         return f"reconciled: {compared} windows, no differences"
@@ -165,13 +58,8 @@ def main(args: argparse.Namespace) -> int:
 
     1 on differences or when ClickHouse cannot be reached, 2 on bad input.
     """
-    overrides: dict[str, dict[str, Any]] = {}
-    for name, value in vars(args).items():
-        if "." in name and value is not None:
-            section, field = name.split(".", 1)
-            overrides.setdefault(section, {})[field] = value
     try:
-        settings = load_settings(args.config, overrides)
+        settings = settings_from(args)
         start, end = _time("--from", args.start), _time("--to", args.end)
         if end <= start:
             raise ConfigError("--to must be later than --from")

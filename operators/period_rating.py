@@ -29,7 +29,7 @@ from operators.contributions import Contribution, accumulator_of, contribution_o
 from operators.model import RatedWindow, WindowUsage
 from operators.money import EXACT, ZERO
 from operators.periods import billing_segment
-from operators.pricing import period_cost
+from operators.pricing import version_cost
 
 # tenant, meter, period start (epoch ms), price version
 PeriodKey = tuple[str, str, int, str]
@@ -69,7 +69,6 @@ class PeriodLedger:
         if segment is None:
             raise UnratableError(f"tenant {usage.tenant!r} has no plan")
         plan, version, end = segment.plan, segment.version, segment.period_end_ms
-        price = None if version is None else version.prices.get(usage.meter)
         key = (usage.tenant, usage.meter, segment.period_start_ms, segment.version_name)
         period, charged, _ = self.periods.get(key) or (
             ACCUMULATORS[self.aggregations[usage.meter]](),
@@ -79,7 +78,7 @@ class PeriodLedger:
         window: Accumulator = usage.accumulator
         period.merge(window, EXACT.subtract(usage.quantity, usage.previous_quantity))  # type: ignore[arg-type]
         period_quantity = period.quantity()
-        cost = ZERO if price is None else period_cost(price, period_quantity)
+        cost = version_cost(version, usage.meter, period_quantity)
         self.periods[key] = (period, cost, end)
         previous_amount = window.amount
         window.amount = EXACT.add(previous_amount, EXACT.subtract(cost, charged))

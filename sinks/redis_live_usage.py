@@ -25,7 +25,7 @@ from decimal import Decimal, InvalidOperation
 
 import redis
 
-from operators.estimates import LiveUsage
+from operators.estimates import LiveReading
 
 _FIELDS = ("quantity", "amount", "currency", "period_start_ms", "period_end_ms", "updated_ms")
 
@@ -46,7 +46,7 @@ def live_index_key(prefix: str, tenant: str) -> str:
 
 def read_live_usage(
     client: redis.Redis, prefix: str, tenant: str, period_start_ms: int
-) -> dict[str, LiveUsage]:
+) -> dict[str, LiveReading]:
     """Every live counter of ``tenant`` for the period starting at ``period_start_ms``, by meter.
 
     Two round trips: the index, then all the period's hashes in one pipeline.
@@ -65,7 +65,7 @@ def read_live_usage(
     pipeline = client.pipeline(transaction=False)
     for key in keys:
         pipeline.hgetall(key)
-    found: dict[str, LiveUsage] = {}
+    found: dict[str, LiveReading] = {}
     for meter, key, raw in zip(meters, keys, pipeline.execute(), strict=True):
         if raw:
             usage = _parse(key, meter, {_text(k): _text(v) for k, v in raw.items()})
@@ -78,11 +78,11 @@ def read_live_usage(
     return found
 
 
-def _parse(key: str, meter: str, fields: Mapping[str, str]) -> LiveUsage:
+def _parse(key: str, meter: str, fields: Mapping[str, str]) -> LiveReading:
     missing = [name for name in _FIELDS if name not in fields]
     if missing:
         raise LiveUsageError(f"{key}: missing field(s) {', '.join(missing)}")
-    return LiveUsage(
+    return LiveReading(
         meter=meter,
         quantity=_decimal(key, "quantity", fields["quantity"]),
         amount=_decimal(key, "amount", fields["amount"]),

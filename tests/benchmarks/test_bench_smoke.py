@@ -19,7 +19,7 @@ def test_bench_smoke_matches_ground_truth(
     out = tmp_path / "report"
     completed = subprocess.run(
         [
-            *(sys.executable, "-m", "dataflows.cli", "bench"),
+            *(sys.executable, "-m", "cli.main", "bench"),
             *("--events", "20000", "--tenants", "50", "--partitions", "3", "--out", str(out)),
             *("--brokers", kafka_brokers, "--redis-url", redis_url),
         ],

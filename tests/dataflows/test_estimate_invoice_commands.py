@@ -13,9 +13,9 @@ import pytest
 import redis
 from clickhouse_connect.driver.client import Client
 
+from cli.local_services import free_port
+from cli.main import main
 from config.clock import FixedClock
-from dataflows.cli import main
-from dataflows.local_services import free_port
 from operators.model import RatedWindow, WindowKind
 from sinks.clickhouse import ClickHouseWriter
 from sinks.redis_live_usage import live_index_key, live_usage_key, read_live_usage

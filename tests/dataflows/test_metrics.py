@@ -10,8 +10,8 @@ from decimal import Decimal
 import pytest
 from prometheus_client import CollectorRegistry, start_http_server
 
+from cli.local_services import free_port
 from config.clock import FixedClock
-from dataflows.local_services import free_port
 from dataflows.metrics import Metrics, histogram_quantile, metric_names, sample
 from dataflows.stats import RunStats
 from operators.model import RatedWindow, WindowKind

@@ -19,7 +19,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dataflows.local_services import RunningService, free_port, start_redis, stop
+from cli.local_services import RunningService, free_port, start_redis, stop
 from operators.idempotency import Claim, ClaimStatus, MemoryIdempotencyStore
 from sinks.redis_idempotency import (
     IdempotencyError,
