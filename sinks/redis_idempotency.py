@@ -46,7 +46,8 @@ from redis.retry import Retry
 from config.redaction import redact_url
 from operators.idempotency import Claim, ClaimStatus
 from sinks.redis_client import redis_from_url
-from sinks.redis_lease import Fence, fence_check, lease_key
+from sinks.redis_keys import lease_key
+from sinks.redis_lease import Fence, fence_check
 from sinks.retry import redis_transient as _is_transient
 
 log = logging.getLogger(__name__)

@@ -26,22 +26,13 @@ from decimal import Decimal, InvalidOperation
 import redis
 
 from operators.estimates import LiveReading
+from sinks.redis_keys import live_index_key, live_usage_key
 
 _FIELDS = ("quantity", "amount", "currency", "period_start_ms", "period_end_ms", "updated_ms")
 
 
 class LiveUsageError(RuntimeError):
     """A live counter that does not follow the contract (a writer bug: never guessed around)."""
-
-
-def live_usage_key(prefix: str, tenant: str, meter: str, period_start_ms: int) -> str:
-    """The hash of one tenant's meter in the period starting at ``period_start_ms``."""
-    return f"{prefix}:usage:{len(tenant)}:{tenant}:{meter}:{period_start_ms}"
-
-
-def live_index_key(prefix: str, tenant: str) -> str:
-    """The set listing the tenant's counters as ``{meter}:{period_start_ms}``."""
-    return f"{prefix}:usage-index:{len(tenant)}:{tenant}"
 
 
 def read_live_usage(

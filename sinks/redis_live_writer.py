@@ -43,8 +43,14 @@ import redis
 
 from config.clock import SYSTEM_CLOCK, Clock
 from operators.live_usage import LiveCounter
-from sinks.redis_lease import Fence, fence_check, lease_key
-from sinks.redis_live_usage import live_index_key, live_usage_key
+from sinks.redis_keys import (
+    hard_limit_key,
+    lease_key,
+    live_index_key,
+    live_usage_key,
+    quota_sent_key,
+)
+from sinks.redis_lease import Fence, fence_check
 from sinks.retry import REDIS_OUTAGES, RetryPolicy, redis_transient
 
 log = logging.getLogger(__name__)
@@ -90,11 +96,6 @@ end
 return i
 """
 )
-
-
-def hard_limit_key(prefix: str, tenant: str, meter: str) -> str:
-    """Exists while the tenant is over the meter's hard limit."""
-    return f"{prefix}:hard-limit:{len(tenant)}:{tenant}:{meter}"
 
 
 class LiveUsageWriter:
@@ -151,14 +152,14 @@ class LiveUsageWriter:
 
     def quota_sent(self, event_id: str) -> bool:
         """Whether a quota event was produced already (by this flow, before a restart)."""
-        key = f"{self._prefix}:quota-sent:{event_id}"
+        key = quota_sent_key(self._prefix, event_id)
         return bool(
             _with_retry(lambda: self._client.exists(key), "check quota marker", self.on_failure)
         )
 
     def mark_quota_sent(self, event_id: str, period_end_ms: int) -> None:
         """Remember that a quota event was produced."""
-        key = f"{self._prefix}:quota-sent:{event_id}"
+        key = quota_sent_key(self._prefix, event_id)
 
         def mark() -> object:
             ttl = period_end_ms + RETAIN_MS - self._clock.now_ms()

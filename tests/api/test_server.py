@@ -27,7 +27,7 @@ from config.meter_catalog import load_meter_catalog
 from config.pricing_catalog import load_pricing_catalog
 from operators.model import RatedWindow, WindowKind
 from sinks.clickhouse import ClickHouseWriter
-from sinks.redis_live_usage import live_index_key, live_usage_key
+from sinks.redis_keys import live_index_key, live_usage_key
 from tests.dataflows.conftest import METERS_YAML
 
 pytestmark = pytest.mark.integration

@@ -15,8 +15,9 @@ from cli.local_services import start_redis, stop
 from config.clock import SYSTEM_CLOCK, Clock, ShiftedClock
 from operators.live_usage import LiveCounter
 from sinks import redis_live_writer
-from sinks.redis_live_usage import live_index_key, live_usage_key, read_live_usage
-from sinks.redis_live_writer import MIN_MARKER_TTL_MS, RETAIN_MS, LiveUsageWriter, hard_limit_key
+from sinks.redis_keys import hard_limit_key, live_index_key, live_usage_key
+from sinks.redis_live_usage import read_live_usage
+from sinks.redis_live_writer import MIN_MARKER_TTL_MS, RETAIN_MS, LiveUsageWriter
 from tests.clocks import CLOCK_OFFSETS, DAY_MS
 
 pytestmark = pytest.mark.integration
