@@ -35,21 +35,21 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from benchmarks.workloads import DEFAULT_WORKLOAD, WORKLOADS
+from config.display import decimal_text
+from config.display import iso_utc as _iso
 from config.durations import parse_duration_ms
 from config.errors import ConfigError
 from config.meter_catalog import load_meter_catalog
 from config.meters import Aggregation, MeterCatalog
-from dataflows.display import decimal_text
-from dataflows.display import iso_utc as _iso
-from dataflows.kafka_topics import TopicError, ensure_topic
-from dataflows.produce_command import (
+from operators.synthetic import tenant_name
+from sinks.kafka_producer import (
     ProduceResult,
     format_result,
     open_producer,
     producer_config,
     send,
 )
-from dataflows.synthetic import tenant_name
+from sinks.kafka_topics import TopicError, ensure_topic
 
 WINDOW_MS = 60_000
 TRUTH_AGGREGATIONS = (Aggregation.COUNT, Aggregation.SUM, Aggregation.MAX, Aggregation.UNIQUE_COUNT)

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import redis
 
-from dataflows.local_services import start_redis, stop
 from operators.idempotency import DAY_MS, Claim, ClaimStatus, claim_token
+from sinks.local_services import start_redis, stop
 from sinks.redis_idempotency import DEFAULT_TTL_S, RedisIdempotencyStore, legacy_key
 
 START_MS = 1_790_000_000_000  # a fixed clock: event times only pick day buckets

@@ -9,8 +9,8 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator
 
 from config.errors import ConfigIssue, FieldProblem, config_error, duplicates, load_catalog_file
+from config.jsonpath import JsonPath, JsonPathError, compile_path
 from config.meters import Aggregation, MeterCatalog, MeterDefinition
-from operators.jsonpath import JsonPath, JsonPathError, compile_path
 
 # Bundled with the package; what `meterwax run` uses when given no catalog paths.
 EXAMPLE_METER_CATALOG = Path(__file__).parent / "examples" / "meters.yaml"

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from operators.jsonpath import JsonPath
+from config.jsonpath import JsonPath
 
 
 class Aggregation(StrEnum):

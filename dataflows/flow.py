@@ -7,10 +7,10 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 import bytewax.operators as op
-from bytewax.dataflow import Dataflow
+from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
@@ -145,7 +145,9 @@ def build_flow(
     if live_sink is not None:
         op.output("live_out", op.key_on("key_live", rest.trues, _sink_key), live_sink)
     if event_log_sink is not None:
-        admitted = op.key_on("key_events", rest.falses, _sink_key)
+        # What is left after windows, rejections and live updates: admitted events.
+        events = cast("Stream[Admitted]", rest.falses)
+        admitted = op.key_on("key_events", events, _sink_key)
         op.output("events_out", admitted, event_log_sink)
     return flow
 
@@ -168,17 +170,17 @@ def _value(item: tuple[str, Output]) -> Output:
     return item[1]
 
 
-def _is_window(item: Output) -> bool:
+def _is_window(item: Output) -> TypeGuard[RatedWindow]:
     return isinstance(item, RatedWindow)
 
 
-def _is_live(item: Output) -> bool:
+def _is_live(item: Output) -> TypeGuard[LiveUpdate]:
     return isinstance(item, LiveUpdate)
 
 
-def _is_rejection(item: Output) -> bool:
+def _is_rejection(item: Output) -> TypeGuard[Rejection]:
     return isinstance(item, Rejection)
 
 
-def _sink_key(item: Output) -> str:
+def _sink_key(item: object) -> str:
     return "clickhouse"

@@ -24,7 +24,7 @@ from operators.model import RawMessage
 log = logging.getLogger(__name__)
 
 
-class KafkaBatchSource(KafkaSource):  # type: ignore[misc]
+class KafkaBatchSource(KafkaSource):
     """Kafka topics as batches of RawMessage (origin = topic, offset = Kafka offset).
 
     ``add_config`` holds client settings for every Kafka client (security);
@@ -83,7 +83,7 @@ class KafkaBatchSource(KafkaSource):  # type: ignore[misc]
         )
 
 
-class _BatchPartition(_ConnectorPartition):  # type: ignore[misc]
+class _BatchPartition(_ConnectorPartition):
     def __init__(self, *args: Any, stop: StopRequest) -> None:
         super().__init__(*args)
         self._stop = stop
@@ -99,7 +99,9 @@ class _BatchPartition(_ConnectorPartition):  # type: ignore[misc]
                 max(0, part["hi_offset"] - self._offset)
             )
 
-    def next_batch(self) -> list[Batch]:
+    # The connector's partition is reused for its consumer handling; it emits our
+    # batches instead of its messages, which its generic types cannot say.
+    def next_batch(self) -> list[Batch]:  # type: ignore[override]
         # A stop ends the partition like the end of the topic: the engine snapshots
         # its offset, the next message to read.
         if self._eof or self._stop.requested:
@@ -119,6 +121,8 @@ class _BatchPartition(_ConnectorPartition):  # type: ignore[misc]
                 log.warning("Kafka %s[%d]: %s", topic, partition, error)
                 continue
             offset = msg.offset()
+            if offset is None:  # only error events lack an offset
+                continue
             # Producer create time or broker append time, as the topic is configured.
             _, arrived_ms = msg.timestamp()
             batch.append(RawMessage(msg.value() or b"", topic, partition, offset, arrived_ms))

@@ -41,10 +41,10 @@ from urllib.parse import urlsplit
 from redis.exceptions import AuthenticationError, RedisError
 
 from config.clock import Clock
+from config.display import iso_utc
 from config.errors import ConfigError
 from config.redaction import redact_url
 from config.settings import Settings
-from dataflows.display import iso_utc
 from sinks.redis_client import redis_from_url
 from sinks.redis_lease import Fence, Holder, LeaseHeld, RedisLease
 

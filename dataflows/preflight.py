@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient
 
 from config.errors import ConfigError
 from config.settings import KafkaSettings, Settings
-from dataflows.kafka_topics import TopicError, missing_topics
+from sinks.kafka_topics import TopicError, missing_topics
 
 log = logging.getLogger(__name__)
 

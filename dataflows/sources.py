@@ -16,13 +16,13 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from config.clock import SYSTEM_CLOCK, Clock, engine_deadline
 from dataflows.shutdown import StopRequest
-from dataflows.synthetic import SyntheticPartition, SyntheticSpec
 from operators.model import RawMessage
+from operators.synthetic import SyntheticPartition, SyntheticSpec
 
 Batch = list[RawMessage]
 
 
-class JsonlFileSource(FixedPartitionedSource[Batch, int]):
+class JsonlFileSource(FixedPartitionedSource[Batch, tuple[int, int]]):
     """Newline-delimited events from files; one partition per file.
 
     The offset of a message is its 1-based line number, so dead letters point

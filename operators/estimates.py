@@ -4,7 +4,7 @@ Two inputs, read by the sinks: the usage of the period's closed windows per
 meter and price version (``SegmentUsage``, from ClickHouse; a window's amount
 is the change it made to its period's cost, so a segment's window amounts add
 up to the exact cost of its usage), and the live counters the flow keeps per
-meter and period (``LiveUsage``, from Redis, updated as events are accepted).
+meter and period (``LiveReading``, from Redis, updated as events are accepted).
 
 Rounding policy:
 
@@ -87,8 +87,8 @@ class SegmentUsage:
 
 
 @dataclass(frozen=True, slots=True)
-class LiveUsage:
-    """A live counter: one meter's usage and cost so far in one period, at full precision."""
+class LiveReading:
+    """A live counter as read back: one meter's usage and cost so far in a period, exact."""
 
     meter: str
     quantity: Decimal
@@ -237,7 +237,7 @@ def estimate(
     *,
     now_ms: int,
     final: Iterable[SegmentUsage],
-    live: Mapping[str, LiveUsage],
+    live: Mapping[str, LiveReading],
     aggregations: Mapping[str, Aggregation],
 ) -> Estimate:
     """Per-meter final, provisional, total and projected spend of ``period`` at ``now_ms``.

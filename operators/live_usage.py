@@ -27,7 +27,7 @@ from operators.contributions import Contribution, accumulator_of
 from operators.model import Event
 from operators.money import EXACT, ZERO
 from operators.periods import BillingSegment, billing_segment
-from operators.pricing import period_cost
+from operators.pricing import version_cost
 
 # tenant, meter, period start (epoch ms)
 CounterKey = tuple[str, str, int]
@@ -217,9 +217,7 @@ class LiveUsage:
             version = plan.version_named(name)
             if version is None:
                 continue
-            price = version.prices.get(meter)
-            if price is not None:
-                amount = EXACT.add(amount, period_cost(price, acc.quantity()))
+            amount = EXACT.add(amount, version_cost(version, meter, acc.quantity()))
             # The latest version's quotas apply.
             quota = version.quotas.get(meter, quota)
         return amount, quota

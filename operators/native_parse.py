@@ -15,10 +15,10 @@ from collections.abc import Collection, Sequence
 from decimal import Decimal
 from itertools import accumulate
 
+from config.jsonpath import JsonPath
 from config.meters import Aggregation, MeterCatalog
 from config.pricing import PricingCatalog
 from operators._native import ParsedColumns, Parser
-from operators.jsonpath import JsonPath
 from operators.model import Event, Measure, RawMessage, Reason, Rejection
 from operators.parse import ParsedBatch
 

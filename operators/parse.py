@@ -17,21 +17,18 @@ from typing import Any, NoReturn
 
 import orjson
 
+from config.jsonpath import MISSING, JsonPath
 from config.meters import Aggregation, MeterCatalog, MeterDefinition
-from operators.jsonpath import MISSING, JsonPath
+from operators.limits import MAX_FRACTION_DIGITS, MAX_INT_VALUE, MAX_VALUE
 from operators.model import Event, GroupValues, Measure, RawMessage, Reason, Rejection
 from operators.money import EXACT
 from operators.timeparse import TimeFormatError, parse_rfc3339_ms
 
-# Values beyond this cannot be summed safely into Decimal(38, 9) columns.
-MAX_VALUE = Decimal(10) ** 18
-_MAX_INT_VALUE = 10**18
 _FRACTION_QUANTUM = Decimal(1).scaleb(-9)
 # Like EXACT, but dropping trailing zeros is allowed (Rounded): only Inexact is an error.
 _DROP_ZEROS = Context(prec=76, traps=[Inexact, InvalidOperation])
 _NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", re.ASCII)
 _NON_FINITE_TEXT = re.compile(r"[+-]?(?:nan|snan|inf|infinity)", re.IGNORECASE)
-MAX_FRACTION_DIGITS = 9
 MAX_ATTRIBUTE_CHARS = 256
 # Deeper documents are refused whatever parser would read them: one limit for
 # every event (orjson stops at 1024, the standard library somewhat earlier).
@@ -180,7 +177,7 @@ class _MeterPlan:
         raw = path.find(data)
         raw_type = type(raw)
         if self.numeric:
-            if raw_type is int and 0 <= raw < _MAX_INT_VALUE:
+            if raw_type is int and 0 <= raw < MAX_INT_VALUE:
                 return Measure(self.slug, Decimal(raw), groups)
             if raw_type is float:
                 raise _Inexact

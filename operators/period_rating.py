@@ -29,10 +29,24 @@ from operators.contributions import Contribution, accumulator_of, contribution_o
 from operators.model import RatedWindow, WindowUsage
 from operators.money import EXACT, ZERO
 from operators.periods import billing_segment
-from operators.pricing import period_cost
+from operators.pricing import version_cost
 
-# tenant, meter, period start (epoch ms), price version
-PeriodKey = tuple[str, str, int, str]
+
+class PeriodKey(NamedTuple):
+    """The part of a tenant's billing period of one meter under one price version."""
+
+    tenant: str
+    meter: str
+    period_start_ms: int
+    price_version: str
+
+
+class LedgerEntry(NamedTuple):
+    """A period's usage so far, what its windows were charged in all, and when it ends."""
+
+    usage: Accumulator
+    charged: Decimal
+    end_ms: int
 
 
 class PeriodRef(NamedTuple):
@@ -53,7 +67,7 @@ class PeriodLedger:
 
     def __init__(self, aggregations: Mapping[str, Aggregation], incarnation: str = "") -> None:
         self.aggregations = dict(aggregations)
-        self.periods: dict[PeriodKey, tuple[Accumulator, Decimal, int]] = {}
+        self.periods: dict[PeriodKey, LedgerEntry] = {}
         # Stamped on every rated window: the flow incarnation it belongs to.
         self.incarnation = incarnation
 
@@ -61,7 +75,9 @@ class PeriodLedger:
         """Start a period this ledger has not seen from what other incarnations stored."""
         if key not in self.periods:
             aggregation = self.aggregations[key[1]]
-            self.periods[key] = (accumulator_of(aggregation, stored), stored.amount, end_ms)
+            self.periods[key] = LedgerEntry(
+                accumulator_of(aggregation, stored), stored.amount, end_ms
+            )
 
     def rate(self, usage: WindowUsage, pricing: PricingCatalog, emitted_at_ms: int) -> RatedWindow:
         """Price one window revision against its billing period."""
@@ -69,9 +85,9 @@ class PeriodLedger:
         if segment is None:
             raise UnratableError(f"tenant {usage.tenant!r} has no plan")
         plan, version, end = segment.plan, segment.version, segment.period_end_ms
-        price = None if version is None else version.prices.get(usage.meter)
-        key = (usage.tenant, usage.meter, segment.period_start_ms, segment.version_name)
-        period, charged, _ = self.periods.get(key) or (
+        key = PeriodKey(usage.tenant, usage.meter, segment.period_start_ms, segment.version_name)
+        # Unpacked, not read by name: snapshots from before LedgerEntry hold plain tuples.
+        period, charged, _ = self.periods.get(key) or LedgerEntry(
             ACCUMULATORS[self.aggregations[usage.meter]](),
             ZERO,
             end,
@@ -79,8 +95,8 @@ class PeriodLedger:
         window: Accumulator = usage.accumulator
         period.merge(window, EXACT.subtract(usage.quantity, usage.previous_quantity))  # type: ignore[arg-type]
         period_quantity = period.quantity()
-        cost = ZERO if price is None else period_cost(price, period_quantity)
-        self.periods[key] = (period, cost, end)
+        cost = version_cost(version, usage.meter, period_quantity)
+        self.periods[key] = LedgerEntry(period, cost, end)
         previous_amount = window.amount
         window.amount = EXACT.add(previous_amount, EXACT.subtract(cost, charged))
         mine = contribution_of(window)

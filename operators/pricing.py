@@ -16,6 +16,7 @@ from config.pricing import (
     MeterPrice,
     PackagePrice,
     PercentagePrice,
+    PlanVersion,
     PriceModel,
     Tier,
     UnitPrice,
@@ -49,6 +50,21 @@ def period_cost(price: MeterPrice, quantity: Decimal) -> Decimal:
     billable = max(ZERO, EXACT.subtract(quantity, price.free_allowance))
     cost = model_cost(price.model, billable)
     return cost if price.maximum is None else min(cost, price.maximum)
+
+
+def meter_price(version: PlanVersion | None, meter: str) -> MeterPrice | None:
+    """``meter``'s price in ``version``; None before a plan's first version or when unpriced."""
+    return None if version is None else version.prices.get(meter)
+
+
+def version_cost(version: PlanVersion | None, meter: str, quantity: Decimal) -> Decimal:
+    """What a period's ``quantity`` of ``meter`` costs under ``version``; 0 when unpriced.
+
+    The one lookup plan version -> meter price -> period cost that rating, live
+    usage and reconciliation share.
+    """
+    price = meter_price(version, meter)
+    return ZERO if price is None else period_cost(price, quantity)
 
 
 def model_cost(model: PriceModel, quantity: Decimal) -> Decimal:

@@ -1,11 +1,24 @@
-"""Compare usage recomputed from stored events with the rated windows."""
+"""Compare usage recomputed from stored events with the rated windows.
+
+Windows are compared by quantity; billing periods by amount: the amounts of a
+period's windows must add up to the price of the period's usage.
+"""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
 from typing import NamedTuple
+
+from config.meters import Aggregation
+from config.pricing import PricingCatalog
+from operators.contributions import Contribution, combine
+from operators.money import ZERO
+from operators.periods import billing_segment
+from operators.pricing import version_cost
 
 
 class WindowKey(NamedTuple):
@@ -23,6 +36,25 @@ class SegmentKey(NamedTuple):
     tenant: str
     meter: str
     period_start_ms: int
+    price_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class RecomputedWindow:
+    """A window's usage from the event log, with what merging it into a period needs."""
+
+    aggregation: str
+    quantity: Decimal
+    distinct_values: frozenset[str]
+    latest_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class RatedWindowTotals:
+    """A window's latest rated revision."""
+
+    quantity: Decimal
+    amount: Decimal
     price_version: str
 
 
@@ -70,3 +102,57 @@ def reconcile_amounts(
         for key in sorted(expected.keys() | charged.keys())
         if expected.get(key, zero) != charged.get(key, zero)
     ]
+
+
+def differences(
+    pricing: PricingCatalog,
+    recomputed: Mapping[WindowKey, RecomputedWindow],
+    rated: Mapping[WindowKey, RatedWindowTotals],
+    *,
+    start_ms: int,
+    end_ms: int,
+) -> list[Difference]:
+    """Every difference between the windows as recomputed and as rated in [start, end).
+
+    Quantities are compared window by window. Amounts are compared per billing
+    period (and price version): the windows' amounts must add up to the price
+    of the period's usage; only periods wholly inside the range are checked.
+    """
+    found = reconcile_windows(
+        {key: w.quantity for key, w in recomputed.items()},
+        {key: r.quantity for key, r in rated.items()},
+    )
+    usage: dict[SegmentKey, list[RecomputedWindow]] = defaultdict(list)
+    charged: dict[SegmentKey, Decimal] = defaultdict(Decimal)
+    for windows in (recomputed, rated):
+        for key, value in windows.items():
+            located = _segment(pricing, key)
+            if located is None or located[0].period_start_ms < start_ms or located[1] > end_ms:
+                continue
+            if isinstance(value, RecomputedWindow):
+                usage[located[0]].append(value)
+            else:
+                charged[located[0]] += value.amount
+    expected = {key: _price(pricing, key, _period_quantity(ws)) for key, ws in usage.items()}
+    return found + reconcile_amounts(expected, charged)
+
+
+def _segment(pricing: PricingCatalog, key: WindowKey) -> tuple[SegmentKey, int] | None:
+    """The billing-period segment a window belongs to, and the segment's end."""
+    segment = billing_segment(pricing, key.tenant, key.start_ms)
+    if segment is None:
+        return None
+    period = SegmentKey(key.tenant, key.meter, segment.period_start_ms, segment.version_name)
+    return period, segment.period_end_ms
+
+
+def _period_quantity(windows: list[RecomputedWindow]) -> Decimal:
+    """The period's usage from its windows, combined as the meter's aggregation does."""
+    parts = [Contribution(w.quantity, ZERO, w.latest_ms, w.distinct_values) for w in windows]
+    return combine(Aggregation(windows[0].aggregation), parts).quantity
+
+
+def _price(pricing: PricingCatalog, key: SegmentKey, quantity: Decimal) -> Decimal:
+    plan = pricing.plan_for(key.tenant)
+    assert plan is not None, "a located segment has a plan"
+    return version_cost(plan.version_named(key.price_version), key.meter, quantity)

@@ -231,7 +231,7 @@ class ShardState:
             self.seeded[key] = ref.end_ms
             versions = by_period.get(key, {})
             for version, part in versions.items():
-                self.ledger.seed((*key, version), part, ref.end_ms)
+                self.ledger.seed(PeriodKey(*key, version), part, ref.end_ms)
             self.live.seed(key, ref.end_ms, versions, pricing)
 
     def live_changes(

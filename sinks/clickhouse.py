@@ -12,7 +12,6 @@ import json
 import logging
 import os
 import re
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Context, Decimal
@@ -24,16 +23,12 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import (
     ClickHouseError,
-    DatabaseError,
-    DataError,
-    InternalError,
-    NotSupportedError,
-    ProgrammingError,
 )
 
 from config.redaction import redact_url, url_secrets
 from operators.model import Event, GroupValues, RatedWindow, Rejection
 from sinks.clickhouse_schema import quote_database
+from sinks.retry import RetryPolicy, clickhouse_transient
 
 log = logging.getLogger(__name__)
 
@@ -44,44 +39,6 @@ _DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # chDB data directories this process opened: chDB holds their lock itself.
 _OPENED_HERE: set[Path] = set()
 
-
-# Server errors a retry cannot fix: bad SQL, types or data, missing schema,
-# authentication and permissions. Everything else from the server is treated
-# as load or availability trouble and retried.
-_PERMANENT_CODES = frozenset(
-    {
-        1,  # UNSUPPORTED_METHOD
-        6,  # CANNOT_PARSE_TEXT
-        8,  # THERE_IS_NO_COLUMN
-        10,  # NOT_FOUND_COLUMN_IN_BLOCK
-        16,  # NO_SUCH_COLUMN_IN_TABLE
-        20,  # NUMBER_OF_COLUMNS_DOESNT_MATCH
-        27,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
-        36,  # BAD_ARGUMENTS
-        41,  # CANNOT_PARSE_DATETIME
-        43,  # ILLEGAL_TYPE_OF_ARGUMENT
-        44,  # ILLEGAL_COLUMN
-        46,  # UNKNOWN_FUNCTION
-        47,  # UNKNOWN_IDENTIFIER
-        48,  # NOT_IMPLEMENTED
-        53,  # TYPE_MISMATCH
-        60,  # UNKNOWN_TABLE
-        62,  # SYNTAX_ERROR
-        69,  # ARGUMENT_OUT_OF_BOUND
-        70,  # CANNOT_CONVERT_TYPE
-        72,  # CANNOT_PARSE_NUMBER
-        81,  # UNKNOWN_DATABASE
-        115,  # UNKNOWN_SETTING
-        117,  # INCORRECT_DATA
-        164,  # READONLY
-        192,  # UNKNOWN_USER
-        193,  # WRONG_PASSWORD
-        194,  # REQUIRED_PASSWORD
-        407,  # DECIMAL_OVERFLOW
-        497,  # ACCESS_DENIED
-        516,  # AUTHENTICATION_FAILED
-    }
-)
 
 # Instants go to the DateTime64(3) columns as epoch milliseconds: the driver
 # writes integers as ticks as they are (exact, and no per-row datetime objects).
@@ -277,15 +234,6 @@ def _http_client(dsn: str, database: str) -> Client:
         ) from exc
 
 
-def is_transient(exc: BaseException) -> bool:
-    """Whether retrying the same request may succeed (connection or load trouble)."""
-    if isinstance(exc, OSError):
-        return True
-    if isinstance(exc, ProgrammingError | DataError | NotSupportedError | InternalError):
-        return False
-    return isinstance(exc, DatabaseError) and exc.code not in _PERMANENT_CODES
-
-
 def _describe(exc: BaseException) -> str:
     """Error type, ClickHouse code and first message line, with URL passwords removed."""
     code = getattr(exc, "code", None)
@@ -320,14 +268,10 @@ class ClickHouseWriter:
         backoff_cap_s: float = 15.0,
         on_failure: Callable[[], None] | None = None,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
         quote_database(database)
         self._client = client
         self._database = database
-        self._max_attempts = max_attempts
-        self._backoff_base_s = backoff_base_s
-        self._backoff_cap_s = backoff_cap_s
+        self._retry = RetryPolicy(backoff_base_s, backoff_cap_s, max_attempts)
         # Told of every failed attempt (a metric), while the write keeps retrying.
         self.on_failure = on_failure or _ignore
 
@@ -360,29 +304,42 @@ class ClickHouseWriter:
         """Insert ``data``; the number of rows written."""
         if not data:
             return 0
-        for attempt in range(1, self._max_attempts + 1):
-            try:
-                self._client.insert(table, data, column_names=columns, database=self._database)
-                return len(data)
-            except (ClickHouseError, OSError) as exc:
-                self.on_failure()
-                if not is_transient(exc) or attempt == self._max_attempts:
-                    raise SinkError(
-                        f"insert of {len(data)} rows into {self._database}.{table} failed "
-                        f"after {attempt} attempt(s): {_describe(exc)}",
-                        attempts=attempt,
-                    ) from exc
-                delay = min(self._backoff_base_s * 2 ** (attempt - 1), self._backoff_cap_s)
-                log.warning(
-                    "insert into %s.%s failed (attempt %d/%d), retrying in %.2fs: %s",
-                    self._database,
-                    table,
-                    attempt,
-                    self._max_attempts,
-                    delay,
-                    _describe(exc),
-                )
-                time.sleep(delay)
+        attempts = 0
+
+        def failed(exc: BaseException, failures: int) -> None:
+            nonlocal attempts
+            attempts = failures
+            self.on_failure()
+
+        def retrying(exc: BaseException, failures: int, delay: float) -> None:
+            log.warning(
+                "insert into %s.%s failed (attempt %d/%d), retrying in %.2fs: %s",
+                self._database,
+                table,
+                failures,
+                self._retry.attempts,
+                delay,
+                _describe(exc),
+            )
+
+        def insert() -> int:
+            self._client.insert(table, data, column_names=columns, database=self._database)
+            return len(data)
+
+        try:
+            return self._retry.run(
+                insert,
+                errors=(ClickHouseError, OSError),
+                transient=clickhouse_transient,
+                on_failure=failed,
+                on_retry=retrying,
+            )
+        except (ClickHouseError, OSError) as exc:
+            raise SinkError(
+                f"insert of {len(data)} rows into {self._database}.{table} failed "
+                f"after {attempts} attempt(s): {_describe(exc)}",
+                attempts=attempts,
+            ) from exc
 
 
 def _ignore() -> None:

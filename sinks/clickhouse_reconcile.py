@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 
 from clickhouse_connect.driver.client import Client
 
-from operators.reconcile import WindowKey
+from operators.reconcile import RatedWindowTotals, RecomputedWindow, WindowKey
 from sinks.clickhouse_schema import quote_database
 
 # One value per window, picked by the meter's aggregation, from one row per
@@ -47,25 +46,6 @@ WHERE window_start >= fromUnixTimestamp64Milli({{start:Int64}})
   AND window_start < fromUnixTimestamp64Milli({{end:Int64}})
   AND ({{tenant:Nullable(String)}} IS NULL OR tenant = {{tenant:Nullable(String)}})
 """
-
-
-@dataclass(frozen=True, slots=True)
-class RecomputedWindow:
-    """A window's usage from the event log, with what merging it into a period needs."""
-
-    aggregation: str
-    quantity: Decimal
-    distinct_values: frozenset[str]
-    latest_ms: int
-
-
-@dataclass(frozen=True, slots=True)
-class RatedWindowTotals:
-    """A window's latest rated revision."""
-
-    quantity: Decimal
-    amount: Decimal
-    price_version: str
 
 
 def _bounds(size_ms: int, start_ms: int, end_ms: int) -> tuple[int, int]:

@@ -91,7 +91,7 @@ def stored_periods(
         aggregation = aggregations.get(meter)
         if aggregation is None:
             continue
-        found[(str(tenant), str(meter), int(start), str(version))] = {
+        found[PeriodKey(str(tenant), str(meter), int(start), str(version))] = {
             Aggregation.MAX: Contribution(Decimal(most), Decimal(amount)),
             Aggregation.LATEST: Contribution(Decimal(latest), Decimal(amount), int(latest_ms)),
             Aggregation.UNIQUE_COUNT: Contribution(

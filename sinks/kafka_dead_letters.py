@@ -10,13 +10,13 @@ consumers can drop the copies that a replay after a crash re-sends
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from operators.model import Rejection
+from sinks.retry import RetryPolicy, always
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class DeadLetterError(RuntimeError):
     """Dead letters could not be delivered; the flow stops rather than lose them."""
 
 
-def dead_letter_headers(rejection: Rejection) -> list[tuple[str, bytes]]:
+def dead_letter_headers(rejection: Rejection) -> list[tuple[str, str | bytes | None]]:
     """The headers that describe a rejection (``truncated_from`` when the value was cut)."""
     fields = {
         "reason": rejection.reason.value,
@@ -53,7 +53,11 @@ def dead_letter_key(rejection: Rejection) -> bytes:
     return f"{rejection.origin}:{rejection.partition}:{rejection.offset}".encode()
 
 
-Record = tuple[bytes | None, bytes, list[tuple[str, bytes]]]  # key, value, headers
+Record = tuple[bytes | None, bytes, list[tuple[str, str | bytes | None]]]  # key, value, headers
+
+
+class _Undelivered(Exception):
+    """Some records of a delivery failed; they are tried again."""
 
 
 class ConfirmedProducer:
@@ -79,7 +83,8 @@ class ConfirmedProducer:
         settings.update(config or {})
         self._producer = Producer(settings)
         self.topic = topic
-        self._max_attempts = max_attempts
+        # Delays 0.4 s, 0.8 s, ... up to 10 s between deliveries of what failed.
+        self._retry = RetryPolicy(initial_s=0.4, max_s=10.0, attempts=max_attempts)
         self._flush_timeout_s = flush_timeout_s
         # Told of every failed attempt (a metric), while delivery keeps retrying.
         self.on_failure = on_failure or (lambda: None)
@@ -87,30 +92,40 @@ class ConfirmedProducer:
     def send_records(self, records: Sequence[Record]) -> None:
         """Deliver every record, retrying failed ones; raise DeadLetterError if impossible."""
         pending = list(records)
-        for attempt in range(1, self._max_attempts + 1):
+        errors: set[str] = set()
+
+        def deliver() -> None:
+            nonlocal pending, errors
             failed = self._deliver(pending)
-            if not failed:
-                return
-            self.on_failure()
-            errors = {str(error) for _, error in failed}
-            pending = [record for record, _ in failed]
-            if attempt == self._max_attempts:
-                break
-            delay = min(0.2 * 2**attempt, 10.0)
+            if failed:
+                errors = {str(error) for _, error in failed}
+                pending = [record for record, _ in failed]
+                raise _Undelivered
+
+        def retrying(exc: BaseException, failures: int, delay: float) -> None:
             log.warning(
                 "%d records to %s failed (attempt %d/%d), retrying in %.1fs: %s",
                 len(pending),
                 self.topic,
-                attempt,
-                self._max_attempts,
+                failures,
+                self._retry.attempts,
                 delay,
                 "; ".join(sorted(errors)),
             )
-            time.sleep(delay)
-        raise DeadLetterError(
-            f"{len(pending)} records could not be delivered to topic {self.topic!r} "
-            f"after {self._max_attempts} attempts: {'; '.join(sorted(errors))}"
-        )
+
+        try:
+            self._retry.run(
+                deliver,
+                errors=(_Undelivered,),
+                transient=always,
+                on_failure=lambda exc, failures: self.on_failure(),
+                on_retry=retrying,
+            )
+        except _Undelivered:
+            raise DeadLetterError(
+                f"{len(pending)} records could not be delivered to topic {self.topic!r} "
+                f"after {self._retry.attempts} attempts: {'; '.join(sorted(errors))}"
+            ) from None
 
     def _deliver(self, records: Sequence[Record]) -> list[tuple[Record, Any]]:
         failed: list[tuple[Record, Any]] = []

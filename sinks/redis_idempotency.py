@@ -55,7 +55,6 @@ from redis.exceptions import (
     AuthorizationError,
     NoPermissionError,
     OutOfMemoryError,
-    ReadOnlyError,
     RedisError,
 )
 from redis.retry import Retry
@@ -63,7 +62,9 @@ from redis.retry import Retry
 from config.redaction import redact_url
 from operators.idempotency import Claim, ClaimStatus, claim_day, key_hash, token_tag
 from sinks.redis_client import redis_from_url
-from sinks.redis_lease import Fence, fence_check, lease_key
+from sinks.redis_keys import lease_key
+from sinks.redis_lease import Fence, fence_check
+from sinks.retry import redis_transient as _is_transient
 
 log = logging.getLogger(__name__)
 
@@ -169,12 +170,6 @@ return table.concat(out)
 )
 
 _STATUS_BY_DIGIT = {str(int(status)): status for status in ClaimStatus}
-
-# Outages a wait can fix: no connection, a timeout, a server still loading its
-# data set (BusyLoadingError is a ConnectionError) or a primary that became a
-# replica during failover. Bad credentials are ConnectionErrors too, but permanent.
-_TRANSIENT = (redis.ConnectionError, redis.TimeoutError, ReadOnlyError)
-_PERMANENT_CONNECTION = (AuthenticationError, AuthorizationError)
 
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\])")
 
@@ -469,10 +464,6 @@ class RedisIdempotencyStore:
         if self._password:
             text = text.replace(self._password, "***")
         return redact_url(text)
-
-
-def _is_transient(exc: RedisError) -> bool:
-    return isinstance(exc, _TRANSIENT) and not isinstance(exc, _PERMANENT_CONNECTION)
 
 
 def _address(kwargs: dict[str, object]) -> str:

@@ -26,6 +26,8 @@ from typing import NoReturn
 
 import redis
 
+from sinks.redis_keys import lease_epoch_key, lease_key
+
 # Lua that refuses a script's writes unless the lease (KEYS[1]) still starts with
 # the fence (ARGV[1]): a paused flow that lost its lease cannot write. An empty
 # fence checks nothing (a flow without a lease).
@@ -67,11 +69,6 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-
-
-def lease_key(prefix: str) -> str:
-    """The lease of the outputs under ``prefix``."""
-    return f"{prefix}:lease"
 
 
 def fence_check(refusal: str) -> str:
@@ -141,7 +138,7 @@ class RedisLease:
         if "|" in instance:
             raise ValueError(f"instance id {instance!r} must not contain '|'")
         self.key = lease_key(prefix)
-        self._epoch_key = f"{prefix}:lease-epoch"
+        self._epoch_key = lease_epoch_key(prefix)
         self._client = client
         self._instance = instance
         self.ttl_ms = ttl_ms

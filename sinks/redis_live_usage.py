@@ -25,7 +25,8 @@ from decimal import Decimal, InvalidOperation
 
 import redis
 
-from operators.estimates import LiveUsage
+from operators.estimates import LiveReading
+from sinks.redis_keys import live_index_key, live_usage_key
 
 _FIELDS = ("quantity", "amount", "currency", "period_start_ms", "period_end_ms", "updated_ms")
 
@@ -34,19 +35,9 @@ class LiveUsageError(RuntimeError):
     """A live counter that does not follow the contract (a writer bug: never guessed around)."""
 
 
-def live_usage_key(prefix: str, tenant: str, meter: str, period_start_ms: int) -> str:
-    """The hash of one tenant's meter in the period starting at ``period_start_ms``."""
-    return f"{prefix}:usage:{len(tenant)}:{tenant}:{meter}:{period_start_ms}"
-
-
-def live_index_key(prefix: str, tenant: str) -> str:
-    """The set listing the tenant's counters as ``{meter}:{period_start_ms}``."""
-    return f"{prefix}:usage-index:{len(tenant)}:{tenant}"
-
-
 def read_live_usage(
     client: redis.Redis, prefix: str, tenant: str, period_start_ms: int
-) -> dict[str, LiveUsage]:
+) -> dict[str, LiveReading]:
     """Every live counter of ``tenant`` for the period starting at ``period_start_ms``, by meter.
 
     Two round trips: the index, then all the period's hashes in one pipeline.
@@ -65,7 +56,7 @@ def read_live_usage(
     pipeline = client.pipeline(transaction=False)
     for key in keys:
         pipeline.hgetall(key)
-    found: dict[str, LiveUsage] = {}
+    found: dict[str, LiveReading] = {}
     for meter, key, raw in zip(meters, keys, pipeline.execute(), strict=True):
         if raw:
             usage = _parse(key, meter, {_text(k): _text(v) for k, v in raw.items()})
@@ -78,11 +69,11 @@ def read_live_usage(
     return found
 
 
-def _parse(key: str, meter: str, fields: Mapping[str, str]) -> LiveUsage:
+def _parse(key: str, meter: str, fields: Mapping[str, str]) -> LiveReading:
     missing = [name for name in _FIELDS if name not in fields]
     if missing:
         raise LiveUsageError(f"{key}: missing field(s) {', '.join(missing)}")
-    return LiveUsage(
+    return LiveReading(
         meter=meter,
         quantity=_decimal(key, "quantity", fields["quantity"]),
         amount=_decimal(key, "amount", fields["amount"]),

@@ -36,7 +36,6 @@ already past:
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -44,8 +43,15 @@ import redis
 
 from config.clock import SYSTEM_CLOCK, Clock
 from operators.live_usage import LiveCounter
-from sinks.redis_lease import Fence, fence_check, lease_key
-from sinks.redis_live_usage import live_index_key, live_usage_key
+from sinks.redis_keys import (
+    hard_limit_key,
+    lease_key,
+    live_index_key,
+    live_usage_key,
+    quota_sent_key,
+)
+from sinks.redis_lease import Fence, fence_check
+from sinks.retry import REDIS_OUTAGES, RetryPolicy, redis_transient
 
 log = logging.getLogger(__name__)
 
@@ -90,11 +96,6 @@ end
 return i
 """
 )
-
-
-def hard_limit_key(prefix: str, tenant: str, meter: str) -> str:
-    """Exists while the tenant is over the meter's hard limit."""
-    return f"{prefix}:hard-limit:{len(tenant)}:{tenant}:{meter}"
 
 
 class LiveUsageWriter:
@@ -151,14 +152,14 @@ class LiveUsageWriter:
 
     def quota_sent(self, event_id: str) -> bool:
         """Whether a quota event was produced already (by this flow, before a restart)."""
-        key = f"{self._prefix}:quota-sent:{event_id}"
+        key = quota_sent_key(self._prefix, event_id)
         return bool(
             _with_retry(lambda: self._client.exists(key), "check quota marker", self.on_failure)
         )
 
     def mark_quota_sent(self, event_id: str, period_end_ms: int) -> None:
         """Remember that a quota event was produced."""
-        key = f"{self._prefix}:quota-sent:{event_id}"
+        key = quota_sent_key(self._prefix, event_id)
 
         def mark() -> object:
             ttl = period_end_ms + RETAIN_MS - self._clock.now_ms()
@@ -167,14 +168,21 @@ class LiveUsageWriter:
         _with_retry(mark, "mark quota event", self.on_failure)
 
 
+# Waits for as long as Redis is away: live counters are absolute values, so
+# publishing late is safe, and the flow's own progress does not depend on them.
+_RETRY = RetryPolicy(initial_s=0.1, max_s=5.0)
+
+
 def _with_retry(operation: Callable[[], T], action: str, on_failure: Callable[[], None]) -> T:
-    """Run ``operation``, retrying with backoff while Redis is unreachable or loading."""
-    delay = 0.1
-    while True:
-        try:
-            return operation()
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
-            on_failure()
-            log.warning("Redis unavailable (%s), retrying in %.1fs: %s", action, delay, exc)
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    """Run ``operation``, retrying while Redis is unreachable, loading or failing over."""
+
+    def retrying(exc: BaseException, failures: int, delay: float) -> None:
+        log.warning("Redis unavailable (%s), retrying in %.1fs: %s", action, delay, exc)
+
+    return _RETRY.run(
+        operation,
+        errors=REDIS_OUTAGES,
+        transient=redis_transient,
+        on_failure=lambda exc, failures: on_failure(),
+        on_retry=retrying,
+    )

@@ -81,7 +81,7 @@ pub enum Step {
     Index(usize),
 }
 
-/// A compiled JSON path (operators/jsonpath.py) and how details name it.
+/// A compiled JSON path (config/jsonpath.py) and how details name it.
 #[derive(Debug, Clone)]
 pub struct Path {
     pub steps: Vec<Step>,

@@ -10,7 +10,7 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 use crate::batch::{self, Columns};
 use crate::parse::{Meter, Path, Rules, Step};
 
-/// A path step as operators.jsonpath compiles it: an index (int) or a key (str).
+/// A path step as config.jsonpath compiles it: an index (int) or a key (str).
 #[derive(FromPyObject)]
 enum StepArg {
     Index(usize),

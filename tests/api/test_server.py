@@ -20,14 +20,14 @@ from clickhouse_connect.driver.client import Client
 
 from api.keys import KeyStore, add_key, generate_key, hash_key
 from api.server import ApiServer
+from cli.estimate_command import UsageReports
+from cli.main import main
 from config.clock import FixedClock
 from config.meter_catalog import load_meter_catalog
 from config.pricing_catalog import load_pricing_catalog
-from dataflows.cli import main
-from dataflows.estimate_command import UsageReports
 from operators.model import RatedWindow, WindowKind
 from sinks.clickhouse import ClickHouseWriter
-from sinks.redis_live_usage import live_index_key, live_usage_key
+from sinks.redis_keys import live_index_key, live_usage_key
 from tests.dataflows.conftest import METERS_YAML
 
 pytestmark = pytest.mark.integration

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from confluent_kafka import Producer
 
-from dataflows.bench_raw import measure
+from benchmarks.raw import measure
 
 MESSAGES = 30_000
 

@@ -20,7 +20,7 @@ def test_bench_smoke_matches_ground_truth(
     out = tmp_path / "report"
     completed = subprocess.run(
         [
-            *(sys.executable, "-m", "dataflows.cli", "bench", "--mode", "both"),
+            *(sys.executable, "-m", "cli.main", "bench", "--mode", "both"),
             *("--events", "8000", "--tenants", "50", "--out", str(out)),
             *("--brokers", kafka_brokers, "--redis-url", redis_url),
         ],

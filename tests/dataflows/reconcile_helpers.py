@@ -6,7 +6,7 @@ from clickhouse_connect.driver.client import Client
 
 from config.meters import MeterCatalog
 from config.pricing import PricingCatalog
-from dataflows.reconcile_command import differences
+from reports.reconciliation import differences
 from tests.dataflows.scenario import MINUTE
 
 # Whole billing periods around the scenario (calendar months, UTC): October and November 2026.

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from cli.main import main
 from config.clock import FixedClock
-from dataflows.cli import main
 
 EVENT = (
     '{{"specversion":"1.0","id":"{id}","source":"cli-test","type":"llm.completion",'

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from dataflows.local_services import free_port
+from sinks.local_services import free_port
 from tests.dataflows.conftest import METERS_YAML, PRICING_YAML
 from tests.dataflows.scenario import SCENARIO_CLOCK, build_scenario, expected_totals
 from tests.dataflows.test_kafka_flow import produce
 
 pytestmark = pytest.mark.integration
 
-METERWAX = [sys.executable, "-m", "dataflows.cli"]
+METERWAX = [sys.executable, "-m", "cli.main"]
 
 
 def test_two_processes_match_the_expectation(

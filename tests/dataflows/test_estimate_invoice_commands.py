@@ -13,12 +13,13 @@ import pytest
 import redis
 from clickhouse_connect.driver.client import Client
 
+from cli.main import main
 from config.clock import FixedClock
-from dataflows.cli import main
-from dataflows.local_services import free_port
 from operators.model import RatedWindow, WindowKind
 from sinks.clickhouse import ClickHouseWriter
-from sinks.redis_live_usage import live_index_key, live_usage_key, read_live_usage
+from sinks.local_services import free_port
+from sinks.redis_keys import live_index_key, live_usage_key
+from sinks.redis_live_usage import read_live_usage
 from tests.dataflows.conftest import METERS_YAML
 
 pytestmark = pytest.mark.integration

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from cli.main import main
 from config.meters import MeterCatalog
 from config.pricing import PricingCatalog
-from dataflows.cli import main
 from tests.dataflows.conftest import METERS_YAML, PRICING_YAML
 from tests.dataflows.scenario import BASE_MS, MINUTE, _iso
 from tests.dataflows.test_flow_end_to_end import _run

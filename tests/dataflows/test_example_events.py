@@ -8,9 +8,9 @@ import time
 import orjson
 import pytest
 
+from cli.main import main
+from config.display import iso_utc
 from config.settings import EXAMPLES
-from dataflows.cli import main
-from dataflows.display import iso_utc
 from operators.timeparse import parse_rfc3339_ms
 
 DAY_MS = 86_400_000

@@ -24,12 +24,12 @@ from confluent_kafka.admin import AdminClient
 from config.meters import MeterCatalog
 from config.pricing import PricingCatalog
 from config.settings import load_settings
-from dataflows.kafka_topics import ensure_topic
-from dataflows.reconcile_command import check
 from dataflows.stats import RunStats
 from operators.model import Reason
+from reports.reconciliation import check
 from sinks.clickhouse import connect, rejected_counts, window_rows
 from sinks.clickhouse_schema import migrate, quote_database
+from sinks.kafka_topics import ensure_topic
 from tests.dataflows.conftest import METERS_YAML, PRICING_YAML
 from tests.dataflows.hostile_corpus import (
     ACCEPTED_TOKENS,

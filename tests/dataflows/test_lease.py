@@ -13,7 +13,8 @@ from config.clock import FixedClock
 from config.errors import ConfigError
 from config.settings import Settings, load_settings
 from dataflows.lease import LOST, LeaseRefused, output_lease
-from sinks.redis_lease import RedisLease, lease_key
+from sinks.redis_keys import lease_key
+from sinks.redis_lease import RedisLease
 
 pytestmark = pytest.mark.integration
 

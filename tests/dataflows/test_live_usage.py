@@ -29,8 +29,8 @@ from dataflows.stats import RunStats
 from operators.windowing import WindowConfig
 from sinks.clickhouse import ClickHouseWriter, connect
 from sinks.kafka_dead_letters import ConfirmedProducer
-from sinks.redis_live_usage import live_usage_key
-from sinks.redis_live_writer import RETAIN_MS, LiveUsageWriter, hard_limit_key
+from sinks.redis_keys import hard_limit_key, live_usage_key
+from sinks.redis_live_writer import RETAIN_MS, LiveUsageWriter
 from tests.clocks import CLOCK_OFFSETS, DAY_MS, mid_month_clock, month_start_ms
 from tests.dataflows.conftest import PRICING_YAML
 from tests.dataflows.test_kafka_flow import produce, read_topic

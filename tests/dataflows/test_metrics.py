@@ -12,10 +12,10 @@ import pytest
 from prometheus_client import CollectorRegistry, start_http_server
 
 from config.clock import FixedClock
-from dataflows.local_services import free_port
 from dataflows.metrics import Metrics, StageTimer, histogram_quantile, metric_names, sample
 from dataflows.stats import RunStats
 from operators.model import RatedWindow, WindowKind
+from sinks.local_services import free_port
 
 # The metrics' clock: flush times and the watermark lag are read from it.
 NOW_MS = 1_893_456_000_000  # 2030-01-01T00:00:00Z

@@ -15,8 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from benchmarks.load import LoadGenerator, LoadSpec, write_kafka
-from dataflows.local_services import free_port
 from sinks.clickhouse import connect, rejected_counts
+from sinks.local_services import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -90,7 +90,7 @@ def test_counters_reconcile_with_the_run_and_clickhouse(
     port = free_port()
     process = subprocess.Popen(
         [
-            *(sys.executable, "-m", "dataflows.cli", "run", "--config", "meterwax.json"),
+            *(sys.executable, "-m", "cli.main", "run", "--config", "meterwax.json"),
             *("--no-progress", "--metrics-port", str(port)),
         ],
         cwd=workdir,

@@ -14,14 +14,14 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from cli.main import main
+from cli.produce_command import parse_kafka_setting
 from config.clock import ShiftedClock
 from config.settings import GeneratorSettings
-from dataflows.cli import main
-from dataflows.produce_command import (
+from sinks.kafka_producer import (
     LATE_BY_MS,
     generator_spec,
     masked,
-    parse_kafka_setting,
     redact,
     subject_key,
     synthetic_payloads,

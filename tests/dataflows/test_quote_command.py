@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from cli import quote_command
 from config.clock import SYSTEM_CLOCK, Clock, FixedClock
-from dataflows import quote_command
 
 JPY_CATALOG = """\
 plans:

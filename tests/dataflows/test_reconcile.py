@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from cli.main import main
 from config.settings import load_settings
-from dataflows.cli import main
-from dataflows.reconcile_command import check
 from operators.reconcile import Problem
+from reports.reconciliation import check
 from tests.dataflows.conftest import METERS_YAML, PRICING_YAML
 from tests.dataflows.reconcile_helpers import PERIODS_END_MS, PERIODS_START_MS
 from tests.dataflows.scenario import build_scenario

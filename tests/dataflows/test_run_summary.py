@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from dataflows.cli import main
-from dataflows.display import printable
+from cli.main import main
+from config.display import printable
 from operators.periods import billing_period
 
 PRICING = """

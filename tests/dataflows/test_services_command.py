@@ -13,15 +13,15 @@ import pytest
 import redis
 from confluent_kafka.admin import AdminClient
 
-from dataflows.cli import main
-from dataflows.local_services import free_port, port_in_use, stop
-from dataflows.services_command import STATE_FILE
+from cli.main import main
+from cli.services_command import STATE_FILE
+from sinks.local_services import free_port, port_in_use, stop
 
 
 def meterwax(*args: str) -> subprocess.CompletedProcess[str]:
     """The command in a process of its own, as from a shell."""
     return subprocess.run(
-        [sys.executable, "-m", "dataflows.cli", *args],
+        [sys.executable, "-m", "cli.main", *args],
         capture_output=True,
         text=True,
         timeout=60,

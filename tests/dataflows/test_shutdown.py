@@ -9,13 +9,15 @@ import textwrap
 
 import pytest
 
-from dataflows.shutdown import StopRequest, stop_on_signals
+from cli.signals import stop_on_signals
+from dataflows.shutdown import StopRequest
 
 # Signals itself twice inside stop_on_signals; prints what the first one did.
 TWICE = textwrap.dedent(
     """
     import os, signal, sys, time
-    from dataflows.shutdown import StopRequest, stop_on_signals
+    from cli.signals import stop_on_signals
+    from dataflows.shutdown import StopRequest
 
     stop = StopRequest()
     with stop_on_signals(stop):

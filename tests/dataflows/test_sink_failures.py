@@ -17,11 +17,11 @@ from bytewax.testing import run_main
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
+from cli.run_command import STOPPING_ERRORS, _root_cause
 from config.meters import MeterCatalog
 from config.pricing import PricingCatalog
 from dataflows.flow import FlowSpec, build_flow
 from dataflows.outputs import EventLogSink, RatedWindowSink, RejectionSink
-from dataflows.run_command import STOPPING_ERRORS, _root_cause
 from dataflows.sources import JsonlFileSource
 from dataflows.stats import RunStats
 from operators.windowing import WindowConfig

@@ -9,8 +9,8 @@ import pytest
 
 from benchmarks.load import LoadGenerator, LoadSpec
 from dataflows.sources import JsonlFileSource, SyntheticSource
-from dataflows.synthetic import SyntheticPartition, SyntheticSpec
 from operators.model import RawMessage
+from operators.synthetic import SyntheticPartition, SyntheticSpec
 
 
 def _drain(part: object) -> list[RawMessage]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from dataflows.local_services import RunningService, free_port
+from sinks.local_services import RunningService, free_port
 from tests.fixtures.redis import REDIS_PASSWORD
 
 # Two halves, so that a message quoting the part before an unencoded '/' or '#'
@@ -28,7 +28,7 @@ def meterwax(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run the command as a user would, without any METERWAX_* settings of ours."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("METERWAX_")}
     return subprocess.run(
-        [sys.executable, "-m", "dataflows.cli", *argv],
+        [sys.executable, "-m", "cli.main", *argv],
         cwd=cwd,
         env=env,
         capture_output=True,

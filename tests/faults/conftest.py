@@ -55,7 +55,7 @@ SEED_ENV = "METERWAX_FAULT_SEED"
 CI_EVENTS = 60_000
 FULL_EVENTS = 200_000
 
-METERWAX = [sys.executable, "-m", "dataflows.cli"]
+METERWAX = [sys.executable, "-m", "cli.main"]
 SNAPSHOT_INTERVAL_S = 0.5
 # Generous bounds: a hung run fails the test instead of hanging CI.
 RUN_TIMEOUT_S = 180.0

@@ -23,7 +23,7 @@ import pytest
 import redis
 import yaml
 
-from sinks.redis_live_usage import live_index_key, live_usage_key
+from sinks.redis_keys import live_index_key, live_usage_key
 from tests.dataflows.scenario import (
     SCENARIO_NOW_MS,
     build_scenario,

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from dataflows.local_services import free_port
+from sinks.local_services import free_port
 from tests.dataflows.scenario import BASE_MS, SCENARIO_NOW_MS, Scenario, expected_totals
 from tests.faults.conftest import (
     SNAPSHOT_INTERVAL_S,

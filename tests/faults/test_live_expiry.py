@@ -21,7 +21,7 @@ import redis
 import yaml
 
 from operators.parse import MIN_TIME_MS
-from sinks.redis_live_usage import live_usage_key
+from sinks.redis_keys import live_usage_key
 from tests.dataflows.test_kafka_flow import read_topic
 from tests.faults.conftest import FaultRig, iso, produce
 

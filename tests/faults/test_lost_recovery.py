@@ -28,7 +28,7 @@ import pytest
 import redis
 import yaml
 
-from sinks.redis_live_usage import live_usage_key
+from sinks.redis_keys import live_usage_key
 from tests.dataflows.test_kafka_flow import read_topic
 from tests.faults.conftest import FaultRig, iso, produce
 

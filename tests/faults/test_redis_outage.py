@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from dataflows.local_services import RunningService, is_running, start_redis, stop
+from sinks.local_services import RunningService, is_running, start_redis, stop
 from tests.dataflows.scenario import SCENARIO_NOW_MS, build_scenario, expected_totals
 from tests.faults.conftest import FaultRig, fault_events, produce, scenario_range, without_too_late
 

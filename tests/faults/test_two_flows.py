@@ -37,7 +37,8 @@ import pytest
 import redis
 
 from operators.idempotency import key_hash
-from sinks.redis_lease import Holder, lease_key
+from sinks.redis_keys import lease_key
+from sinks.redis_lease import Holder
 from tests.dataflows.scenario import (
     SCENARIO_NOW_MS,
     build_scenario,

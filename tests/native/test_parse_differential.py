@@ -18,11 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from config.jsonpath import compile_path
 from config.meter_catalog import load_meter_catalog
 from config.meters import Aggregation, MeterCatalog, MeterDefinition
 from config.pricing_catalog import load_pricing_catalog
 from operators._native import idempotency_hash
-from operators.jsonpath import compile_path
 from operators.model import RawMessage, Reason, Rejection
 from operators.native_parse import NativeParser, known_tenants
 from operators.parse import BatchParser, ParserConfig

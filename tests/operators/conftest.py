@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 import pytest
 
+from config.jsonpath import compile_path
 from config.meters import Aggregation, MeterCatalog, MeterDefinition
 from config.pricing import MeterPrice, Plan, PlanVersion, PricingCatalog, Subscription, UnitPrice
-from operators.jsonpath import compile_path
 from operators.model import Event, GroupValues, Measure, RawMessage
 
 JAN_2026_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z

@@ -14,8 +14,8 @@ from operators.estimates import (
     CurrencyMismatchError,
     Invoice,
     LineKind,
+    LiveReading,
     LiveState,
-    LiveUsage,
     PeriodError,
     SegmentUsage,
     estimate,
@@ -77,8 +77,8 @@ def segment(
     return SegmentUsage(meter, version, "p", currency, D(quantity), D(amount))
 
 
-def live(meter: str, amount: str, quantity: str = "0", currency: str = "USD") -> LiveUsage:
-    return LiveUsage(meter, D(quantity), D(amount), currency, NOV_2026_MS, DEC_2026_MS, 0)
+def live(meter: str, amount: str, quantity: str = "0", currency: str = "USD") -> LiveReading:
+    return LiveReading(meter, D(quantity), D(amount), currency, NOV_2026_MS, DEC_2026_MS, 0)
 
 
 def lines_of(bill: Invoice) -> list[tuple[str, str | None, str, str]]:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from operators.jsonpath import MISSING, JsonPathError, compile_path
+from config.jsonpath import MISSING, JsonPathError, compile_path
 
 
 @pytest.mark.parametrize(

@@ -24,13 +24,13 @@ from sinks.clickhouse import (
     UsageTotal,
     connect,
     group_key,
-    is_transient,
     redact_dsn,
     rejected_counts,
     usage_totals,
     window_rows,
 )
 from sinks.clickhouse_schema import MIGRATIONS, migrate
+from sinks.retry import clickhouse_transient as is_transient
 
 # Tests that open chDB; the pure ones below run without it.
 integration = pytest.mark.integration

@@ -19,7 +19,6 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dataflows.local_services import RunningService, free_port, start_redis, stop
 from operators.idempotency import (
     DAY_MS,
     Claim,
@@ -29,6 +28,7 @@ from operators.idempotency import (
     key_hash,
     token_tag,
 )
+from sinks.local_services import RunningService, free_port, start_redis, stop
 from sinks.redis_idempotency import (
     IdempotencyError,
     IdempotencyUnavailable,

@@ -17,8 +17,8 @@ import redis
 from operators.idempotency import Claim, ClaimStatus, claim_day, key_hash
 from operators.live_usage import LiveCounter
 from sinks.redis_idempotency import RedisIdempotencyStore, day_key
-from sinks.redis_lease import Fence, Holder, LeaseHeld, LeaseLost, RedisLease, lease_key
-from sinks.redis_live_usage import live_usage_key
+from sinks.redis_keys import lease_key, live_usage_key
+from sinks.redis_lease import Fence, Holder, LeaseHeld, LeaseLost, RedisLease
 from sinks.redis_live_writer import LiveUsageWriter
 
 pytestmark = pytest.mark.integration

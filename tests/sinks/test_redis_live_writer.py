@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import uuid
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import redis
@@ -11,8 +14,10 @@ import redis
 from config.clock import SYSTEM_CLOCK, Clock, ShiftedClock
 from operators.live_usage import LiveCounter
 from sinks import redis_live_writer
-from sinks.redis_live_usage import live_index_key, live_usage_key, read_live_usage
-from sinks.redis_live_writer import MIN_MARKER_TTL_MS, RETAIN_MS, LiveUsageWriter, hard_limit_key
+from sinks.local_services import start_redis, stop
+from sinks.redis_keys import hard_limit_key, live_index_key, live_usage_key
+from sinks.redis_live_usage import read_live_usage
+from sinks.redis_live_writer import MIN_MARKER_TTL_MS, RETAIN_MS, LiveUsageWriter
 from tests.clocks import CLOCK_OFFSETS, DAY_MS
 
 pytestmark = pytest.mark.integration
@@ -165,3 +170,32 @@ def test_many_counters_go_in_chunks(client: redis.Redis, monkeypatch: pytest.Mon
     for c in counters:
         usage = read_live_usage(client, prefix, c.tenant, c.period_start_ms)["calls"]
         assert usage.quantity == c.quantity
+
+
+def test_publishing_waits_out_a_failover(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # The writer's address points at a server demoted to a read-only replica; it is
+    # promoted half a second later. Publishing must wait, not stop the flow.
+    primary = start_redis(tmp_path / "primary")
+    replica = start_redis(tmp_path / "replica")
+
+    def replicaof(host: str, port: str) -> None:
+        with redis.Redis(port=replica.port) as admin:
+            admin.replicaof(host, port)
+
+    promoter = threading.Timer(0.5, replicaof, args=("NO", "ONE"))
+    try:
+        replicaof("127.0.0.1", str(primary.port))
+        client = redis.Redis(port=replica.port)
+        writer = LiveUsageWriter(client, "failover")
+        counter = _counter("acme", "tokens", "42")
+        caplog.set_level(logging.WARNING, logger=redis_live_writer.__name__)
+        promoter.start()
+        writer.publish([counter], SYSTEM_CLOCK.now_ms())
+        usage = read_live_usage(client, "failover", "acme", counter.period_start_ms)["tokens"]
+        assert usage.quantity == Decimal(42)
+    finally:
+        if promoter.ident is not None:
+            promoter.join()
+        stop(replica.pid)
+        stop(primary.pid)
+    assert any("read only replica" in r.getMessage() for r in caplog.records)

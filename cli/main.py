@@ -11,14 +11,9 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
-from api import server as api_server
-from config.clock import SYSTEM_CLOCK, Clock, ShiftedClock
-from config.errors import ConfigError, error_report
-from config.redaction import redact_url
-from config.settings import load_settings
-from dataflows import (
+from cli import (
+    api_command,
     bench_command,
     estimate_command,
     invoice_command,
@@ -28,6 +23,11 @@ from dataflows import (
     run_command,
     services_command,
 )
+from cli.options import dotted_overrides
+from config.clock import SYSTEM_CLOCK, Clock, ShiftedClock
+from config.errors import ConfigError, error_report
+from config.redaction import redact_url
+from config.settings import load_settings
 from dataflows.shutdown import forced_exit_code
 
 log = logging.getLogger("meterwax")
@@ -105,17 +105,6 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     run.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
-def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    """Flags like ``window.grace`` become nested overrides; unset flags are left out."""
-    nested: dict[str, Any] = {}
-    for name, value in vars(args).items():
-        if "." not in name or value is None:
-            continue
-        section, field = name.split(".", 1)
-        nested.setdefault(section, {})[field] = value
-    return nested
-
-
 def _shifted_clock(text: str) -> Clock:
     try:
         return ShiftedClock(int(text))
@@ -145,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     quote_command.add_parser(sub)
     estimate_command.add_parser(sub)
     invoice_command.add_parser(sub)
-    api_server.add_parser(sub)
+    api_command.add_parser(sub)
     bench_command.add_parser(sub)
     return parser
 
@@ -158,7 +147,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "quote": quote_command.main,
     "estimate": estimate_command.main,
     "invoice": invoice_command.main,
-    "api": api_server.main,
+    "api": api_command.main,
     "bench": bench_command.main,
 }
 
@@ -197,7 +186,7 @@ def _command(args: argparse.Namespace) -> int:
     if command is not None:
         return command(args)
     try:
-        settings = load_settings(args.config, _overrides(args))
+        settings = load_settings(args.config, dotted_overrides(args))
         if args.print_config:
             print(json.dumps(settings.masked(), indent=2))
             return 0

@@ -1,4 +1,7 @@
-"""``meterwax quote``: what a plan charges for one meter's usage over a billing period."""
+"""``meterwax quote``: what a plan charges for one meter's usage over a billing period.
+
+The quote itself is ``reports.quotes``; this module reads the flags and prints.
+"""
 
 from __future__ import annotations
 
@@ -6,62 +9,32 @@ import argparse
 import json
 import re
 import sys
-from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, assert_never
+from typing import assert_never
 
 from config.clock import Clock
+from config.display import decimal_text as _plain
+from config.display import iso_utc as _iso
 from config.errors import ConfigError
 from config.pricing import (
     GraduatedPrice,
-    MeterPrice,
     PackagePrice,
     PercentagePrice,
-    Plan,
-    PlanVersion,
     PriceModel,
     Tier,
     UnitPrice,
     VolumePrice,
 )
-from config.pricing_catalog import EXAMPLE_PRICING_CATALOG, load_pricing_catalog
-from dataflows.display import decimal_text as _plain
-from dataflows.display import iso_utc as _iso
-from operators.pricing import minor_units, period_cost, round_to_minor
+from config.pricing_catalog import EXAMPLE_PRICING_CATALOG
+from operators.limits import MAX_FRACTION_DIGITS, MAX_VALUE
+from operators.pricing import minor_units
 from operators.timeparse import TimeFormatError, parse_rfc3339_ms
+from reports.quotes import Quote, QuoteError, build_quote, quote_json
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
-# Quantities follow the rules of event values, so a quote covers what the flow can meter.
-_MAX_QUANTITY = Decimal(10) ** 18
-_QUANTITY_PLACES = 9
-_MODEL_NAMES: dict[type, str] = {
-    UnitPrice: "per_unit",
-    PackagePrice: "package",
-    GraduatedPrice: "graduated",
-    VolumePrice: "volume",
-    PercentagePrice: "percentage",
-}
-
-
-class QuoteError(Exception):
-    """Input the quote cannot be computed for; the message says what to change."""
-
-
-@dataclass(frozen=True, slots=True)
-class Quote:
-    """A meter's period amount under the plan version in force at ``at_ms``."""
-
-    plan: Plan
-    version: PlanVersion
-    meter: str
-    price: MeterPrice
-    quantity: Decimal
-    at_ms: int
-    amount: Decimal
-    rounded: Decimal
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -106,42 +79,8 @@ def main(args: argparse.Namespace) -> int:
     except QuoteError as exc:
         print(f"meterwax quote: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(_as_json(quote), indent=2) if args.json else _render(quote))
+    print(json.dumps(quote_json(quote), indent=2) if args.json else _render(quote))
     return 0
-
-
-def build_quote(catalog: Path, plan_id: str, meter: str, quantity: Decimal, at_ms: int) -> Quote:
-    """Price ``quantity`` of ``meter`` with plan ``plan_id`` of the catalog at ``catalog``."""
-    plans = load_pricing_catalog(catalog).plans
-    plan = plans.get(plan_id)
-    if plan is None:
-        known = ", ".join(sorted(plans))
-        raise QuoteError(f"--plan: {plan_id!r} is not a plan in {catalog}; use one of: {known}")
-    version = plan.version_at(at_ms)
-    if version is None:
-        first = plan.versions[0]
-        raise QuoteError(
-            f"--at: plan {plan.id!r} has no version in force at {_iso(at_ms)}; its first "
-            f"version, {first.version!r}, starts at {_iso(first.effective_from_ms)}"
-        )
-    price = version.prices.get(meter)
-    if price is None:
-        priced = ", ".join(sorted(version.prices)) or "none"
-        raise QuoteError(
-            f"--meter: {meter!r} has no price in plan {plan.id!r} version {version.version!r} "
-            f"(meters without a price are not charged); priced meters: {priced}"
-        )
-    amount = period_cost(price, quantity)
-    return Quote(
-        plan=plan,
-        version=version,
-        meter=meter,
-        price=price,
-        quantity=quantity,
-        at_ms=at_ms,
-        amount=amount,
-        rounded=round_to_minor(amount, plan.currency),
-    )
 
 
 def _quantity(text: str) -> Decimal:
@@ -154,12 +93,12 @@ def _quantity(text: str) -> Decimal:
         raise QuoteError(f"--quantity: {text!r} is not a finite number; {fix}")
     if quantity < 0:
         raise QuoteError(f"--quantity: {text!r} is negative; write zero or more")
-    if quantity >= _MAX_QUANTITY:
+    if quantity >= MAX_VALUE:
         raise QuoteError(f"--quantity: {text!r} is 10^18 or more; write a smaller quantity")
     exponent = quantity.normalize().as_tuple().exponent
-    if isinstance(exponent, int) and -exponent > _QUANTITY_PLACES:
+    if isinstance(exponent, int) and -exponent > MAX_FRACTION_DIGITS:
         raise QuoteError(
-            f"--quantity: {text!r} has more than {_QUANTITY_PLACES} decimal places; round it"
+            f"--quantity: {text!r} has more than {MAX_FRACTION_DIGITS} decimal places; round it"
         )
     # "-0" passes the sign check; without its sign it cannot print a "-0" amount.
     return quantity.copy_abs()
@@ -243,38 +182,3 @@ def _tier_line(tier: Tier, before: Tier | None) -> str:
         span = "all units"
     flat = f" + {_plain(tier.flat_price)} flat" if tier.flat_price else ""
     return f"{span:<22}{_plain(tier.unit_price)} per unit{flat}"
-
-
-def _as_json(quote: Quote) -> dict[str, Any]:
-    price = quote.price
-    return {
-        "plan": quote.plan.id,
-        "currency": quote.plan.currency,
-        "version": quote.version.version,
-        "effective_from": _iso(quote.version.effective_from_ms),
-        "at": _iso(quote.at_ms),
-        "meter": quote.meter,
-        # The same keys as in the catalog file.
-        "price": {
-            "model": _MODEL_NAMES[type(price.model)],
-            **_jsonable(asdict(price.model)),
-            "free_allowance": _plain(price.free_allowance),
-            "maximum": _jsonable(price.maximum),
-            "minimum": _jsonable(price.minimum),
-        },
-        "quantity": _plain(quote.quantity),
-        "amount": _plain(quote.amount),
-        "amount_rounded": _plain(quote.rounded),
-        "minor_units": minor_units(quote.plan.currency),
-    }
-
-
-def _jsonable(value: Any) -> Any:
-    """Decimals as exact strings (JSON numbers would turn into floats), recursively."""
-    if isinstance(value, Decimal):
-        return _plain(value)
-    if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(item) for item in value]
-    return value

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from dataflows.local_services import (
+from sinks.local_services import (
     RunningService,
     ServiceError,
     is_running,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dataflows.display import decimal_text, iso_utc, printable
+from config.display import decimal_text, iso_utc, printable
 from dataflows.stats import RunStats
 from operators.period_usage import PeriodUsage
 from operators.pricing import round_to_minor

@@ -112,6 +112,7 @@ class SyntheticPartition:
             time_ms -= spec.late_by_ms + (h >> 20) % 60_000
         tenant = tenant_name(_zipf_index(h >> 8, spec.tenants))
         kind = (h >> 4) % 10
+        data: dict[str, str | int | float]
         if kind < 5:
             event_type, data = (
                 "api.request",

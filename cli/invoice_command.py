@@ -1,10 +1,8 @@
 """``meterwax invoice``: a dry-run invoice of one tenant's billing period.
 
-Usage lines come from the rated windows in ClickHouse; minimums, the fixed fee
-and the minimum commitment from the pricing catalog. Lines are rounded
-half-even to the currency's minor unit and the total is their sum (see
-``operators.estimates``). Nothing is written: this shows what an invoice would
-say, it does not issue one.
+The invoice itself is ``reports.invoices``; this module reads the flags and
+prints. Nothing is written: this shows what an invoice would say, it does not
+issue one.
 """
 
 from __future__ import annotations
@@ -12,17 +10,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from dataflows.estimate_command import (
-    UsageReports,
-    add_source_options,
-    exact,
-    iso,
-    plain,
-    run_report,
-    table,
-)
-from operators.estimates import Invoice, LineKind, invoice
-from operators.pricing import minor_units
+from cli.estimate_command import run_report, table
+from cli.options import add_source_options
+from config.display import decimal_text as plain
+from config.display import iso_utc as iso
+from operators.estimates import Invoice, LineKind
+from reports.invoices import build_invoice, invoice_json
+from reports.usage import UsageReports, exact
 
 _LABELS = {
     LineKind.USAGE: "usage",
@@ -30,48 +24,6 @@ _LABELS = {
     LineKind.FIXED_FEE: "fixed fee",
     LineKind.COMMITMENT: "commitment true-up",
 }
-
-
-def build_invoice(reports: UsageReports, tenant: str, period: str, now_ms: int) -> Invoice:
-    """The dry-run invoice of the tenant's period named by ``period`` (YYYY-MM or an instant)."""
-    plan, bounds = reports.plan_and_period(tenant, period, now_ms)
-    return invoice(
-        tenant,
-        plan,
-        bounds,
-        usage=reports.closed_usage(tenant, bounds),
-        aggregations=reports.aggregations,
-    )
-
-
-def invoice_json(bill: Invoice, now_ms: int) -> dict[str, Any]:
-    """The invoice as JSON-ready data: exact amounts and rounded ones as decimal strings.
-
-    ``open`` is true while the period has not ended at ``now_ms`` (more usage may come).
-    """
-    return {
-        "tenant": bill.tenant,
-        "plan": bill.plan_id,
-        "currency": bill.currency,
-        "minor_units": minor_units(bill.currency),
-        "period": {"start": iso(bill.period_start_ms), "end": iso(bill.period_end_ms)},
-        "price_version": bill.price_version,
-        "open": now_ms < bill.period_end_ms,
-        "dry_run": True,
-        "lines": [
-            {
-                "kind": line.kind.value,
-                "meter": line.meter,
-                "plan": line.plan_id,
-                "price_version": line.price_version,
-                "quantity": None if line.quantity is None else exact(line.quantity),
-                "amount": exact(line.amount),
-                "amount_rounded": plain(line.rounded),
-            }
-            for line in bill.lines
-        ],
-        "total": plain(bill.total),
-    }
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

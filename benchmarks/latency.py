@@ -79,7 +79,7 @@ def measure_latency(
 ) -> dict[str, Any]:
     """Run the flow on ``topic`` while producing ``spec``'s events at ``rate``; the figures."""
     argv = [
-        *(sys.executable, "-m", "dataflows.cli", "run", "--config", str(config)),
+        *(sys.executable, "-m", "cli.main", "run", "--config", str(config)),
         *("--no-progress", "--metrics-port", str(metrics_port)),
     ]
     with (workdir / "latency.out").open("wb") as out, (workdir / "latency.err").open("wb") as err:

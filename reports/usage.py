@@ -1,41 +1,34 @@
-"""``meterwax estimate``: a tenant's spend in a billing period so far, and its projection.
+"""The read side of usage: estimates of a period so far, from closed windows and live counters.
 
-Also home of ``UsageReports``, the read side that ``meterwax invoice`` and the
-HTTP API share: the catalogs, ClickHouse (closed windows) and Redis (live
-counters), opened once from the settings. Nothing here writes anywhere.
+``UsageReports`` opens the catalogs, ClickHouse (closed windows) and Redis (live
+counters) once from the settings; ``meterwax estimate``, ``meterwax invoice`` and
+the HTTP API read through it. Nothing here writes anywhere, parses flags or prints.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import redis
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 
-from config.errors import ConfigError, error_report
+from config.display import decimal_text as plain
+from config.display import iso_utc as iso
+from config.errors import ConfigError
 from config.meter_catalog import load_meter_catalog
 from config.meters import Aggregation
 from config.pricing import Plan, PricingCatalog
 from config.pricing_catalog import load_pricing_catalog
 from config.redaction import redact_url
-from config.settings import Settings, load_settings
-from dataflows.display import decimal_text as plain
-from dataflows.display import iso_utc as iso
+from config.settings import Settings
 from operators.estimates import (
-    CurrencyMismatchError,
     Estimate,
-    LiveState,
-    LiveUsage,
-    PeriodError,
+    LiveReading,
     SegmentUsage,
     estimate,
     resolve_period,
@@ -43,7 +36,7 @@ from operators.estimates import (
 from sinks.clickhouse import SinkError, connect, redact_dsn
 from sinks.clickhouse_reports import segment_usage
 from sinks.redis_client import redis_from_url
-from sinks.redis_live_usage import LiveUsageError, read_live_usage
+from sinks.redis_live_usage import read_live_usage
 
 # A report is interactive: give up on an unreachable Redis quickly.
 _REDIS_TIMEOUT_S = 5.0
@@ -127,7 +120,7 @@ class UsageReports:
             message = f"cannot read usage from ClickHouse: {_first_line(exc)}"
             raise SourceUnavailable(message) from None
 
-    def live_usage(self, tenant: str, period_start_ms: int) -> dict[str, LiveUsage]:
+    def live_usage(self, tenant: str, period_start_ms: int) -> dict[str, LiveReading]:
         """The tenant's live counters for the period (none when Redis is not configured)."""
         if self.redis is None:
             return {}
@@ -185,146 +178,6 @@ def estimate_json(report: Estimate) -> dict[str, Any]:
         "projection": exact(report.projection),
         "note": ESTIMATE_NOTE,
     }
-
-
-def add_source_options(parser: argparse.ArgumentParser, *, live: bool = True) -> None:
-    """The settings flags reports take (as for ``run``); ``live`` adds ``--redis-url``."""
-    parser.add_argument("--config", type=Path, help="YAML settings file, as for `run`")
-    parser.add_argument("--dsn", dest="clickhouse.dsn", help="chdb://PATH or http(s)://...")
-    parser.add_argument("--database", dest="clickhouse.database")
-    parser.add_argument("--meters", dest="catalogs.meters", help="meter catalog YAML")
-    parser.add_argument("--pricing", dest="catalogs.pricing", help="pricing catalog YAML")
-    if live:
-        parser.add_argument(
-            "--redis-url",
-            dest="redis.url",
-            help="redis://[:password@]host:port/db of the live counters (default: none)",
-        )
-
-
-def settings_from(args: argparse.Namespace) -> Settings:
-    """Settings from ``--config``, the environment and the dotted flags (raises ConfigError)."""
-    overrides: dict[str, dict[str, Any]] = {}
-    for name, value in vars(args).items():
-        if "." in name and value is not None:
-            section, key = name.split(".", 1)
-            overrides.setdefault(section, {})[key] = value
-    return load_settings(args.config, overrides)
-
-
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register ``meterwax estimate``."""
-    parser = sub.add_parser(
-        "estimate",
-        help="a tenant's spend in a billing period so far, and its projection",
-        description="Per meter: usage, the amount of closed windows (final), what the live "
-        "counters add (provisional), their total and a linear projection to the end of the "
-        "period. Amounts at full precision, before minimums, fixed fee and commitment. "
-        "Reads only.",
-    )
-    parser.add_argument("--tenant", required=True, help="the tenant (CloudEvents subject)")
-    parser.add_argument(
-        "--period",
-        help="YYYY-MM (the period starting that month) or an RFC 3339 instant inside it; "
-        "default now",
-    )
-    add_source_options(parser)
-    parser.add_argument("--json", action="store_true", help="print the estimate as JSON")
-
-
-def main(args: argparse.Namespace) -> int:
-    """Run ``meterwax estimate``: 0 printed, 1 if a store cannot be read, 2 on bad input."""
-    return run_report(
-        "estimate",
-        args,
-        lambda reports, now_ms: _output(build_estimate(reports, args.tenant, args.period, now_ms)),
-    )
-
-
-def run_report(
-    name: str,
-    args: argparse.Namespace,
-    report: Callable[[UsageReports, int], tuple[dict[str, Any], str]],
-) -> int:
-    """Open the stores, run ``report(reports, now_ms) -> (json data, text)`` and print it.
-
-    Shared by ``estimate`` and ``invoice``: the same errors, exit codes and output.
-    """
-    prefix = f"meterwax {name}"
-    try:
-        reports = UsageReports.from_settings(settings_from(args))
-    except ConfigError as exc:
-        print(error_report(f"{prefix}: configuration error", exc), file=sys.stderr)
-        return 2
-    except SourceUnavailable as exc:
-        print(f"{prefix}: {exc}", file=sys.stderr)
-        return 1
-    try:
-        data, text = report(reports, args.clock.now_ms())
-    except PeriodError as exc:
-        print(f"{prefix}: --period: {exc}", file=sys.stderr)
-        return 2
-    except UnknownTenantError as exc:
-        print(f"{prefix}: --tenant: {exc}", file=sys.stderr)
-        return 2
-    except (SourceUnavailable, CurrencyMismatchError, LiveUsageError) as exc:
-        print(f"{prefix}: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        reports.close()
-    print(json.dumps(data, indent=2) if args.json else text)
-    return 0
-
-
-def _output(report: Estimate) -> tuple[dict[str, Any], str]:
-    return estimate_json(report), _render(report)
-
-
-def _render(report: Estimate) -> str:
-    percent = (report.elapsed_fraction * 100).quantize(Decimal("0.1"))
-    rows = [["meter", "usage", "final", "provisional", "total", "projection", "currency"]]
-    rows += [
-        [
-            m.meter,
-            "-" if m.quantity is None else exact(m.quantity),
-            exact(m.final),
-            exact(m.provisional),
-            exact(m.total),
-            exact(m.projection),
-            m.currency,
-        ]
-        for m in report.meters
-    ]
-    rows.append(
-        ["all meters", "", "", "", exact(report.total), exact(report.projection), report.currency]
-    )
-    lines = [
-        f"estimate for {report.tenant}, plan {report.plan_id} ({report.currency}), period "
-        f"{iso(report.period_start_ms)} to {iso(report.period_end_ms)}, {percent}% elapsed",
-        *table(rows, "<>>>>><"),
-    ]
-    if not report.meters:
-        lines.append("  (no usage in this period)")
-    lagging = [m.meter for m in report.meters if m.live is LiveState.LAGGING]
-    if lagging:
-        lines.append(
-            f"live counters behind the closed windows for {', '.join(lagging)}: "
-            "provisional shown as 0 until they catch up"
-        )
-    lines.append(ESTIMATE_NOTE)
-    return "\n".join(lines)
-
-
-def table(rows: list[list[str]], align: str) -> list[str]:
-    """Rows as indented text columns; ``align`` has one ``<`` (left) or ``>`` per column."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(align))]
-    return [
-        "  "
-        + "  ".join(
-            f"{cell:{side}{width}}" for cell, side, width in zip(row, align, widths, strict=True)
-        ).rstrip()
-        for row in rows
-    ]
 
 
 def exact(value: Decimal) -> str:

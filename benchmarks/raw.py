@@ -6,7 +6,7 @@ message to the last (partition assignment and the first fetch are not
 counted, as the flow's processing time does not count its start-up either).
 ``meterwax bench`` runs it in a process of its own:
 
-    python -m dataflows.bench_raw --brokers 127.0.0.1:9092 --topic T --partitions 4
+    python -m benchmarks.raw --brokers 127.0.0.1:9092 --topic T --partitions 4
 """
 
 from __future__ import annotations
@@ -99,8 +99,8 @@ def measure(brokers: str, topic: str, partitions: int) -> RawRun:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m dataflows.bench_raw``: one pass, printed as JSON; 1 if the broker failed."""
-    parser = argparse.ArgumentParser(prog="python -m dataflows.bench_raw", description=__doc__)
+    """``python -m benchmarks.raw``: one pass, printed as JSON; 1 if the broker failed."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.raw", description=__doc__)
     parser.add_argument("--brokers", required=True)
     parser.add_argument("--topic", required=True)
     parser.add_argument("--partitions", type=int, required=True)

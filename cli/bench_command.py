@@ -3,7 +3,7 @@
 One run: preload a new topic with the events of a workload (``benchmarks.load``,
 ``--workload w1|w2``), then measure
 
-* the raw ceiling (``dataflows.bench_raw``, a process of its own): batch
+* the raw ceiling (``benchmarks.raw``, a process of its own): batch
   consume plus orjson, nothing else, timed from the first message to the
   last; measured before the flows and again after them;
 * the flow in each ``--mode``: ``meterwax run --input kafka --no-tail`` as a
@@ -17,13 +17,12 @@ tenant and meter) and, in ``full``, ``meterwax reconcile`` must pass over the
 events' range; any difference fails the run (exit 1). Results go to
 ``report.json``, ``report.md`` and ``chart.png`` in ``--out``. With
 ``--latency-rate`` a last phase measures latency at a steady rate in ``full``
-(``dataflows.bench_latency``).
+(``benchmarks.latency``).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import shlex
 import subprocess
@@ -40,13 +39,14 @@ from typing import Any
 import redis
 from confluent_kafka import KafkaException
 
+from benchmarks import load as load_generator
+from benchmarks.latency import LatencyError, latency_summary, measure_latency
+from config.display import iso_utc as _iso
 from config.errors import ConfigError
 from config.meter_catalog import load_meter_catalog
 from config.pricing_catalog import load_pricing_catalog
-from dataflows.bench_latency import LatencyError, latency_summary, measure_latency
-from dataflows.display import iso_utc as _iso
-from dataflows.kafka_topics import TopicError
-from dataflows.local_services import (
+from sinks.kafka_topics import TopicError
+from sinks.local_services import (
     RunningService,
     ServiceError,
     free_port,
@@ -56,7 +56,7 @@ from dataflows.local_services import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-METERWAX = [sys.executable, "-m", "dataflows.cli"]
+METERWAX = [sys.executable, "-m", "cli.main"]
 POLL_S = 0.02
 PROGRESS_EVERY_S = 2.0
 FLOW_TIMEOUT_S = 3600.0
@@ -67,17 +67,9 @@ FAILED = 1
 SETUP_FAILED = 2
 
 
-def load_module() -> ModuleType | None:
-    """``benchmarks.load``, or None outside a clone of the repository.
-
-    ``benchmarks/`` belongs to the repository, not to the installed package: the
-    benchmark runs from a clone, so its root is put on the path when missing.
-    """
-    if importlib.util.find_spec("benchmarks") is None:
-        if not (REPO / "benchmarks" / "load.py").is_file():
-            return None
-        sys.path.append(str(REPO))
-    return importlib.import_module("benchmarks.load")
+def load_module() -> ModuleType:
+    """``benchmarks.load``, the load generator (a package of the project)."""
+    return load_generator
 
 
 class BenchError(RuntimeError):
@@ -169,8 +161,8 @@ def _done(text: str) -> None:
 
 
 def raw_ceiling(brokers: str, topic: str, partitions: int) -> dict[str, Any]:
-    """One pass of ``dataflows.bench_raw`` over ``topic``, in a process of its own."""
-    argv = [sys.executable, "-m", "dataflows.bench_raw", "--brokers", brokers]
+    """One pass of ``benchmarks.raw`` over ``topic``, in a process of its own."""
+    argv = [sys.executable, "-m", "benchmarks.raw", "--brokers", brokers]
     argv += ["--topic", topic, "--partitions", str(partitions)]
     try:
         completed = subprocess.run(
@@ -669,7 +661,7 @@ def bench(args: argparse.Namespace, out: Path) -> int:
     bars += [(f"meterwax {m}", r["flow"]["events_per_s"] or 0.0) for m, r in results.items()]
     latency = report.get("latency", {}).get("latency_ms")
     try:
-        from dataflows.bench_chart import render_png  # noqa: PLC0415 — an optional extra
+        from benchmarks.chart import render_png  # noqa: PLC0415 — an optional extra
     except ImportError:
         _done("no chart.png: install the bench extra (pip install 'meterwax[bench]')")
     else:

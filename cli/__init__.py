@@ -1,0 +1,1 @@
+"""The `meterwax` command line: argument parsing and printing, and nothing that imports it."""

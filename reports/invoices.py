@@ -1,0 +1,60 @@
+"""Dry-run invoices of a tenant's billing period.
+
+Usage lines come from the rated windows in ClickHouse; minimums, the fixed fee
+and the minimum commitment from the pricing catalog. Lines are rounded
+half-even to the currency's minor unit and the total is their sum (see
+``operators.estimates``). Nothing is written: this shows what an invoice would
+say, it does not issue one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from config.display import decimal_text as plain
+from config.display import iso_utc as iso
+from operators.estimates import Invoice, invoice
+from operators.pricing import minor_units
+from reports.usage import UsageReports, exact
+
+
+def build_invoice(reports: UsageReports, tenant: str, period: str, now_ms: int) -> Invoice:
+    """The dry-run invoice of the tenant's period named by ``period`` (YYYY-MM or an instant)."""
+    plan, bounds = reports.plan_and_period(tenant, period, now_ms)
+    return invoice(
+        tenant,
+        plan,
+        bounds,
+        usage=reports.closed_usage(tenant, bounds),
+        aggregations=reports.aggregations,
+    )
+
+
+def invoice_json(bill: Invoice, now_ms: int) -> dict[str, Any]:
+    """The invoice as JSON-ready data: exact amounts and rounded ones as decimal strings.
+
+    ``open`` is true while the period has not ended at ``now_ms`` (more usage may come).
+    """
+    return {
+        "tenant": bill.tenant,
+        "plan": bill.plan_id,
+        "currency": bill.currency,
+        "minor_units": minor_units(bill.currency),
+        "period": {"start": iso(bill.period_start_ms), "end": iso(bill.period_end_ms)},
+        "price_version": bill.price_version,
+        "open": now_ms < bill.period_end_ms,
+        "dry_run": True,
+        "lines": [
+            {
+                "kind": line.kind.value,
+                "meter": line.meter,
+                "plan": line.plan_id,
+                "price_version": line.price_version,
+                "quantity": None if line.quantity is None else exact(line.quantity),
+                "amount": exact(line.amount),
+                "amount_rounded": plain(line.rounded),
+            }
+            for line in bill.lines
+        ],
+        "total": plain(bill.total),
+    }
