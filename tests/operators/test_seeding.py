@@ -42,7 +42,7 @@ def shard(incarnation: str = "b") -> ShardState:
 def rate_one(state: ShardState, value: Decimal) -> Decimal:
     """Admit one event, close its window; the amount it was charged."""
     events = [make_event(T, value, event_id=f"e{value}")]
-    state.admit(state.screen(events, T).fresh, PRICING)
+    state.admit(state.screen(("usage", 0), events, [T], T).fresh, PRICING)
     [rated] = state.rate(state.close_all(), PRICING, T)
     assert rated.incarnation == state.ledger.incarnation
     return rated.amount
