@@ -185,7 +185,25 @@ def start_redis(
         "no",
         *(["--requirepass", password] if password else []),
     ]
-    return _spawn("redis", argv, host, port, workdir)
+    service = _spawn("redis", argv, host, port, workdir)
+    _wait_loaded(host, port, password)
+    return service
+
+
+def _wait_loaded(host: str, port: int, password: str | None, timeout_s: float = 20.0) -> None:
+    """Wait until Redis has loaded its data set: it listens first, then answers LOADING."""
+    auth = f"AUTH {password}\r\n".encode() if password else b""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.create_connection((host, port), timeout=1.0) as sock:
+            sock.sendall(auth + b"PING\r\n")
+            reply = sock.recv(256)
+        if not reply.startswith(b"-LOADING") and b"-LOADING" not in reply:
+            return
+        time.sleep(0.05)
+    raise ServiceError(
+        f"redis-server on {host}:{port} was still loading its data after {timeout_s:.0f} s"
+    )
 
 
 def stop(pid: int, timeout_s: float = 10.0) -> bool:
