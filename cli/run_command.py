@@ -13,7 +13,7 @@ from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from datetime import timedelta
 from importlib.metadata import version
-from typing import cast
+from typing import NoReturn, cast
 
 from bytewax._bytewax import cli_main
 from bytewax.inputs import Source
@@ -33,7 +33,7 @@ from config.redaction import redact_url
 from config.settings import Settings
 from dataflows.flow import FlowSpec, build_flow
 from dataflows.kafka_source import KafkaBatchSource
-from dataflows.lease import REFUSED, LeaseKeeper, LeaseRefused, output_lease
+from dataflows.lease import LOST, REFUSED, LeaseKeeper, LeaseRefused, output_lease
 from dataflows.metrics import METRICS, Metrics, serve
 from dataflows.outputs import EventLogSink, LiveUsageSink, RatedWindowSink, RejectionSink
 from dataflows.preflight import check_input
@@ -356,6 +356,15 @@ def _report_stop(error: Exception, recovering: bool) -> None:
     print(f"meterwax: stopped: {error}\n{outcome}.", file=sys.stderr)
 
 
+def exit_lease_lost(line: str) -> NoReturn:
+    """Print the lease-lost line and end the process at once, like a crash.
+
+    Raising instead would let the engine print a panic and flush its sinks.
+    """
+    print(f"meterwax: {line}", file=sys.stderr, flush=True)
+    os._exit(LOST)
+
+
 def run(settings: Settings, *, progress: bool, as_json: bool, clock: Clock = SYSTEM_CLOCK) -> int:
     """Run the flow to the end of its input; 0 when every message is accounted for.
 
@@ -369,7 +378,7 @@ def run(settings: Settings, *, progress: bool, as_json: bool, clock: Clock = SYS
     recovery = recovery_config(settings)
     instance = flow_instance_id(settings)
     try:
-        with output_lease(settings, instance, clock) as lease:
+        with output_lease(settings, instance, clock, exit_lease_lost) as lease:
             return _run_flow(
                 settings, recovery, instance, lease, progress=progress, as_json=as_json, clock=clock
             )

@@ -13,9 +13,9 @@ the run ends. Writes are fenced two ways:
   ``check`` passed and before its write completed, for longer than the third of
   the TTL left, writes once after the lease may have passed on.
 
-Once the lease is found lost (a Redis write refused, or a renewal finding it gone) the
-process prints one line and exits at once with code 3, like a crash: nothing
-more is written, not even the buffers a clean stop would flush; with recovery
+Once the lease is found lost (a Redis write refused, or a renewal finding it
+gone) the CLI's ``on_lost`` prints one line and exits at once with code 3, like
+a crash: nothing more is written, not even the buffers a clean stop would flush; with recovery
 the next run resumes from the last snapshot. (Raising instead would let the
 engine print a panic and flush its sinks on the way out.)
 
@@ -28,11 +28,9 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
@@ -63,8 +61,16 @@ class LeaseRefused(RuntimeError):
 class LeaseKeeper:
     """Renews a held lease in a thread and tells the sinks whether they may write."""
 
-    def __init__(self, lease: RedisLease, holder: Holder, confirmed: float, what: str) -> None:
+    def __init__(
+        self,
+        lease: RedisLease,
+        holder: Holder,
+        confirmed: float,
+        what: str,
+        on_lost: Callable[[str], NoReturn],
+    ) -> None:
         self.holder = holder
+        self._on_lost = on_lost
         self._lease = lease
         self._what = what
         ttl_s = lease.ttl_ms / 1000
@@ -93,17 +99,14 @@ class LeaseKeeper:
                 self._changed.wait(self._interval_s)
 
     def exit_lost(self, detail: str) -> NoReturn:
-        """Print the one lease-lost line and exit at once (see the module docstring)."""
+        """Hand the one lease-lost line to ``on_lost``, which ends the process at once."""
         log.debug("lease lost: %s", detail)
-        print(
-            f"meterwax: lease lost: the lease for {self._what} expired or another flow "
+        self._on_lost(
+            f"lease lost: the lease for {self._what} expired or another flow "
             "took it over (this process was paused or cut off from Redis for longer than "
             f"flow.lease_ttl, {self._lease.ttl_ms / 1000:g}s); it stopped without writing "
-            f"more (exit code {LOST}); the flow holding the lease goes on",
-            file=sys.stderr,
-            flush=True,
+            f"more (exit code {LOST}); the flow holding the lease goes on"
         )
-        os._exit(LOST)
 
     def _beat(self) -> None:
         while not self._stopping.wait(self._interval_s):
@@ -155,11 +158,14 @@ def check_single_writer(settings: Settings) -> None:
 
 
 @contextmanager
-def output_lease(settings: Settings, instance: str, clock: Clock) -> Iterator[LeaseKeeper | None]:
+def output_lease(
+    settings: Settings, instance: str, clock: Clock, on_lost: Callable[[str], NoReturn]
+) -> Iterator[LeaseKeeper | None]:
     """Hold the lease of this flow's outputs while inside (None: no lease to hold).
 
     Only the primary process takes it (it owns the sinks). Raises ``LeaseRefused``
-    when another flow holds it.
+    when another flow holds it. ``on_lost`` gets the one line to tell when the lease
+    is found lost, and must end the process at once (exit code ``LOST``).
     """
     check_single_writer(settings)
     r = settings.redis
@@ -197,7 +203,7 @@ def output_lease(settings: Settings, instance: str, clock: Clock) -> Iterator[Le
             f"({type(exc).__name__}); check the address, or start local services with "
             "`meterwax services start`"
         ) from None
-    keeper = LeaseKeeper(lease, holder, sent, what)
+    keeper = LeaseKeeper(lease, holder, sent, what, on_lost)
     keeper.start()
     try:
         yield keeper

@@ -9,6 +9,7 @@ import uuid
 import pytest
 import redis
 
+from cli.run_command import exit_lease_lost
 from config.clock import FixedClock
 from config.errors import ConfigError
 from config.settings import Settings, load_settings
@@ -34,11 +35,11 @@ def _settings(redis_url: str, prefix: str, ttl: str = "1s") -> Settings:
 def test_a_second_flow_is_refused_with_one_line_naming_the_holder(redis_url: str) -> None:
     prefix = f"lease-{uuid.uuid4().hex}"
     settings = _settings(redis_url, prefix, ttl="30s")
-    with output_lease(settings, "first", FixedClock(STARTED_MS)) as keeper:
+    with output_lease(settings, "first", FixedClock(STARTED_MS), exit_lease_lost) as keeper:
         assert keeper is not None
         with (
             pytest.raises(LeaseRefused) as refused,
-            output_lease(settings, "second", FixedClock(STARTED_MS)),
+            output_lease(settings, "second", FixedClock(STARTED_MS), exit_lease_lost),
         ):
             pass
         keeper.check()
@@ -49,7 +50,7 @@ def test_a_second_flow_is_refused_with_one_line_naming_the_holder(redis_url: str
         "expire if it crashed"
     )
     # Released on the way out: the next flow takes it at once.
-    with output_lease(settings, "second", FixedClock(STARTED_MS)) as keeper:
+    with output_lease(settings, "second", FixedClock(STARTED_MS), exit_lease_lost) as keeper:
         assert keeper is not None and keeper.holder.instance == "second"
 
 
@@ -59,10 +60,12 @@ _HOLDER = """
 import sys, time
 from config.clock import FixedClock
 from config.settings import load_settings
+from cli.run_command import exit_lease_lost
 from dataflows.lease import output_lease
 
 overrides = {"redis": {"url": sys.argv[1], "key_prefix": sys.argv[2]}, "flow": {"lease_ttl": "1s"}}
-with output_lease(load_settings(overrides=overrides), "first", FixedClock(0)) as keeper:
+settings = load_settings(overrides=overrides)
+with output_lease(settings, "first", FixedClock(0), exit_lease_lost) as keeper:
     time.sleep(2.5)
     keeper.check()
     print("renewed", flush=True)
@@ -102,7 +105,7 @@ def test_a_clickhouse_server_without_redis_needs_an_acknowledgement() -> None:
     settings = load_settings(overrides={"clickhouse": {"dsn": "http://u:hunter2@ch:8123"}})
     with (
         pytest.raises(ConfigError, match=r"flow\.single_writer_unchecked") as error,
-        output_lease(settings, "a", FixedClock(STARTED_MS)),
+        output_lease(settings, "a", FixedClock(STARTED_MS), exit_lease_lost),
     ):
         pass
     assert "hunter2" not in str(error.value)
@@ -112,5 +115,5 @@ def test_a_clickhouse_server_without_redis_needs_an_acknowledgement() -> None:
             "flow": {"single_writer_unchecked": True},
         }
     )
-    with output_lease(vouched, "a", FixedClock(STARTED_MS)) as keeper:
+    with output_lease(vouched, "a", FixedClock(STARTED_MS), exit_lease_lost) as keeper:
         assert keeper is None
