@@ -1,17 +1,18 @@
-"""Load generator: CloudEvents for the example meters, to a Kafka topic or a JSONL file.
+"""Load generator: CloudEvents of a workload, to a Kafka topic or a JSONL file.
 
 Besides the events it writes the ground truth: what the flow must report for
-the example catalogs (``config/examples/meters.yaml``), computed from the
-original events only (no duplicates, no invalid ones). Usage is per tenant
-and meter, summed over one-minute windows as ``meterwax run --json`` reports
-it: for COUNT and SUM that is the total; for MAX (``storage_gb``) and
-UNIQUE_COUNT (``active_users``) it is the sum of the per-window values.
+a meter catalog (the workload's, by default ``config/examples/meters.yaml``),
+computed from the original events only (no duplicates, no invalid ones).
+Usage is per tenant and meter, summed over windows and group-by rows as
+``meterwax run --json`` reports it: for COUNT and SUM that is the total; for
+MAX and UNIQUE_COUNT it is the sum of the per-window (and per-group) values.
 
 Late events are shifted back by more than grace + window but stay well inside
 the settlement horizon, so every one of them counts (as an adjustment).
 
     python -m benchmarks.load --events 100000 --file events.jsonl
     python -m benchmarks.load --events 100000 --topic usage-events --brokers 127.0.0.1:9092
+    python -m benchmarks.load --workload w1 --events 2000000 --file w1.jsonl
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import json
 import random
 import sys
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,11 @@ import orjson
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
+from benchmarks.workloads import DEFAULT_WORKLOAD, WORKLOADS
+from config.durations import parse_duration_ms
+from config.errors import ConfigError
+from config.meter_catalog import load_meter_catalog
+from config.meters import Aggregation, MeterCatalog
 from dataflows.display import decimal_text
 from dataflows.display import iso_utc as _iso
 from dataflows.kafka_topics import TopicError, ensure_topic
@@ -45,16 +51,8 @@ from dataflows.produce_command import (
 )
 from dataflows.synthetic import tenant_name
 
-# The example catalog's meters: event type, aggregation, value property.
-METERS: dict[str, tuple[str, str, str | None]] = {
-    "api_calls": ("api.request", "COUNT", None),
-    "active_users": ("api.request", "UNIQUE_COUNT", "user_id"),
-    "tokens": ("llm.completion", "SUM", "tokens"),
-    "cpu_seconds": ("compute.job", "SUM", "cpu_seconds"),
-    "storage_gb": ("storage.snapshot", "MAX", "gb"),
-}
-EXACT_TOTAL = ("COUNT", "SUM")
 WINDOW_MS = 60_000
+TRUTH_AGGREGATIONS = (Aggregation.COUNT, Aggregation.SUM, Aggregation.MAX, Aggregation.UNIQUE_COUNT)
 # More than the default grace (30 s) + window (1 m), plus up to LATE_EXTRA_MS more:
 # late, but far inside the default settlement horizon (1 h).
 LATE_BY_MS = 90_000
@@ -85,9 +83,13 @@ class LoadSpec:
     end_ms: int = 0
     source: str = "bench/meterwax"
     late_by_ms: int = LATE_BY_MS
+    # Which events: "default" (the example catalog's five meters) or "w1" (three SUMs).
+    mix: str = "default"
 
     def check(self, settlement_ms: int = SETTLEMENT_MS) -> None:
         """Raise ValueError unless every original event will be counted by the default flow."""
+        if self.mix not in MIXES:
+            raise ValueError(f"mix must be one of {', '.join(MIXES)}, not {self.mix!r}")
         for name in ("duplicate_rate", "late_rate", "invalid_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be a share between 0 and 1")
@@ -103,20 +105,27 @@ class LoadSpec:
             raise ValueError("out_of_order_ms / 2 must be under 5 minutes (max_future_skew)")
 
 
-@dataclass
 class GroundTruth:
-    """What the flow must produce for the generated events."""
+    """What the flow must produce for the generated events, metered by ``meters``."""
 
-    window_ms: int = WINDOW_MS
-    messages: int = 0
-    originals: int = 0
-    duplicates: int = 0
-    invalid: int = 0
-    late: int = 0
-    min_ms: int | None = None
-    max_ms: int | None = None
-    # (tenant, meter, window start) -> quantity, or the set of distinct values.
-    _windows: dict[tuple[str, str, int], Any] = field(default_factory=dict)
+    def __init__(self, meters: MeterCatalog, window_ms: int = WINDOW_MS) -> None:
+        unsupported = [m.slug for m in meters.meters if m.aggregation not in TRUTH_AGGREGATIONS]
+        if unsupported:
+            raise ValueError(
+                f"meter(s) {', '.join(unsupported)}: the ground truth handles COUNT, SUM, MAX "
+                "and UNIQUE_COUNT only; benchmark with a catalog without LATEST meters"
+            )
+        self.meters = meters
+        self.window_ms = window_ms
+        self.messages = 0
+        self.originals = 0
+        self.duplicates = 0
+        self.invalid = 0
+        self.late = 0
+        self.min_ms: int | None = None
+        self.max_ms: int | None = None
+        # (tenant, meter, window start, group values) -> quantity, or the set of distinct values.
+        self._windows: dict[tuple[str, str, int, tuple[str, ...]], Any] = {}
 
     def add(self, tenant: str, event_type: str, data: dict[str, Any], time_ms: int) -> None:
         """Count one original, valid event."""
@@ -124,28 +133,29 @@ class GroundTruth:
         self.min_ms = time_ms if self.min_ms is None else min(self.min_ms, time_ms)
         self.max_ms = time_ms if self.max_ms is None else max(self.max_ms, time_ms)
         start = time_ms - time_ms % self.window_ms
-        for meter, (etype, aggregation, prop) in METERS.items():
-            if etype != event_type:
+        for meter in self.meters.by_event_type.get(event_type, ()):
+            group = tuple(str(path.find(data)) for _, path in meter.group_by)
+            key = (tenant, meter.slug, start, group)
+            found = None if meter.value_path is None else meter.value_path.find(data)
+            if meter.aggregation is Aggregation.UNIQUE_COUNT:
+                self._windows.setdefault(key, set()).add(str(found))
                 continue
-            key = (tenant, meter, start)
-            if aggregation == "UNIQUE_COUNT":
-                self._windows.setdefault(key, set()).add(str(data[prop or ""]))
-                continue
-            value = Decimal(1) if prop is None else Decimal(repr(data[prop]))
+            value = Decimal(1) if meter.value_path is None else Decimal(repr(found))
             old = self._windows.get(key)
             if old is None:
                 self._windows[key] = value
-            elif aggregation == "MAX":
+            elif meter.aggregation is Aggregation.MAX:
                 self._windows[key] = max(old, value)
             else:
                 self._windows[key] = old + value
 
     def windows(self) -> dict[tuple[str, str, int], Decimal]:
-        """Quantity per (tenant, meter, window start)."""
-        return {
-            key: Decimal(len(value)) if isinstance(value, set) else value
-            for key, value in self._windows.items()
-        }
+        """Quantity per (tenant, meter, window start), summed over group-by rows."""
+        totals: dict[tuple[str, str, int], Decimal] = {}
+        for (tenant, meter, start, _), value in self._windows.items():
+            quantity = Decimal(len(value)) if isinstance(value, set) else value
+            totals[tenant, meter, start] = totals.get((tenant, meter, start), Decimal(0)) + quantity
+        return totals
 
     def usage(self) -> dict[tuple[str, str], Decimal]:
         """Quantity per (tenant, meter), summed over windows (as the run summary reports it)."""
@@ -169,7 +179,7 @@ class GroundTruth:
             "min_time_ms": self.min_ms,
             "max_time_ms": self.max_ms,
             "window_ms": self.window_ms,
-            "aggregations": {meter: agg for meter, (_, agg, _) in METERS.items()},
+            "aggregations": {m.slug: m.aggregation.value for m in self.meters.meters},
             "usage": usage,
         }
         if with_windows:
@@ -193,10 +203,12 @@ def _zipf_cumulative(tenants: int, s: float) -> list[float]:
 class LoadGenerator:
     """The payloads of a ``LoadSpec``; ``truth`` is complete once ``payloads()`` is exhausted."""
 
-    def __init__(self, spec: LoadSpec) -> None:
+    def __init__(
+        self, spec: LoadSpec, meters: MeterCatalog | None = None, window_ms: int = WINDOW_MS
+    ) -> None:
         spec.check()
         self.spec = spec
-        self.truth = GroundTruth()
+        self.truth = GroundTruth(meters or example_meters(), window_ms)
         self.end_ms = spec.end_ms or time.time_ns() // 1_000_000
         # Event 0 is always valid and on time: ``meterwax bench`` watches for it.
         self.first_tenant = ""
@@ -213,6 +225,7 @@ class LoadGenerator:
         step = spec.span_ms / max(1, spec.events)
         ooo = spec.out_of_order_ms
         pad = "x" * spec.pad_bytes
+        data_of = MIXES[spec.mix]
         recent: list[bytes] = []
         for n in range(spec.events):
             if n > 0 and rng.random() < spec.invalid_rate:
@@ -227,7 +240,7 @@ class LoadGenerator:
             tenant = tenant_name(
                 min(spec.tenants - 1, bisect.bisect(cumulative, rng.random() * cumulative[-1]))
             )
-            event_type, data = _data(rng)
+            event_type, data = data_of(rng)
             if pad:
                 data["pad"] = pad
             payload = orjson.dumps(
@@ -275,6 +288,36 @@ def _data(rng: random.Random) -> tuple[str, dict[str, Any]]:
             "region": _REGIONS[rng.randrange(len(_REGIONS))],
         }
     return "storage.snapshot", {"gb": rng.randrange(500_000) / 100}
+
+
+def _w1_data(rng: random.Random) -> tuple[str, dict[str, Any]]:
+    # Workload W1: one SUM meter per event type (benchmarks/w1/meters.yaml), no group-by.
+    kind = rng.randrange(3)
+    if kind == 0:
+        return "api.request", {
+            "bytes": 200 + rng.randrange(2_000_000),
+            "endpoint": _ENDPOINTS[rng.randrange(len(_ENDPOINTS))],
+        }
+    if kind == 1:
+        return "llm.completion", {
+            "tokens": 1 + rng.randrange(4000),
+            "model": _MODELS[rng.randrange(len(_MODELS))],
+        }
+    return "compute.job", {
+        "cpu_seconds": rng.randrange(100_000) / 1000,
+        "region": _REGIONS[rng.randrange(len(_REGIONS))],
+    }
+
+
+MIXES: dict[str, Callable[[random.Random], tuple[str, dict[str, Any]]]] = {
+    "default": _data,
+    "w1": _w1_data,
+}
+
+
+def example_meters() -> MeterCatalog:
+    """The example meter catalog, which meters the "default" mix."""
+    return load_meter_catalog(WORKLOADS[DEFAULT_WORKLOAD].meters)
 
 
 def _invalid(n: int, kind: int, time_ms: int) -> bytes:
@@ -342,37 +385,62 @@ def write_truth(path: Path, truth: dict[str, Any]) -> None:
 
 
 def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
-    """The generator's options (shared with ``meterwax bench``)."""
+    """The generator's options (shared with ``meterwax bench``).
+
+    ``--workload`` picks the defaults; the other options override them.
+    """
     d = LoadSpec(events=0)
-    parser.add_argument("--events", type=int, default=100_000, metavar="N")
-    parser.add_argument("--tenants", type=int, default=d.tenants, metavar="N")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--zipf", type=float, default=d.zipf, help="tenant skew exponent (0: even)")
-    parser.add_argument("--duplicate-rate", type=float, default=d.duplicate_rate)
-    parser.add_argument("--late-rate", type=float, default=d.late_rate)
-    parser.add_argument("--invalid-rate", type=float, default=d.invalid_rate)
     parser.add_argument(
-        "--out-of-order-ms", type=int, default=d.out_of_order_ms, help="time jitter spread"
+        "--workload",
+        choices=sorted(WORKLOADS),
+        default=DEFAULT_WORKLOAD,
+        help="; ".join(f"{w.name}: {w.summary}" for w in WORKLOADS.values()),
     )
-    parser.add_argument("--pad-bytes", type=int, default=d.pad_bytes, help="adds data.pad")
-    parser.add_argument("--span-ms", type=int, default=d.span_ms, help="event times cover this")
+    parser.add_argument("--events", type=int, default=100_000, metavar="N")
+    parser.add_argument(
+        "--tenants", type=int, metavar="N", help=f"default: the workload's ({d.tenants} for w2)"
+    )
+    parser.add_argument("--seed", type=int, help=f"default {d.seed}")
+    parser.add_argument("--zipf", type=float, help="tenant skew exponent (0: even)")
+    parser.add_argument("--duplicate-rate", type=float)
+    parser.add_argument("--late-rate", type=float)
+    parser.add_argument("--invalid-rate", type=float)
+    parser.add_argument("--out-of-order-ms", type=int, help="time jitter spread")
+    parser.add_argument("--pad-bytes", type=int, help="adds data.pad")
+    parser.add_argument("--span-ms", type=int, help="event times cover this")
+
+
+_SPEC_OPTIONS = (
+    "tenants",
+    "seed",
+    "zipf",
+    "duplicate_rate",
+    "late_rate",
+    "invalid_rate",
+    "out_of_order_ms",
+    "pad_bytes",
+    "span_ms",
+)
 
 
 def spec_from_args(args: argparse.Namespace, source: str = "bench/meterwax") -> LoadSpec:
-    """A ``LoadSpec`` from the options of ``add_spec_arguments``."""
-    return LoadSpec(
-        events=args.events,
-        tenants=args.tenants,
-        seed=args.seed,
-        zipf=args.zipf,
-        duplicate_rate=args.duplicate_rate,
-        late_rate=args.late_rate,
-        out_of_order_ms=args.out_of_order_ms,
-        invalid_rate=args.invalid_rate,
-        pad_bytes=args.pad_bytes,
-        span_ms=args.span_ms,
-        source=source,
-    )
+    """A ``LoadSpec`` from the options of ``add_spec_arguments``: the workload's, then overrides."""
+    workload = WORKLOADS[args.workload]
+    spec = LoadSpec(events=args.events, source=source, **workload.load)
+    given = {name: getattr(args, name) for name in _SPEC_OPTIONS if getattr(args, name) is not None}
+    return replace(spec, **given)
+
+
+def workload_generator(
+    args: argparse.Namespace, spec: LoadSpec, meters_path: Path | None = None
+) -> LoadGenerator:
+    """The generator of ``spec`` whose truth meters as the catalog (default: the workload's).
+
+    Raises ValueError (a bad spec) or ConfigError (a bad catalog), each with a one-line message.
+    """
+    workload = WORKLOADS[args.workload]
+    meters = load_meter_catalog(meters_path or workload.meters)
+    return LoadGenerator(spec, meters, parse_duration_ms(workload.window_size))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -383,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument("--file", type=Path, help="JSONL output")
     target.add_argument("--topic", help="Kafka topic (created if missing)")
     parser.add_argument("--brokers", default="127.0.0.1:9092")
-    parser.add_argument("--partitions", type=int, default=3)
+    parser.add_argument("--partitions", type=int, help="default: the workload's")
     parser.add_argument("--rate", type=float, default=0.0, help="events/s; 0 = unlimited")
     parser.add_argument("--source", default="bench/meterwax", help="CloudEvents source")
     parser.add_argument("--truth", type=Path, help="ground truth JSON (default: beside output)")
@@ -391,8 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         spec = spec_from_args(args, args.source)
-        generator = LoadGenerator(spec)
-    except ValueError as exc:
+        generator = workload_generator(args, spec)
+    except (ValueError, ConfigError) as exc:
         parser.error(str(exc))
     if args.file is not None:
         count = write_jsonl(generator.payloads(), args.file, args.rate)
@@ -405,7 +473,7 @@ def main(argv: list[str] | None = None) -> int:
                 generator.payloads(),
                 args.brokers,
                 args.topic,
-                partitions=args.partitions,
+                partitions=args.partitions or WORKLOADS[args.workload].partitions,
                 rate=args.rate,
             )
         except (TopicError, KafkaException) as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from dataflows.metering_step import (
     LiveUpdate,
     MeteringLogic,
     Output,
+    SeedReader,
     ShardBatch,
     StepContext,
 )
@@ -57,6 +59,8 @@ class FlowSpec:
     stop: StopRequest = field(default_factory=StopRequest)
     # What "now" is: arrival and emission times, the future-skew check, live counters.
     clock: Clock = SYSTEM_CLOCK
+    # Seeds billing periods from what other flow incarnations stored (None: no seeding).
+    seeds: SeedReader | None = None
 
 
 def build_flow(
@@ -84,9 +88,17 @@ def build_flow(
     # Sources of ours name their partitions up front; others are learnt as they deliver.
     list_partitions = getattr(source, "input_partitions", None)
     partitions: list[PartitionKey] = list_partitions() if list_partitions else []
+    # Without a durable idempotency layer nothing stops two incarnations counting one
+    # event: every run is then the same incarnation, and a rerun rewrites its windows.
+    incarnation = spec.instance if spec.idempotency is not None else ""
     context = StepContext(
         new_state=lambda: ShardState(
-            spec.window, aggregations, spec.dedup_horizon_ms, spec.instance, partitions
+            spec.window,
+            aggregations,
+            spec.dedup_horizon_ms,
+            spec.instance,
+            partitions,
+            incarnation=incarnation,
         ),
         reconfigure=lambda state: state.reconfigure(
             spec.window, aggregations, spec.dedup_horizon_ms, partitions, spec.pricing
@@ -101,14 +113,19 @@ def build_flow(
         metrics=metrics,
         stop=spec.stop,
         clock=spec.clock,
+        seeds=spec.seeds if incarnation else None,
     )
     clock = spec.clock
 
     def parse(batch: Batch) -> tuple[PartitionKey, ParsedBatch]:
+        started = time.perf_counter()
         parsed = parser.parse(batch, clock.now_ms())
         stats.add(consumed=len(batch))
         if parsed.rejections:
             stats.reject(Counter(r.reason.value for r in parsed.rejections))
+        if metrics is not None:
+            metrics.input_seen(started)
+            metrics.observe_stages({"parse": time.perf_counter() - started})
         first = batch[0]
         return (first.origin, first.partition), parsed
 

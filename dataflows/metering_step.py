@@ -9,7 +9,7 @@ from __future__ import annotations
 import pickle
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
@@ -19,12 +19,14 @@ from bytewax.operators import StatefulBatchLogic
 from config.clock import SYSTEM_CLOCK, Clock, engine_deadline
 from config.pricing import PricingCatalog
 from dataflows.metrics import LATENCY_SAMPLES_PER_BATCH as SAMPLES
-from dataflows.metrics import Metrics, sample
+from dataflows.metrics import Metrics, StageTimer, sample
 from dataflows.shutdown import StopRequest
 from dataflows.stats import RunStats
+from operators.contributions import Contribution
 from operators.idempotency import ClaimStatus, IdempotencyStore
 from operators.live_usage import LiveCounter, QuotaEvent
 from operators.model import Event, RatedWindow, Rejection, WindowKind, WindowUsage
+from operators.period_rating import PeriodKey, PeriodRef
 from operators.shard import Screened, ShardState
 from operators.windowing import NO_WATERMARK, PartitionKey
 
@@ -49,6 +51,8 @@ class LiveUpdate(NamedTuple):
 
 
 Output = RatedWindow | Rejection | Admitted | LiveUpdate
+# (own incarnation, periods) -> what other incarnations stored for them.
+SeedReader = Callable[[str, Sequence[PeriodRef]], Mapping[PeriodKey, Contribution]]
 DUPLICATE = ClaimStatus.DUPLICATE
 # Arrival samples kept for one live update, however many batches it covers.
 MAX_ARRIVAL_SAMPLES = 256
@@ -88,6 +92,8 @@ class StepContext:
     # A stop signal ends the input without it having ended for good.
     stop: StopRequest = field(default_factory=StopRequest)
     clock: Clock = SYSTEM_CLOCK
+    # Reads the stored usage of billing periods a shard meets for the first time.
+    seeds: SeedReader | None = None
 
 
 class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
@@ -115,17 +121,25 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
     def on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[Output], bool]:
         state, stats, metrics = self._state, self._ctx.stats, self._ctx.metrics
         started = time.perf_counter()
+        timer = StageTimer()
         now_ms = self._ctx.clock.now_ms()
         out: list[Output] = []
         for batch in values:
             screened = state.screen(batch.partition, batch.events, batch.progress_ms, now_ms)
+            timer.lap("screen")
             fresh, durable_duplicates, late = self._claim(screened)
+            timer.lap("claim")
+            if fresh and self._ctx.seeds is not None:
+                self._seed(fresh)
             state.admit(fresh, self._ctx.pricing if self._ctx.live_usage else None)
             if fresh and self._ctx.event_log:
                 out.append(Admitted(fresh, now_ms))
             out.extend(screened.too_late)
+            timer.lap("fold")
             usages = state.finish(batch.partition, batch.max_time_ms, time.monotonic())
+            timer.lap("finish")
             self._rate_into(out, usages, now_ms)
+            timer.lap("rate")
             stats.add(
                 accepted=len(fresh),
                 duplicates=screened.duplicates + durable_duplicates,
@@ -136,9 +150,12 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
                 stats.reject(Counter(r.reason.value for r in screened.too_late))
             if self._ctx.live_usage and fresh and len(self._arrivals) < MAX_ARRIVAL_SAMPLES:
                 self._arrivals.extend(e.message.arrived_ms for e in sample(fresh, SAMPLES))
+            timer.lap("count")
         self._publish_live(out, now_ms, force=False)
+        timer.lap("live")
         if metrics is not None:
             metrics.batch_seconds.observe(time.perf_counter() - started)
+            metrics.observe_stages(timer.seconds)
         return out, self.RETAIN
 
     def _publish_live(self, out: list[Output], now_ms: int, *, force: bool) -> None:
@@ -157,6 +174,13 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
         if metrics is not None:
             for event in quota_events:
                 metrics.quota_events.labels(event.kind).inc()
+
+    def _seed(self, events: list[Event]) -> None:
+        """Seed the periods ``events`` are the first of, from what other incarnations stored."""
+        state, pricing, read = self._state, self._ctx.pricing, self._ctx.seeds
+        periods = state.unseeded(events, pricing)
+        if periods and read is not None:
+            state.seed(periods, read(state.ledger.incarnation, periods), pricing)
 
     def _claim(self, screened: Screened) -> tuple[list[Event], int, int]:
         """Ask the durable store; keep NEW and REPLAY (our own message again).
@@ -182,21 +206,37 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
 
     def on_notify(self) -> tuple[Iterable[Output], bool]:
         out: list[Output] = []
+        timer = StageTimer()
         now_ms = self._ctx.clock.now_ms()
-        self._rate_into(out, self._state.finish(None, None, time.monotonic()), now_ms)
+        usages = self._state.finish(None, None, time.monotonic())
+        timer.lap("finish")
+        self._rate_into(out, usages, now_ms)
+        timer.lap("rate")
         self._publish_live(out, now_ms, force=False)
+        timer.lap("live")
+        self._observe(timer)
         return out, self.RETAIN
 
     def on_eof(self) -> tuple[Iterable[Output], bool]:
         out: list[Output] = []
+        timer = StageTimer()
         now_ms = self._ctx.clock.now_ms()
         self._publish_live(out, now_ms, force=True)
+        timer.lap("live")
         # A stop signal pauses the input: with snapshots, open windows stay open for
         # the next run to fill. Closing them would push the watermark past events
         # still to come, making them adjustments or too late.
         if not (self._ctx.stop.requested and self._ctx.snapshots):
-            self._rate_into(out, self._state.close_all(), now_ms)
+            usages = self._state.close_all()
+            timer.lap("finish")
+            self._rate_into(out, usages, now_ms)
+            timer.lap("rate")
+        self._observe(timer)
         return out, self.RETAIN
+
+    def _observe(self, timer: StageTimer) -> None:
+        if self._ctx.metrics is not None:
+            self._ctx.metrics.observe_stages(timer.seconds)
 
     def notify_at(self) -> datetime | None:
         now = time.monotonic()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import math
 import random
+import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -144,6 +145,19 @@ class Metrics:
             [],
             _SECONDS_BUCKETS,
         )
+        self.stage_seconds = histogram(
+            "meterwax_stage_seconds",
+            "Time the flow spends in each stage (parse, screen, claim, fold, finish, rate, "
+            "live), summed per batch.",
+            ["stage"],
+            _SECONDS_BUCKETS,
+        )
+        # perf_counter() of the first input batch and of the end of the last write with
+        # rows: the processing time, which leaves out start-up and waiting for input.
+        self.first_input_s: float | None = None
+        self.last_write_s: float | None = None
+        # Stage totals when this run began (a process may run several flows: tests do).
+        self._stage_base: dict[str, tuple[float, float]] = {}
         self.event_latency = histogram(
             "meterwax_event_latency_seconds",
             "From an event's arrival in the input to its effect, by stage "
@@ -214,8 +228,56 @@ class Metrics:
         if rows:
             self.sink_rows.labels(sink).inc(rows)
             self.sink_seconds.labels(sink).observe(seconds)
+            self.last_write_s = time.perf_counter()
         # Also with nothing to write: the sink is healthy, not stalled.
         self.last_flush.labels(sink).set(self.clock.now_ms() / 1000)
+
+    def input_seen(self, at_s: float) -> None:
+        """An input batch arrived at ``at_s`` (perf_counter); the first starts processing."""
+        if self.first_input_s is None:
+            self.first_input_s = at_s
+
+    def observe_stages(self, seconds: Mapping[str, float]) -> None:
+        """Add one batch's time per stage (see StageTimer)."""
+        for stage, spent in seconds.items():
+            self.stage_seconds.labels(stage).observe(spent)
+
+    def processing(self, consumed: int) -> dict[str, float | None]:
+        """From the first input batch to the end of the last write, and events/s over it."""
+        if self.first_input_s is None or self.last_write_s is None:
+            return {"seconds": None, "events_per_s": None}
+        seconds = max(0.0, self.last_write_s - self.first_input_s)
+        return {"seconds": seconds, "events_per_s": consumed / seconds if seconds else None}
+
+    def begin_run(self) -> None:
+        """Start a run: its processing time and stage totals count from here."""
+        self.first_input_s = self.last_write_s = None
+        self._stage_base = self._stage_sums()
+
+    def stage_totals(self) -> dict[str, dict[str, float]]:
+        """This run's seconds and batches per stage: the flow's stages, then each sink's writes."""
+        totals: dict[str, dict[str, float]] = {}
+        for name, (seconds, batches) in self._stage_sums().items():
+            base_seconds, base_batches = self._stage_base.get(name, (0.0, 0.0))
+            if batches > base_batches:
+                totals[name] = {
+                    "seconds": seconds - base_seconds,
+                    "batches": batches - base_batches,
+                }
+        return totals
+
+    def _stage_sums(self) -> dict[str, tuple[float, float]]:
+        sums: dict[str, list[float]] = {}
+        families = ((self.stage_seconds, "stage", ""), (self.sink_seconds, "sink", "write_"))
+        for histogram, label, prefix in families:
+            for family in histogram.collect():
+                for s in family.samples:
+                    pair = sums.setdefault(prefix + s.labels[label], [0.0, 0.0])
+                    if s.name.endswith("_sum"):
+                        pair[0] = s.value
+                    elif s.name.endswith("_count"):
+                        pair[1] = s.value
+        return {name: (seconds, batches) for name, (seconds, batches) in sums.items()}
 
     def count_amounts(self, rated: Iterable[RatedWindow]) -> None:
         """Count the change in rated amount each window revision brings, per currency."""
@@ -249,6 +311,22 @@ class Metrics:
         child = self.event_latency.labels(stage)
         for arrival in sample(arrivals_ms, LATENCY_SAMPLES_PER_BATCH):
             child.observe(max(0, now_ms - arrival) / 1000)
+
+
+class StageTimer:
+    """Time per stage of one batch: ``lap(stage)`` charges the time since the last lap."""
+
+    __slots__ = ("_last", "seconds")
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self.seconds: dict[str, float] = {}
+
+    def lap(self, stage: str) -> None:
+        """Charge the time since the previous lap (or the start) to ``stage``."""
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._last
+        self._last = now
 
 
 def sample(values: Sequence[T], most: int) -> Sequence[T]:

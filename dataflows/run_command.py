@@ -54,6 +54,7 @@ from sinks.clickhouse import (
 )
 from sinks.clickhouse_reports import window_totals
 from sinks.clickhouse_schema import migrate
+from sinks.clickhouse_seeds import StoredPeriods
 from sinks.kafka_dead_letters import ConfirmedProducer, DeadLetterError, DeadLetterProducer
 from sinks.redis_client import redis_from_url
 from sinks.redis_idempotency import IdempotencyError, IdempotencyUnavailable, RedisIdempotencyStore
@@ -246,6 +247,24 @@ def recovery_config(settings: Settings) -> RecoveryConfig | None:
     return RecoveryConfig(r.directory, timedelta(milliseconds=r.backup_interval))
 
 
+def seed_reader(settings: Settings, spec: FlowSpec) -> StoredPeriods | None:
+    """Where shards read the stored usage of the billing periods they meet first.
+
+    None in a chDB cluster's other processes: only the primary may open chDB,
+    so their shards start their periods from zero (use a ClickHouse server).
+    """
+    ch = settings.clickhouse
+    dsn = ch.dsn.get_secret_value()
+    if not settings.flow.is_primary and dsn.lower().startswith("chdb:"):
+        log.warning(
+            "chDB in a cluster: this process cannot read the stored usage of billing periods, "
+            "so a restart without recovery prices its periods from zero; use a ClickHouse server"
+        )
+        return None
+    aggregations = {m.slug: m.aggregation for m in spec.meters.meters}
+    return StoredPeriods(dsn, ch.database, aggregations)
+
+
 INSTANCE_FILE = "meterwax-instance"
 # Exit code when a sink or Redis failed for good: the run stopped, input not acknowledged.
 STOPPED = 3
@@ -395,6 +414,7 @@ def _run_flow(
         instance=instance,
         clock=clock,
     )
+    spec = replace(spec, seeds=seed_reader(settings, spec))
 
     def open_writer() -> ClickHouseWriter:
         return ClickHouseWriter(
@@ -404,6 +424,7 @@ def _run_flow(
     guard = None if lease is None else lease.check
     metrics = METRICS
     metrics.clock = clock
+    metrics.begin_run()
     serve_metrics(settings)
     stats = RunStats(metrics=metrics)
     flow = build_flow(
@@ -465,6 +486,8 @@ def _run_flow(
     clustered = settings.flow.process_id is not None
     data = summary_data(stats, totals, stored, periods, clustered=clustered)
     data["latency_ms"] = metrics.latency_quantiles_ms()
+    data["processing"] = metrics.processing(stats.consumed)
+    data["stages"] = metrics.stage_totals()
     print(json.dumps(data, indent=2) if as_json else render_summary(data))
     report_stop(stop, recovery is not None)
     # A cluster member parses some events and meters others: only the sum over

@@ -7,6 +7,10 @@ as absolute values (never increments), and quota crossings are remembered in
 the state so each is announced once. A period is forgotten only after its
 final counter has been published, so no accepted event, however old, can leave
 a change pointing at a forgotten period.
+
+A flow started without recovery state is seeded with the usage earlier
+incarnations stored (``seed``): its counters go on from there, and the quota
+levels that usage reached count as announced.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any
 from config.meters import Aggregation
 from config.pricing import PricingCatalog, Quota
 from operators.aggregation import ACCUMULATORS, Accumulator
+from operators.contributions import Contribution, accumulator_of
 from operators.model import Event
 from operators.money import EXACT, ZERO
 from operators.periods import BillingSegment, billing_segment
@@ -110,6 +115,27 @@ class LiveUsage:
                     ]()
                 acc.fold(measure.value, event.time_ms)
                 dirty[key] = None
+
+    def seed(
+        self,
+        key: CounterKey,
+        end_ms: int,
+        stored: Mapping[str, Contribution],
+        pricing: PricingCatalog,
+    ) -> None:
+        """Start a period not seen yet from what other incarnations stored, by price version."""
+        tenant, meter, _ = key
+        subscription = pricing.subscription_for(tenant)
+        if key in self.periods or not stored or subscription is None:
+            return
+        aggregation = self.aggregations[meter]
+        currency = pricing.plans[subscription.plan].currency
+        segments = {version: accumulator_of(aggregation, part) for version, part in stored.items()}
+        period = _Period(end_ms, currency, segments, set())
+        quantity = self._quantity(meter, segments.values())
+        _, quota = self._priced(pricing, tenant, meter, period)
+        period.crossed.update(kind for kind, _, _ in _crossings(quota, quantity, set()))
+        self.periods[key] = period
 
     @property
     def pending(self) -> bool:

@@ -161,3 +161,9 @@ class RatedWindow:
     period_start_ms: int
     period_quantity: Decimal
     period_amount: Decimal
+    # Which flow incarnation stored it (see operators.contributions), the meter's
+    # aggregation, and what combining it with other incarnations needs.
+    incarnation: str = ""
+    aggregation: str = ""
+    latest_ms: int = -1
+    distinct_values: frozenset[str] = frozenset()

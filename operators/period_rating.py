@@ -10,16 +10,22 @@ to the price of the period's whole usage, in whatever order windows and
 adjustments came. A price version change mid-period starts a new segment:
 windows starting on or after it are priced as a period of their own under
 the new version.
+
+A flow started without recovery state is seeded with what earlier
+incarnations stored for a period (``seed``), so its windows' amounts are
+still changes of the whole period's cost.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal
+from typing import NamedTuple
 
 from config.meters import Aggregation
 from config.pricing import PricingCatalog
 from operators.aggregation import ACCUMULATORS, Accumulator
+from operators.contributions import Contribution, accumulator_of, contribution_of
 from operators.model import RatedWindow, WindowUsage
 from operators.money import EXACT, ZERO
 from operators.periods import billing_segment
@@ -29,6 +35,15 @@ from operators.pricing import period_cost
 PeriodKey = tuple[str, str, int, str]
 
 
+class PeriodRef(NamedTuple):
+    """One tenant's billing period of one meter, over all its price versions."""
+
+    tenant: str
+    meter: str
+    start_ms: int
+    end_ms: int
+
+
 class UnratableError(LookupError):
     """The usage belongs to a tenant the catalog does not know (validation should prevent it)."""
 
@@ -36,9 +51,17 @@ class UnratableError(LookupError):
 class PeriodLedger:
     """Period aggregates and charged costs of one shard; lives in (and is snapshotted with) it."""
 
-    def __init__(self, aggregations: Mapping[str, Aggregation]) -> None:
+    def __init__(self, aggregations: Mapping[str, Aggregation], incarnation: str = "") -> None:
         self.aggregations = dict(aggregations)
         self.periods: dict[PeriodKey, tuple[Accumulator, Decimal, int]] = {}
+        # Stamped on every rated window: the flow incarnation it belongs to.
+        self.incarnation = incarnation
+
+    def seed(self, key: PeriodKey, stored: Contribution, end_ms: int) -> None:
+        """Start a period this ledger has not seen from what other incarnations stored."""
+        if key not in self.periods:
+            aggregation = self.aggregations[key[1]]
+            self.periods[key] = (accumulator_of(aggregation, stored), stored.amount, end_ms)
 
     def rate(self, usage: WindowUsage, pricing: PricingCatalog, emitted_at_ms: int) -> RatedWindow:
         """Price one window revision against its billing period."""
@@ -60,6 +83,7 @@ class PeriodLedger:
         self.periods[key] = (period, cost, end)
         previous_amount = window.amount
         window.amount = EXACT.add(previous_amount, EXACT.subtract(cost, charged))
+        mine = contribution_of(window)
         return RatedWindow(
             tenant=usage.tenant,
             meter=usage.meter,
@@ -79,6 +103,10 @@ class PeriodLedger:
             period_start_ms=segment.period_start_ms,
             period_quantity=period_quantity,
             period_amount=cost,
+            incarnation=self.incarnation,
+            aggregation=self.aggregations[usage.meter].value,
+            latest_ms=mine.latest_ms,
+            distinct_values=mine.distinct_values,
         )
 
     def expire(self, before_ms: int) -> int:

@@ -4,6 +4,10 @@ The steps are split so that a durable dedup layer (Redis) can sit between
 screening and admission: ``screen`` -> (claim ``claims(fresh)``, drop the
 duplicates) -> ``admit`` -> ``finish``. Keys the durable layer calls
 duplicates stay in the keyed state: later copies are caught there, cheaply.
+
+Before a batch is admitted, the billing periods it touches for the first time
+can be seeded (``unseeded`` -> read what other flow incarnations stored ->
+``seed``), so periods go on from the stored usage and cost.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ from dataclasses import dataclass, field
 
 from config.meters import Aggregation
 from config.pricing import PricingCatalog
+from operators.contributions import Contribution
 from operators.dedup import DedupState
 from operators.idempotency import Claim, claim_token
-from operators.live_usage import LiveCounter, LiveUsage, QuotaEvent
+from operators.live_usage import CounterKey, LiveCounter, LiveUsage, QuotaEvent
 from operators.model import Event, RatedWindow, Reason, Rejection, WindowUsage
-from operators.period_rating import PeriodLedger
+from operators.period_rating import PeriodKey, PeriodLedger, PeriodRef
+from operators.periods import BillingSegment, billing_segment
 from operators.windowing import Lateness, PartitionKey, WindowConfig, WindowStore
 
 
@@ -49,15 +55,21 @@ class ShardState:
         dedup_horizon_ms: int,
         instance: str,
         expected_partitions: Iterable[PartitionKey] = (),
+        *,
+        incarnation: str = "",
     ) -> None:
         self.windows = WindowStore(window, aggregations, expected_partitions)
-        self.ledger = PeriodLedger(aggregations)
+        # Rows of one incarnation replace each other (highest revision wins); those of
+        # several combine (see operators.contributions).
+        self.ledger = PeriodLedger(aggregations, incarnation)
         self.live = LiveUsage(aggregations)
         self.dedup = DedupState(dedup_horizon_ms, bucket_ms=window.size_ms)
         # Names the flow in durable idempotency claims: the same after a restart
         # from recovery (even one before the first snapshot), so replayed messages
         # are not duplicates of themselves; new for a flow started afresh.
         self.instance = instance
+        # Periods already seeded from the stores (or found empty there), with their ends.
+        self.seeded: dict[CounterKey, int] = {}
 
     def claims(self, events: Sequence[Event]) -> list[Claim]:
         """Durable-store claims for ``events``, tokened with this instance and their positions."""
@@ -68,6 +80,7 @@ class ShardState:
                 e.source,
                 e.id,
                 claim_token(instance, e.message.origin, e.message.partition, e.message.offset),
+                e.time_ms,
             )
             for e in events
         ]
@@ -110,6 +123,9 @@ class ShardState:
         self.ledger.aggregations = dict(merged)
         self.live.aggregations = dict(merged)
         self.dedup.horizon_ms = dedup_horizon_ms
+        # State from before incarnations were kept: its rows are incarnation "".
+        vars(self.ledger).setdefault("incarnation", "")
+        vars(self).setdefault("seeded", {})
 
     def _check_priced(self, pricing: PricingCatalog) -> None:
         """Refuse a catalog that no longer prices a tenant whose usage is in this state."""
@@ -173,6 +189,43 @@ class ShardState:
         if pricing is not None:
             self.live.fold(events, pricing, self.windows.config.size_ms)
 
+    def unseeded(self, events: Sequence[Event], pricing: PricingCatalog) -> list[PeriodRef]:
+        """The billing periods ``events`` touch that were not seeded yet."""
+        size, seeded = self.windows.config.size_ms, self.seeded
+        segments: dict[tuple[str, int], BillingSegment | None] = {}
+        found: dict[CounterKey, PeriodRef] = {}
+        for event in events:
+            start = event.time_ms - event.time_ms % size
+            place = (event.tenant, start)
+            if place not in segments:
+                segments[place] = billing_segment(pricing, event.tenant, start)
+            segment = segments[place]
+            if segment is None:
+                continue
+            for measure in event.measures:
+                key = (event.tenant, measure.meter, segment.period_start_ms)
+                if key not in seeded and key not in found:
+                    found[key] = PeriodRef(*key, segment.period_end_ms)
+        return list(found.values())
+
+    def seed(
+        self,
+        periods: Sequence[PeriodRef],
+        stored: Mapping[PeriodKey, Contribution],
+        pricing: PricingCatalog,
+    ) -> None:
+        """Start ``periods`` from what other incarnations stored for them (by price version)."""
+        by_period: dict[CounterKey, dict[str, Contribution]] = {}
+        for (tenant, meter, start, version), part in stored.items():
+            by_period.setdefault((tenant, meter, start), {})[version] = part
+        for ref in periods:
+            key = (ref.tenant, ref.meter, ref.start_ms)
+            self.seeded[key] = ref.end_ms
+            versions = by_period.get(key, {})
+            for version, part in versions.items():
+                self.ledger.seed((*key, version), part, ref.end_ms)
+            self.live.seed(key, ref.end_ms, versions, pricing)
+
     def live_changes(
         self, pricing: PricingCatalog, now_ms: int
     ) -> tuple[list[LiveCounter], list[QuotaEvent]]:
@@ -205,6 +258,8 @@ class ShardState:
         done_before = self.windows.slowest_progress() - config.size_ms - config.settlement_ms
         self.ledger.expire(done_before)
         self.live.expire(done_before)
+        if self.seeded:
+            self.seeded = {key: end for key, end in self.seeded.items() if end > done_before}
         return rated
 
 

@@ -110,6 +110,10 @@ _WINDOW_COLUMNS = (
     "plan_id",
     "price_version",
     "emitted_at",
+    "incarnation",
+    "aggregation",
+    "latest_ms",
+    "distinct_values",
 )
 
 _EVENT_COLUMNS = (
@@ -428,6 +432,10 @@ def _window_row(w: RatedWindow) -> list[Any]:
         w.plan_id,
         w.price_version,
         w.emitted_at_ms,
+        w.incarnation,
+        w.aggregation,
+        w.latest_ms,
+        sorted(w.distinct_values),
     ]
 
 
@@ -495,7 +503,7 @@ class UsageTotal:
 
 @dataclass(frozen=True, slots=True)
 class WindowRow:
-    """One window's latest revision, as ``window_usage`` reports it."""
+    """One window's value (its incarnations combined), as ``window_usage`` reports it."""
 
     tenant: str
     meter: str

@@ -10,8 +10,9 @@ from operators.estimates import SegmentUsage
 from operators.period_usage import WindowTotal
 from sinks.clickhouse_schema import quote_database
 
-# window_usage holds each window's latest revision, so every window counts once
-# however many revisions (or replayed copies of them) rated_windows holds.
+# window_usage holds each window's value (every flow incarnation's latest revision,
+# combined), so every window counts once however many revisions, replayed copies
+# or incarnations rated_windows holds.
 _SEGMENTS = """
 SELECT meter, price_version, plan_id, currency, sum(quantity), sum(amount)
 FROM {db}.window_usage

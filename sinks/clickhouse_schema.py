@@ -4,6 +4,13 @@ Correctness does not depend on merges or ``FINAL``. A replay after a crash can
 re-emit a window revision; rows with the same sort key collapse in the
 ReplacingMergeTree eventually, and every read picks the highest revision of a
 window with ``argMax``, so duplicates still in the table never double count.
+
+Several flow incarnations (a flow started without recovery state is a new
+one) can contribute to one window. Each keeps its own revisions
+(``incarnation`` in the sort key); ``window_contributions`` holds each
+incarnation's highest revision and ``window_usage`` combines them with the
+meter's aggregation, as operators.contributions does. Rows stored before
+migration 6 are incarnation ``''``.
 """
 
 from __future__ import annotations
@@ -180,6 +187,133 @@ MIGRATIONS: tuple[Migration, ...] = (
         PARTITION BY toYYYYMM(event_time)
         ORDER BY (tenant, meter, event_time, source, id)
         {_DEDUP_SETTING}
+        """,
+    ),
+    Migration(
+        6,
+        "rated_windows: incarnation and what combining incarnations needs",
+        # Rows stored before have no distinct values and, for LATEST, their window
+        # start stands in for the latest event time.
+        """
+        ALTER TABLE {db}.rated_windows
+            ADD COLUMN IF NOT EXISTS incarnation String,
+            ADD COLUMN IF NOT EXISTS aggregation LowCardinality(String) DEFAULT '',
+            ADD COLUMN IF NOT EXISTS latest_ms Int64
+                DEFAULT toUnixTimestamp64Milli(window_start),
+            ADD COLUMN IF NOT EXISTS distinct_values Array(String) DEFAULT [],
+            MODIFY ORDER BY (tenant, meter, group_key, window_start, revision, incarnation)
+        """,
+    ),
+    Migration(
+        7,
+        "create window_contributions view",
+        # One row per window and incarnation: its highest revision (ties to the
+        # latest emission, the row the ReplacingMergeTree keeps).
+        """
+        CREATE VIEW IF NOT EXISTS {db}.window_contributions AS
+        SELECT
+            tenant,
+            meter,
+            group_key,
+            window_start,
+            incarnation,
+            argMax(r.group_values, (r.revision, r.emitted_at)) AS group_values,
+            argMax(r.window_end, (r.revision, r.emitted_at)) AS window_end,
+            max(r.revision) AS revision,
+            argMax(r.aggregation, (r.revision, r.emitted_at)) AS aggregation,
+            argMax(r.quantity, (r.revision, r.emitted_at)) AS quantity,
+            argMax(r.amount, (r.revision, r.emitted_at)) AS amount,
+            argMax(r.latest_ms, (r.revision, r.emitted_at)) AS latest_ms,
+            argMax(r.distinct_values, (r.revision, r.emitted_at)) AS distinct_values,
+            argMax(r.currency, (r.revision, r.emitted_at)) AS currency,
+            argMax(r.plan_id, (r.revision, r.emitted_at)) AS plan_id,
+            argMax(r.price_version, (r.revision, r.emitted_at)) AS price_version,
+            uniqExact(r.revision) - 1 AS adjustments
+        FROM {db}.rated_windows AS r
+        GROUP BY tenant, meter, group_key, window_start, incarnation
+        """,
+    ),
+    Migration(
+        8,
+        "window_usage combines incarnations",
+        # A window's value: its incarnations' contributions combined with the meter's
+        # aggregation; amounts add up (each incarnation charged its own changes).
+        # UNIQUE_COUNT never drops below one incarnation's count: rows stored before
+        # migration 6 have no distinct values.
+        """
+        CREATE OR REPLACE VIEW {db}.window_usage AS
+        SELECT
+            tenant,
+            meter,
+            group_key,
+            window_start,
+            any(c.group_values) AS group_values,
+            max(c.window_end) AS window_end,
+            sum(c.revision) AS revision,
+            max(c.aggregation) AS aggregation,
+            multiIf(
+                aggregation = 'MAX', max(c.quantity),
+                aggregation = 'LATEST', argMax(c.quantity, (c.latest_ms, c.quantity)),
+                aggregation = 'UNIQUE_COUNT', greatest(
+                    toDecimal128(length(groupUniqArrayArray(c.distinct_values)), 9),
+                    max(c.quantity)
+                ),
+                sum(c.quantity)
+            ) AS quantity,
+            sum(c.amount) AS amount,
+            max(c.currency) AS currency,
+            max(c.plan_id) AS plan_id,
+            max(c.price_version) AS price_version,
+            sum(c.adjustments) AS adjustments,
+            count() AS incarnations
+        FROM {db}.window_contributions AS c
+        GROUP BY tenant, meter, group_key, window_start
+        """,
+    ),
+    Migration(
+        9,
+        "window_changes per incarnation",
+        # Each incarnation's revisions telescope to its own contribution.
+        """
+        CREATE OR REPLACE VIEW {db}.window_changes AS
+        SELECT
+            tenant,
+            meter,
+            group_key,
+            window_start,
+            incarnation,
+            window_end,
+            revision,
+            kind,
+            quantity,
+            amount,
+            quantity - lagInFrame(quantity) OVER revisions AS delta_quantity,
+            amount - lagInFrame(amount) OVER revisions AS delta_amount,
+            currency,
+            emitted_at
+        FROM
+        (
+            SELECT
+                tenant,
+                meter,
+                group_key,
+                window_start,
+                incarnation,
+                revision,
+                argMax(r.window_end, r.emitted_at) AS window_end,
+                argMax(r.kind, r.emitted_at) AS kind,
+                argMax(r.quantity, r.emitted_at) AS quantity,
+                argMax(r.amount, r.emitted_at) AS amount,
+                argMax(r.currency, r.emitted_at) AS currency,
+                max(r.emitted_at) AS emitted_at
+            FROM {db}.rated_windows AS r
+            GROUP BY tenant, meter, group_key, window_start, incarnation, revision
+        )
+        WINDOW revisions AS (
+            PARTITION BY tenant, meter, group_key, window_start, incarnation
+            ORDER BY revision
+            ROWS BETWEEN 1 PRECEDING AND CURRENT ROW
+        )
         """,
     ),
 )

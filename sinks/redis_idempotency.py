@@ -2,30 +2,46 @@
 
 It catches duplicates older than the in-flow state horizon, across restarts
 and across replays. Semantics are those of ``operators.idempotency``: the
-first claim of (tenant, source, id) stores its token and is NEW; a later claim
-with the same token is the same message replayed (REPLAY, and the key's TTL is
-refreshed); with another token it is a true duplicate (DUPLICATE).
+first claim of (tenant, source, id) on a UTC day of event time stores its
+token and is NEW; a later claim with the same token is the same message
+replayed (REPLAY); with another token it is a true duplicate (DUPLICATE).
 
-Key layout (a public contract: operators may SCAN, inspect or delete keys)::
+Layout (a public contract: operators may SCAN, inspect or delete keys). Claims
+of events whose time falls on one UTC day live in that day's buckets::
 
-    {prefix}:idem:{len(tenant)}:{tenant}:{len(source)}:{source}:{id}
+    {prefix}:idem-day:{YYYY-MM-DD}        how many claims the day holds (a string)
+    {prefix}:idem-day:{YYYY-MM-DD}:{n}    a HASH: field = key_hash, value = token_tag
 
-Lengths count characters (Python ``len``), written in decimal. The length
-prefixes make the key unambiguous whatever the parts contain (tenant ``a:1``
-with source ``b`` and tenant ``a`` with source ``1:b`` are different keys) and
-keep every tenant's keys under one SCAN pattern, ``tenant_key_pattern``. The
-value is the token of the first claimant, the key expires ``ttl_s`` seconds
-after its last claim by that token. Keys and tokens are stored as UTF-8 (lone
-surrogates, which the standard JSON parser lets through, are kept as is).
+``key_hash`` is the native core's xxh3-128 of the idempotency key (16 bytes),
+``token_tag`` 8 bytes of the claimant's token (see ``operators.idempotency``).
+A day grows its buckets by linear hashing: bucket ``n`` is picked from the key
+hash's first four bytes and the day's count, and every ``_SPLIT_EVERY`` claims
+one bucket splits in two, so buckets hold ~40 fields on average and stay in
+Redis's compact listpack encoding (default ``hash-max-listpack-entries`` 128):
+~30 bytes per claim instead of ~250 for a key per event.
+
+Expiry: every NEW or REPLAY claim sets its bucket's and its day count's TTL to
+``ttl_s``, so a claim is remembered at least ``ttl_s`` after its last claim,
+and at most ``ttl_s`` after the day's last claim (in-order traffic: about a day
+more). Deleting a day count while its buckets live breaks lookups of that day:
+delete a day's keys together.
+
+The layout before (one string key per event,
+``{prefix}:idem:{len(tenant)}:{tenant}:{len(source)}:{source}:{id}`` holding the
+token) is still read after an upgrade: the first start under a prefix looks for
+such keys (``ping``); if there are any, a claim the day buckets do not know is
+looked up there too for ``ttl_s`` (no key of the old layout outlives that), a
+replay found there moves to the day bucket, and nothing new is written there.
 
 One round trip per chunk of ``chunk_size`` claims (an atomic Lua script, by
-EVALSHA with a NOSCRIPT fallback). A batch touches keys in many hash slots, so
-this needs a single Redis primary (with replicas or Sentinel), not Redis
-Cluster.
+EVALSHA with a NOSCRIPT fallback). The script touches keys it computes, in
+many hash slots, so this needs a single Redis primary (with replicas or
+Sentinel), not Redis Cluster.
 """
 
 from __future__ import annotations
 
+import datetime
 import logging
 import re
 import time
@@ -45,7 +61,7 @@ from redis.exceptions import (
 from redis.retry import Retry
 
 from config.redaction import redact_url
-from operators.idempotency import Claim, ClaimStatus
+from operators.idempotency import Claim, ClaimStatus, claim_day, key_hash, token_tag
 from sinks.redis_client import redis_from_url
 from sinks.redis_lease import Fence, fence_check, lease_key
 
@@ -53,30 +69,103 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TTL_S = 35 * 86_400
 DEFAULT_CHUNK_SIZE = 5_000
+# A day's claims per bucket, on average, before one more bucket splits off:
+# unsplit buckets hold up to twice as many, well under listpack's 128 entries.
+_SPLIT_EVERY = 40
 
-# KEYS[1] is the lease and ARGV[1] the fence (see sinks.redis_lease), KEYS[i]
-# (i > 1) a claim's key, ARGV[2] the TTL, ARGV[i + 1] the claim's token. The
-# reply is one digit per claim (a ClaimStatus value): one bulk string is far
-# cheaper to send and parse than an array of thousands of integers. 'L': the
-# lease is lost, nothing was claimed.
+# KEYS[1] is the lease and ARGV[1] the fence (see sinks.redis_lease), ARGV[2]
+# the TTL, ARGV[3] '1' to look up the old layout too, ARGV[4] the key base
+# ('{prefix}:idem-day:'); then per claim: day, key hash, token tag (and with
+# the old layout: its key and token). The reply is one digit per claim (a
+# ClaimStatus value): one bulk string is far cheaper to send and parse than an
+# array of thousands of integers. 'L': the lease is lost, nothing was claimed.
 _CLAIM_SCRIPT = (
     fence_check("'L'")
     + """
-local ttl = ARGV[2]
-local out = {}
-for i = 2, #KEYS do
-  local key, token = KEYS[i], ARGV[i + 1]
-  if redis.call('SET', key, token, 'NX', 'EX', ttl) then
-    out[i - 1] = '0'
-  elseif redis.call('GET', key) == token then
-    redis.call('EXPIRE', key, ttl)
-    out[i - 1] = '1'
-  else
-    out[i - 1] = '2'
+local ttl, legacy, base = ARGV[2], ARGV[3] == '1', ARGV[4]
+local every = $SPLIT_EVERY
+local stride = legacy and 5 or 3
+local counts, grown, days, touched, out = {}, {}, {}, {}, {}
+
+local function bits(field)
+  local a, b, c, d = string.byte(field, 1, 4)
+  return ((a * 256 + b) * 256 + c) * 256 + d
+end
+local function power(m)  -- the largest power of two <= m
+  local p = 1
+  while p * 2 <= m do p = p * 2 end
+  return p
+end
+-- Linear hashing: m buckets are 0..m-1; those below m - p are split already.
+local function bucket(h, m)
+  local p = power(m)
+  local n = h % p
+  if n < m - p then n = h % (2 * p) end
+  return n
+end
+-- m -> m + 1 buckets: bucket m - p gives bucket m the fields that now go there.
+local function split(day, m)
+  local p = power(m)
+  local from, to = base .. day .. ':' .. (m - p), base .. day .. ':' .. m
+  local fields = redis.call('HGETALL', from)
+  local moved, names = {}, {}
+  for j = 1, #fields, 2 do
+    if bits(fields[j]) % (2 * p) == m then
+      moved[#moved + 1] = fields[j]
+      moved[#moved + 1] = fields[j + 1]
+      names[#names + 1] = fields[j]
+    end
+  end
+  if #names > 0 then
+    redis.call('HSET', to, unpack(moved))
+    redis.call('HDEL', from, unpack(names))
+    touched[to] = true
   end
 end
+
+for k = 0, (#ARGV - 4) / stride - 1 do
+  local at = 5 + k * stride
+  local day, field, token = ARGV[at], ARGV[at + 1], ARGV[at + 2]
+  local count = counts[day]
+  if count == nil then
+    count = tonumber(redis.call('GET', base .. day) or '0')
+    counts[day] = count
+  end
+  local key = base .. day .. ':' .. bucket(bits(field), math.floor(count / every) + 1)
+  local held = redis.call('HGET', key, field)
+  local status = '2'
+  if held == token then
+    status = '1'
+  elseif not held then
+    status = '0'
+    if legacy then
+      local old = redis.call('GET', ARGV[at + 3])
+      if old == ARGV[at + 4] then status = '1' elseif old then status = '2' end
+    end
+    if status ~= '2' then
+      redis.call('HSET', key, field, token)
+      count = count + 1
+      counts[day], grown[day] = count, true
+      if count % every == 0 then split(day, count / every) end
+    end
+  end
+  if status ~= '2' then
+    touched[key], days[day] = true, true
+  end
+  out[k + 1] = status
+end
+for day in pairs(days) do
+  if grown[day] then
+    redis.call('SET', base .. day, counts[day], 'EX', ttl)
+  else
+    redis.call('EXPIRE', base .. day, ttl)
+  end
+end
+for key in pairs(touched) do
+  redis.call('EXPIRE', key, ttl)
+end
 return table.concat(out)
-"""
+""".replace("$SPLIT_EVERY", str(_SPLIT_EVERY))
 )
 
 _STATUS_BY_DIGIT = {str(int(status)): status for status in ClaimStatus}
@@ -114,8 +203,16 @@ class StoreOptions(TypedDict, total=False):
     on_failure: Callable[[], None] | None
 
 
-def idempotency_key(prefix: str, tenant: str, source: str, id: str) -> str:
-    """The Redis key of one event (the documented layout).
+def day_key(prefix: str, day: int) -> str:
+    """The key of a day's claim count; its buckets are ``{day_key}:{n}``.
+
+    ``day`` counts days since 1970-01-01 (``operators.idempotency.claim_day``).
+    """
+    return f"{prefix}:idem-day:{_date(day)}"
+
+
+def legacy_key(prefix: str, tenant: str, source: str, id: str) -> str:
+    """The key of one event in the layout before day buckets (still read after an upgrade).
 
     ``{prefix}:idem:{len(tenant)}:{tenant}:{len(source)}:{source}:{id}``, lengths
     in characters, so the key is unambiguous when parts contain ':'.
@@ -123,9 +220,11 @@ def idempotency_key(prefix: str, tenant: str, source: str, id: str) -> str:
     return f"{prefix}:idem:{len(tenant)}:{tenant}:{len(source)}:{source}:{id}"
 
 
-def tenant_key_pattern(prefix: str, tenant: str) -> str:
-    """A SCAN MATCH pattern for every key of ``tenant`` (glob characters escaped)."""
-    return f"{_glob_escape(prefix)}:idem:{len(tenant)}:{_glob_escape(tenant)}:*"
+def _date(day: int) -> str:
+    return (_EPOCH + datetime.timedelta(days=day)).isoformat()
+
+
+_EPOCH = datetime.date(1970, 1, 1)
 
 
 def _glob_escape(text: str) -> str:
@@ -185,6 +284,12 @@ class RedisIdempotencyStore:
         # Claims are refused unless the flow still holds its output lease.
         self.fence = Fence()
         self._lease_key = _encode(lease_key(key_prefix))
+        self._base = _encode(f"{key_prefix}:idem-day:")
+        self._ttl_s = ttl_s
+        # Until when (time.monotonic) claims also look up the old layout; see ping().
+        self._legacy_until = 0.0
+        # Day number -> its date as sent to the script (few distinct days per run).
+        self._dates: dict[int, bytes] = {}
         kwargs = client.connection_pool.connection_kwargs
         self._address = _address(kwargs)
         password = kwargs.get("password")
@@ -210,18 +315,43 @@ class RedisIdempotencyStore:
     def ping(self) -> None:
         """Check once, without retrying, that Redis answers and may run the claim script.
 
-        Raises ``IdempotencyUnavailable`` if it is unreachable, ``IdempotencyError``
-        for credentials or permissions.
+        Also learns whether keys of the old layout (one key per event) may still
+        exist under the prefix; claims then look them up too, for ``ttl_s``. The
+        first start under a prefix SCANs for them, once; later starts read what
+        it found. Raises ``IdempotencyUnavailable`` if Redis is unreachable,
+        ``IdempotencyError`` for credentials or permissions.
         """
         try:
             self._client.ping()
             self._client.script_load(_CLAIM_SCRIPT)
+            remaining_ms = self._legacy_remaining_ms()
         except RedisError as exc:
             if _is_transient(exc):
                 raise IdempotencyUnavailable(
                     f"Redis at {self._address} is unavailable: {self._describe(exc)}"
                 ) from exc
             raise self._permanent(exc, "ping") from exc
+        if remaining_ms > 0:
+            self._legacy_until = time.monotonic() + remaining_ms / 1000
+            log.info(
+                "Redis at %s holds idempotency keys of the old layout: claims look them "
+                "up too for %.1f more days",
+                self._address,
+                remaining_ms / 86_400_000,
+            )
+
+    def _legacy_remaining_ms(self) -> int:
+        """How long keys of the old layout may live on under the prefix, in ms (0: none)."""
+        prefix, client = self._prefix, self._client
+        marker, checked = f"{prefix}:idem-legacy", f"{prefix}:idem-layout"
+        if not client.exists(checked):
+            pattern = f"{_glob_escape(prefix)}:idem:*"
+            if next(iter(client.scan_iter(match=pattern, count=1_000)), None) is not None:
+                # No key of the old layout outlives its TTL: nothing writes them any more.
+                client.set(marker, b"1", ex=self._ttl_s)
+            client.set(checked, b"day-buckets")
+        remaining = client.pttl(marker)
+        return remaining if isinstance(remaining, int) and remaining > 0 else 0
 
     def claim(self, claims: Sequence[Claim]) -> list[ClaimStatus]:
         """Claim every event; results are in the order of ``claims``.
@@ -234,10 +364,17 @@ class RedisIdempotencyStore:
         return out
 
     def _claim_chunk(self, chunk: Sequence[Claim]) -> list[ClaimStatus]:
-        prefix = self._prefix
-        keys = [_encode(idempotency_key(prefix, c.tenant, c.source, c.id)) for c in chunk]
-        args = [_encode(self.fence.token), self._ttl, *(_encode(c.token) for c in chunk)]
-        reply = self._run(keys, args)
+        legacy = time.monotonic() < self._legacy_until
+        args = [_encode(self.fence.token), self._ttl, b"1" if legacy else b"0", self._base]
+        add = args.extend
+        prefix, dates = self._prefix, self._dates
+        for c in chunk:
+            day = claim_day(c.time_ms)
+            date = dates.get(day) or dates.setdefault(day, _date(day).encode())
+            add((date, key_hash(c.tenant, c.source, c.id), token_tag(c.token)))
+            if legacy:
+                add((_encode(legacy_key(prefix, c.tenant, c.source, c.id)), _encode(c.token)))
+        reply = self._run(args, len(chunk))
         digits = reply.decode() if isinstance(reply, bytes) else str(reply)
         if digits == "L":
             self.fence.lost(f"Redis at {self._address} refused {len(chunk)} claims")
@@ -248,7 +385,7 @@ class RedisIdempotencyStore:
             )
         return [_STATUS_BY_DIGIT[d] for d in digits]
 
-    def _run(self, keys: list[bytes], args: list[bytes]) -> object:
+    def _run(self, args: list[bytes], claims: int) -> object:
         """Run the claim script, waiting out outages.
 
         Retrying blindly is safe even when the outcome of an attempt is unknown:
@@ -261,11 +398,11 @@ class RedisIdempotencyStore:
         delay = self._retry_initial_s
         while True:
             try:
-                reply = self._script(keys=[self._lease_key, *keys], args=args)
+                reply = self._script(keys=[self._lease_key], args=args)
             except RedisError as exc:
                 self.on_failure()
                 if not _is_transient(exc):
-                    raise self._permanent(exc, f"claim of {len(keys)} events") from exc
+                    raise self._permanent(exc, f"claim of {claims} events") from exc
                 now = time.monotonic()
                 if failures == 0:
                     first_failure = now
@@ -276,7 +413,7 @@ class RedisIdempotencyStore:
                         raise IdempotencyUnavailable(
                             f"Redis at {self._address} unavailable for {waited:.1f}s "
                             f"({failures} attempts, max_wait_s={self._max_wait_s}); "
-                            f"{len(keys)} claims not made: {self._describe(exc)}"
+                            f"{claims} claims not made: {self._describe(exc)}"
                         ) from exc
                     delay = min(delay, self._max_wait_s - waited)
                 log.warning(
@@ -285,7 +422,7 @@ class RedisIdempotencyStore:
                     self._address,
                     failures,
                     waited,
-                    len(keys),
+                    claims,
                     delay,
                     self._describe(exc),
                 )
@@ -308,12 +445,15 @@ class RedisIdempotencyStore:
                 "or redis.password_file"
             )
         elif isinstance(exc, (AuthorizationError, NoPermissionError)):
-            hint = "let the Redis user run PING, SCRIPT LOAD, EVALSHA, SET, GET and EXPIRE"
+            hint = (
+                "let the Redis user run PING, SCAN, EXISTS, PTTL, SCRIPT LOAD, EVALSHA, "
+                "GET, SET, EXPIRE, HGET, HSET, HDEL and HGETALL"
+            )
         elif isinstance(exc, OutOfMemoryError):
-            hint = "raise maxmemory or lower the idempotency TTL (one key per event for ttl_s)"
+            hint = "raise maxmemory or lower the idempotency TTL (~30 bytes per event for ttl_s)"
         elif "WRONGTYPE" in str(exc):
             hint = (
-                f"a key under prefix {self._prefix!r} holds a non-string value; "
+                f"a key under prefix {self._prefix!r} holds a value of another type; "
                 "give the idempotency store a key prefix of its own"
             )
         else:

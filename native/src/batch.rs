@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use xxhash_rust::xxh3::xxh3_128;
 
-use crate::parse::{self, judge, short_text, Accepted, Reason, Rejected, Rules, Scalar};
+use crate::parse::{self, judge, short_text, Accepted, Reason, Rejected, Rules};
 use crate::text::char_len;
 
 /// A rejected message: where it was in the batch, why, and the envelope it named.
@@ -68,7 +68,6 @@ struct Writer<'r> {
     rules: &'r Rules,
     out: Columns,
     tenant_ids: HashMap<String, u32>,
-    scratch: String,
 }
 
 impl Writer<'_> {
@@ -76,15 +75,6 @@ impl Writer<'_> {
         let start = self.out.text.len() as u64;
         self.out.text.extend_from_slice(text.as_bytes());
         [start, self.out.text.len() as u64]
-    }
-
-    fn scalar(&mut self, value: &Scalar<'_>, exact: bool) -> [u64; 2] {
-        let mut spelled = std::mem::take(&mut self.scratch);
-        spelled.clear();
-        value.spell(exact, &mut spelled);
-        let span = self.span(&spelled);
-        self.scratch = spelled;
-        span
     }
 
     fn accept(&mut self, index: u32, event: &Accepted<'_>) {
@@ -119,12 +109,12 @@ impl Writer<'_> {
             self.out.units.push(measure.quantity.units);
             self.out.nanos.push(measure.quantity.nanos);
             let distinct = match &measure.distinct {
-                Some(value) => self.scalar(value, event.exact),
+                Some(value) => self.span(value),
                 None => [0, 0],
             };
             self.out.distinct.extend_from_slice(&distinct);
             for group in &measure.groups {
-                let span = self.scalar(group, event.exact);
+                let span = self.span(group);
                 self.out.groups.extend_from_slice(&span);
             }
         }
@@ -175,7 +165,6 @@ pub fn parse_batch(rules: &Rules, payloads: &[u8], ends: &[u64], now_ms: i64) ->
         rules,
         out: Columns::default(),
         tenant_ids: HashMap::new(),
-        scratch: String::new(),
     };
     let latest_allowed_ms = now_ms.saturating_add(rules.max_future_skew_ms);
     let mut start = 0usize;

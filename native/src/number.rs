@@ -29,8 +29,12 @@ pub struct Quantity {
 
 pub const MAX_FRACTION_DIGITS: i64 = 9;
 const MAX_INTEGER_DIGITS: i64 = 18; // quantities are below 10^18
-                                    // Exponents this large are beyond any quantity; saturating keeps the arithmetic safe.
-const EXPONENT_LIMIT: i64 = 1 << 60;
+/// The largest adjusted exponent a Python Decimal holds (libmpdec's MAX_EMAX).
+const MAX_EMAX: i64 = 999_999_999_999_999_999;
+/// The smallest exponent a Python Decimal holds (libmpdec's Etiny at maximum precision).
+const MIN_ETINY: i64 = -1_999_999_999_999_999_997;
+/// Beyond both limits above; saturating here keeps the arithmetic safe.
+const EXPONENT_LIMIT: i64 = 4_000_000_000_000_000_000;
 
 impl Decimal {
     /// Read `text` if it is `[+-]?(digits[.digits*]|.digits)([eE][+-]?digits)?` (ASCII only),
@@ -76,7 +80,10 @@ impl Decimal {
             }
             let exp_start = at;
             while at < bytes.len() && bytes[at].is_ascii_digit() {
-                exponent = (exponent * 10 + i64::from(bytes[at] - b'0')).min(EXPONENT_LIMIT);
+                exponent = exponent
+                    .saturating_mul(10)
+                    .saturating_add(i64::from(bytes[at] - b'0'))
+                    .min(EXPONENT_LIMIT);
                 at += 1;
             }
             if at == exp_start {
@@ -102,8 +109,15 @@ impl Decimal {
         Some(Decimal {
             negative,
             digits,
-            exponent: exponent - frac_len,
+            exponent: exponent.saturating_sub(frac_len),
         })
+    }
+
+    /// Whether Python's `Decimal(text)` holds this number: it refuses an adjusted
+    /// exponent above `MAX_EMAX` and an exponent below `MIN_ETINY` (even a zero's,
+    /// even where only zeros would be dropped).
+    pub fn python_holds(&self) -> bool {
+        self.adjusted() <= MAX_EMAX && self.exponent >= MIN_ETINY
     }
 
     pub fn is_zero(&self) -> bool {
@@ -228,7 +242,7 @@ impl Decimal {
 }
 
 /// Whether JSON number text has only an integer part (no fraction, no exponent).
-pub fn is_integer_text(text: &str) -> bool {
+fn is_integer_text(text: &str) -> bool {
     !text.bytes().any(|b| matches!(b, b'.' | b'e' | b'E'))
 }
 
@@ -241,65 +255,6 @@ pub fn reads_as_int(text: &str) -> bool {
         } else {
             text.parse::<u64>().is_ok()
         }
-}
-
-/// Python's `str(int(text))` for JSON integer text.
-pub fn int_text(text: &str) -> &str {
-    if text == "-0" {
-        "0"
-    } else {
-        text
-    }
-}
-
-/// Python's `repr(float(text))`: the shortest text that reads back as the same double.
-pub fn float_repr(text: &str) -> String {
-    let value: f64 = text.parse().unwrap_or(f64::NAN);
-    // Rust's `{:e}` gives the same shortest digits; Python decides where the point goes.
-    let shortest = format!("{value:e}");
-    let (negative, shortest) = match shortest.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, shortest.as_str()),
-    };
-    let (mantissa, exp) = shortest.split_once('e').unwrap_or((shortest, "0"));
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
-    let decpt = exp.parse::<i64>().unwrap_or(0) + 1;
-    let n = i64::try_from(digits.len()).unwrap_or(0);
-    let mut out = String::new();
-    if negative {
-        out.push('-');
-    }
-    if decpt <= -4 || decpt > 16 {
-        out.push_str(&digits[..1]);
-        if digits.len() > 1 {
-            out.push('.');
-            out.push_str(&digits[1..]);
-        }
-        let e = decpt - 1;
-        out.push_str(&format!(
-            "e{}{:02}",
-            if e < 0 { '-' } else { '+' },
-            e.unsigned_abs()
-        ));
-    } else if decpt <= 0 {
-        out.push_str("0.");
-        for _ in 0..-decpt {
-            out.push('0');
-        }
-        out.push_str(&digits);
-    } else if decpt >= n {
-        out.push_str(&digits);
-        for _ in 0..(decpt - n) {
-            out.push('0');
-        }
-        out.push_str(".0");
-    } else {
-        let point = usize::try_from(decpt).unwrap_or(0);
-        out.push_str(&digits[..point]);
-        out.push('.');
-        out.push_str(&digits[point..]);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -348,11 +303,47 @@ mod tests {
         assert_eq!(dec("1999500000000000000").format_3e(), "2.000E+18");
         assert_eq!(dec("9.9995e20").format_3e(), "1.000E+21");
         assert_eq!(dec("1e400").format_3e(), "1.000E+400");
-        assert_eq!(float_repr("1e16"), "1e+16");
-        assert_eq!(float_repr("1e15"), "1000000000000000.0");
-        assert_eq!(float_repr("0.00001"), "1e-05");
-        assert_eq!(float_repr("-0.0"), "-0.0");
-        assert_eq!(float_repr("18446744073709551616"), "1.8446744073709552e+19");
-        assert_eq!(float_repr("2.5"), "2.5");
+        assert_eq!(
+            dec("-1e-1500000000000000000").sci_string(),
+            "-1E-1500000000000000000"
+        );
+        assert_eq!(
+            dec("1e999999999999999999").format_3e(),
+            "1.000E+999999999999999999"
+        );
+    }
+
+    #[test]
+    fn exponents_as_python_decimal_holds_them() {
+        for held in [
+            "1e999999999999999999",
+            "0.1e1000000000000000000",
+            "1.0e999999999999999999",
+            "0001e999999999999999999",
+            "0e999999999999999999",
+            "0.000e1000000000000000002",
+            "1e-1999999999999999997",
+            "0e-1999999999999999997",
+            "0.0e-1999999999999999996",
+            "1e-00000000000000000000000000001",
+        ] {
+            assert!(dec(held).python_holds(), "{held}");
+        }
+        for refused in [
+            "1e1000000000000000000",
+            "10e999999999999999999",
+            "1000e999999999999999998",
+            "0e1000000000000000000",
+            "-0e1000000000000000000",
+            "1e-1999999999999999998",
+            "0e-1999999999999999998",
+            "100e-1999999999999999999",
+            "0.01e-1999999999999999997",
+            "1e999999999999999999999",
+            "1e-999999999999999999999",
+            "1e99999999999999999999999999999999999999999",
+        ] {
+            assert!(!dec(refused).python_holds(), "{refused}");
+        }
     }
 }

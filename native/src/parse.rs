@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::json::{self, Document, Refusal, Value};
-use crate::number::{self, Decimal, Quantity, QuantityError, MAX_FRACTION_DIGITS};
+use crate::number::{Decimal, Quantity, QuantityError, MAX_FRACTION_DIGITS};
 use crate::text::{char_len, describe, json_dumps, prefix, repr};
 use crate::time::parse_rfc3339_ms;
 
@@ -15,6 +15,9 @@ const MAX_GROUP_VALUE_CHARS: usize = 256;
 const MAX_DEPTH: usize = 128;
 /// 2000-01-01T00:00:00Z: older stamps are broken clocks.
 const MIN_TIME_MS: i64 = 946_684_800_000;
+/// 2200-01-01T00:00:00Z, whatever max_future_skew allows: billing periods and
+/// ClickHouse's DateTime64 must hold every window.
+const MAX_TIME_MS: i64 = 7_258_118_400_000;
 const REQUIRED_STRINGS: [&str; 4] = ["id", "source", "type", "subject"];
 
 /// Why an event was rejected: operators.model.Reason, same codes.
@@ -159,39 +162,15 @@ impl Rules {
     }
 }
 
-/// A scalar's canonical text, spelled once the event's reading mode is known.
-#[derive(Debug, Clone, Copy)]
-pub enum Scalar<'a> {
-    Text(&'a str),
-    /// A JSON number, as written.
-    Number(&'a str),
-}
-
-impl Scalar<'_> {
-    /// The text the Python parser gives this scalar. `exact`: the event was read
-    /// again with the standard library (a metered value was fractional), which
-    /// keeps integers of any size; orjson reads those beyond 64 bits as doubles.
-    pub fn spell(&self, exact: bool, out: &mut String) {
-        match *self {
-            Scalar::Text(text) => out.push_str(text),
-            Scalar::Number(text)
-                if number::is_integer_text(text) && (exact || number::reads_as_int(text)) =>
-            {
-                out.push_str(number::int_text(text));
-            }
-            Scalar::Number(text) => out.push_str(&number::float_repr(text)),
-        }
-    }
-}
-
 /// What an accepted event contributes to one meter.
 #[derive(Debug)]
 pub struct Measure<'a> {
     pub meter: u32,
     pub quantity: Quantity,
-    /// UNIQUE_COUNT's distinct value.
-    pub distinct: Option<Scalar<'a>>,
-    pub groups: Vec<Scalar<'a>>,
+    /// UNIQUE_COUNT's distinct value; it and the group values are `_scalar_text`'s
+    /// texts (a number as its JSON text).
+    pub distinct: Option<&'a str>,
+    pub groups: Vec<&'a str>,
 }
 
 /// An accepted event, borrowing its texts from the document.
@@ -203,7 +182,6 @@ pub struct Accepted<'a> {
     pub event_type: u32,
     pub time_ms: i64,
     pub measures: Vec<Measure<'a>>,
-    pub exact: bool,
 }
 
 /// Read `payload` (the JSON step only): a document, or the rejection.
@@ -288,13 +266,9 @@ pub fn judge<'d, 'a>(
             );
         }
     }
-    let mut exact = false;
     let mut measures = Vec::with_capacity(plans.len());
     for &index in plans {
-        let meter = &rules.meters[index as usize];
-        let (measure, fractional) = measure(meter, index, data)?;
-        exact |= fractional;
-        measures.push(measure);
+        measures.push(measure(&rules.meters[index as usize], index, data)?);
     }
     Ok(Accepted {
         tenant: subject,
@@ -303,7 +277,6 @@ pub fn judge<'d, 'a>(
         event_type: *type_index,
         time_ms,
         measures,
-        exact,
     })
 }
 
@@ -372,16 +345,17 @@ fn event_time(value: Option<&Value<'_>>, latest_allowed_ms: i64) -> Result<i64, 
             format!("time {} is ahead of the clock", repr(text)),
         );
     }
+    if time_ms >= MAX_TIME_MS {
+        return reject(
+            Reason::FutureTime,
+            format!("time {} is not before 2200-01-01", repr(text)),
+        );
+    }
     Ok(time_ms)
 }
 
-/// One meter's measure, and whether its value was a fractional JSON number
-/// (which makes the Python parser read the whole event again, exactly).
-fn measure<'d>(
-    meter: &Meter,
-    index: u32,
-    data: &'d Value<'_>,
-) -> Result<(Measure<'d>, bool), Rejected> {
+/// One meter's measure of `data`.
+fn measure<'d>(meter: &Meter, index: u32, data: &'d Value<'_>) -> Result<Measure<'d>, Rejected> {
     let mut groups = Vec::with_capacity(meter.groups.len());
     for path in &meter.groups {
         groups.push(group_value(path, data)?);
@@ -393,7 +367,7 @@ fn measure<'d>(
         groups,
     };
     let Some(path) = &meter.value else {
-        return Ok((measure, false));
+        return Ok(measure);
     };
     let raw = path.find(data);
     let missing = || {
@@ -407,19 +381,14 @@ fn measure<'d>(
         )
     };
     if meter.numeric {
-        let fractional = match raw {
+        measure.quantity = match raw {
             None | Some(Value::Null) => return missing(),
-            Some(Value::Number(text)) => {
-                let decimal = Decimal::parse(text).unwrap_or_else(zero);
-                measure.quantity = quantity(&decimal, &path.place, || {
-                    format!("\"{}\"", decimal.sci_string())
-                })?;
-                !number::reads_as_int(text)
-            }
-            Some(Value::Str(text)) => {
-                measure.quantity = quantity_of_text(text, &path.place)?;
-                false
-            }
+            // A JSON number's grammar is a subset of what Decimal::parse reads.
+            Some(Value::Number(text)) => match Decimal::parse(text) {
+                Some(decimal) => quantity(&decimal, &path.place, text)?,
+                None => unreachable!("JSON number text {text:?} is decimal notation"),
+            },
+            Some(Value::Str(text)) => quantity_of_text(text, &path.place)?,
             Some(other) => {
                 return reject(
                     Reason::BadType,
@@ -431,30 +400,25 @@ fn measure<'d>(
                 )
             }
         };
-        return Ok((measure, fractional));
+        return Ok(measure);
     }
     measure.distinct = Some(match raw {
         None | Some(Value::Null) => return missing(),
         Some(value) => scalar(value, &path.place)?,
     });
-    Ok((measure, false))
+    Ok(measure)
 }
 
-fn zero() -> Decimal {
-    Decimal {
-        negative: false,
-        digits: "0".into(),
-        exponent: 0,
+/// The checks of `_to_decimal` once `value` (a JSON number's text or a numeric
+/// string, as sent) is read as `decimal`.
+fn quantity(decimal: &Decimal, place: &str, value: &str) -> Result<Quantity, Rejected> {
+    if !decimal.python_holds() {
+        // An exponent beyond what any Decimal holds (1e999999999999999999999).
+        return reject(
+            Reason::ValueOutOfRange,
+            format!("{place}: {} is out of range", describe(&json_dumps(value))),
+        );
     }
-}
-
-/// The checks of `_to_decimal` after the number is read; `shown` spells the
-/// value as `_describe` would.
-fn quantity(
-    decimal: &Decimal,
-    place: &str,
-    shown: impl FnOnce() -> String,
-) -> Result<Quantity, Rejected> {
     decimal.quantity().or_else(|error| match error {
         QuantityError::Negative => reject(
             Reason::NegativeValue,
@@ -468,7 +432,7 @@ fn quantity(
             Reason::BadValue,
             format!(
                 "{place}: {} has more than {MAX_FRACTION_DIGITS} fractional digits",
-                describe(&shown())
+                describe(&json_dumps(value))
             ),
         ),
     })
@@ -489,7 +453,7 @@ fn quantity_of_text(text: &str, place: &str) -> Result<Quantity, Rejected> {
             format!("{place}: {} is not a number", describe(&json_dumps(text))),
         );
     };
-    quantity(&decimal, place, || json_dumps(text))
+    quantity(&decimal, place, text)
 }
 
 /// `[+-]?(nan|snan|inf|infinity)` as Python's case-insensitive `re` matches it
@@ -510,30 +474,37 @@ fn is_non_finite_word(text: &str) -> bool {
     matches!(folded.as_str(), "nan" | "snan" | "inf" | "infinity")
 }
 
-fn group_value<'d>(path: &Path, data: &'d Value<'_>) -> Result<Scalar<'d>, Rejected> {
+fn group_value<'d>(path: &Path, data: &'d Value<'_>) -> Result<&'d str, Rejected> {
     match path.find(data) {
         // A missing group-by property is its own group (""), as OpenMeter does.
-        None | Some(Value::Null) => Ok(Scalar::Text("")),
+        None | Some(Value::Null) => Ok(""),
         Some(value) => scalar(value, &path.place),
     }
 }
 
-/// `_scalar_text`: a string, boolean or number as a group-by or distinct value.
-fn scalar<'d>(value: &'d Value<'_>, place: &str) -> Result<Scalar<'d>, Rejected> {
+/// `_scalar_text`: a string, boolean or number as a group-by or distinct value;
+/// a number is the JSON text it was written as (`1.0`, `-0` and `1e2` stay apart).
+fn scalar<'d>(value: &'d Value<'_>, place: &str) -> Result<&'d str, Rejected> {
     match value {
-        Value::Str(text) if char_len(text) > MAX_GROUP_VALUE_CHARS => reject(
-            Reason::TooLarge,
-            format!("{place}: longer than {MAX_GROUP_VALUE_CHARS} characters"),
-        ),
-        Value::Str(text) => Ok(Scalar::Text(text)),
-        Value::Bool(true) => Ok(Scalar::Text("true")),
-        Value::Bool(false) => Ok(Scalar::Text("false")),
-        Value::Number(text) => Ok(Scalar::Number(text)),
+        Value::Str(text) => group_text(text, place),
+        Value::Number(text) => group_text(text, place),
+        Value::Bool(true) => Ok("true"),
+        Value::Bool(false) => Ok("false"),
         other => reject(
             Reason::BadType,
             format!("{place}: expected a scalar, got {}", other.type_name()),
         ),
     }
+}
+
+fn group_text<'d>(text: &'d str, place: &str) -> Result<&'d str, Rejected> {
+    if char_len(text) > MAX_GROUP_VALUE_CHARS {
+        return reject(
+            Reason::TooLarge,
+            format!("{place}: longer than {MAX_GROUP_VALUE_CHARS} characters"),
+        );
+    }
+    Ok(text)
 }
 
 /// `_short_text`: an attribute for the dead letter, when it is a string.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 import urllib.request
 from collections import Counter
 from decimal import Decimal
@@ -12,7 +13,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from config.clock import FixedClock
 from dataflows.local_services import free_port
-from dataflows.metrics import Metrics, histogram_quantile, metric_names, sample
+from dataflows.metrics import Metrics, StageTimer, histogram_quantile, metric_names, sample
 from dataflows.stats import RunStats
 from operators.model import RatedWindow, WindowKind
 
@@ -157,3 +158,45 @@ def test_endpoint_serves_the_exposition_format() -> None:
         server.shutdown()
         thread.join(5)
     assert b"meterwax_events_consumed_total 3.0" in body
+
+
+def test_stage_totals_count_this_run_only_with_sinks_after_stages() -> None:
+    m = _metrics()
+    m.observe_stages({"parse": 0.5})
+    m.begin_run()
+    m.observe_stages({"parse": 0.25, "screen": 0.125})
+    m.observe_stages({"parse": 0.25})
+    m.wrote("clickhouse_windows", 10, 0.5)
+    m.wrote("clickhouse_events", 0, 0.0)  # nothing written: not a stage of this run
+    assert m.stage_totals() == {
+        "parse": {"seconds": 0.5, "batches": 2},
+        "screen": {"seconds": 0.125, "batches": 1},
+        "write_clickhouse_windows": {"seconds": 0.5, "batches": 1},
+    }
+
+
+def test_processing_runs_from_first_input_to_last_write() -> None:
+    m = _metrics()
+    assert m.processing(10) == {"seconds": None, "events_per_s": None}
+    started = time.perf_counter()
+    m.input_seen(started)
+    m.input_seen(started + 100)  # a later batch does not move the start
+    m.wrote("clickhouse_windows", 5, 0.01)
+    ended = time.perf_counter()
+    processing = m.processing(1000)
+    seconds = processing["seconds"]
+    assert seconds is not None and 0 < seconds <= ended - started
+    assert processing["events_per_s"] == pytest.approx(1000 / seconds)
+    m.begin_run()
+    assert m.processing(1000) == {"seconds": None, "events_per_s": None}
+
+
+def test_stage_timer_charges_each_lap_to_its_stage() -> None:
+    timer = StageTimer()
+    time.sleep(0.01)
+    timer.lap("screen")
+    timer.lap("fold")
+    time.sleep(0.01)
+    timer.lap("screen")
+    assert set(timer.seconds) == {"screen", "fold"}
+    assert timer.seconds["screen"] >= 0.02 > timer.seconds["fold"]

@@ -137,6 +137,29 @@ def test_json_summary_keeps_exact_amounts_beside_the_rounded_ones(
     assert stored == [{**row, "quantity": None}]
 
 
+def test_json_summary_times_the_run_and_each_stage(
+    tmp_path: Path, chdb_dsn: str, ch_database: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = _last_month_ms()
+    data = '{"tokens":5}'
+    lines = [_event("timed", n, "acme", base + n * 1000, "llm.completion", data) for n in range(50)]
+
+    code = _run(tmp_path, chdb_dsn, ch_database, lines, "--json", "--batch-size", "10")
+
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    # From the first input batch to the last write, not from start-up.
+    processing = out["processing"]
+    assert processing["seconds"] > 0
+    assert processing["events_per_s"] == pytest.approx(50 / processing["seconds"])
+    stages = out["stages"]
+    assert stages["parse"]["batches"] == 5
+    for stage in ("screen", "fold", "finish", "rate", "write_clickhouse_windows"):
+        assert stages[stage]["batches"] >= 1, stage
+    # Stage timers cover part of the processing time, never more.
+    assert sum(s["seconds"] for s in stages.values()) <= processing["seconds"]
+
+
 def test_replay_counts_no_late_event_it_did_not_accept(
     tmp_path: Path,
     chdb_dsn: str,

@@ -118,13 +118,20 @@ NUMBER_LITERALS = [
     "999999999999999999.999999999", "1000000000000000000", "18446744073709551615",
     "18446744073709551616", "-9223372036854775808", "-9223372036854775809",
     "100000000000000000000000", "1.7976931348623157e308", "1.8e308", "0." + "1" * 80,
-    "1234567890.123456789", "NaN", "Infinity", "-Infinity",
+    "1234567890.123456789", "NaN", "Infinity", "-Infinity", "1" * 300, "0." + "3" * 300,
+    # Exponents at and beyond what a Python Decimal holds (orjson reads the small ones as 0.0).
+    "1e-999999999999999999999", "0e999999999999999999999", "-0e-999999999999999999999",
+    "1e999999999999999999", "1e-1999999999999999997", "1e-1999999999999999998",
+    "0e-1999999999999999998", "1.5e-99999999999999999999999999999",
 ]  # fmt: skip
 NUMERIC_TEXTS = [
     " 42 ", "\t7\n", "12abc", "", "0x10", "1_000", "\u0661\u0662", "+5", "5.", ".5", "-5",
     "-0.5", "1.5e3", "1e400", "1e18", "nan", "NaN", "-Infinity", "inf", "sNaN", "\u017fnan",
     "\u0130nf", "0.0000000001", "0.000000001", "2.500000000000", "1E+18", " ", "1e", "--1",
-    "100000000000000000.0000000000499",
+    "100000000000000000.0000000000499", "1e999999999999999999999", " 1e-999999999999999999999 ",
+    "0e1000000000000000000", "1e999999999999999999", "-1e999999999999999999",
+    "10e999999999999999999", "1e-1999999999999999997", "0.0e-1999999999999999996",
+    "1E-1999999999999999998", "-1e-1500000000000000000",
 ]  # fmt: skip
 
 number_literal = st.one_of(
@@ -139,7 +146,18 @@ number_literal = st.one_of(
             lambda d: d == "0" or not d.startswith("0")
         ),
         st.integers(1, 30),
-        st.sampled_from(["", "e5", "E-3", "e+2", "e-12", "e20"]),
+        st.one_of(
+            st.sampled_from(["", "e5", "E-3", "e+2", "e-12", "e20"]),
+            # Exponents near, at and beyond the limits of Python's Decimal.
+            st.builds(
+                lambda e, sign, limit: f"{e}{sign}{limit}",
+                st.sampled_from(["e", "E"]),
+                st.sampled_from(["", "+", "-"]),
+                st.sampled_from([10**18, 2 * 10**18, 10**21]).flatmap(
+                    lambda limit: st.integers(limit - 40, limit + 5)
+                ),
+            ),
+        ),
     ),
 )
 
@@ -361,6 +379,19 @@ def test_every_number_spelling_gets_the_same_value_or_reason(literal: str, event
     )
     payload = f'{envelope[:-1]}, "time": "2026-03-01T12:00:00Z", "data": {data}}}'.encode()
     assert_same([payload])
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    ["2199-12-31T23:59:59.999Z", "2200-01-01T00:00:00Z", "2200-01-01T05:00:00+05:00"],
+)
+def test_times_from_2200_are_refused_whatever_the_clock(stamp: str) -> None:
+    envelope = json.dumps(
+        {"specversion": "1.0", "id": "e", "source": "s", "type": "llm.completion"}
+        | {"subject": "acme", "time": stamp, "data": {"tokens": 1}}
+    )
+    far_future_ms = int(datetime(2300, 1, 1, tzinfo=UTC).timestamp() * 1000)
+    assert_same([envelope.encode()], now_ms=far_future_ms)
 
 
 # -- the hostile corpus (tests/dataflows/hostile_corpus.py), through both parsers

@@ -113,6 +113,7 @@ def test_rated_window_carries_usage_price_and_plan(rater: Rater) -> None:
         period_start_ms=MARCH_MS,
         period_quantity=Decimal(1_500_000),
         period_amount=Decimal("3.000000"),
+        aggregation="SUM",
     )
 
 

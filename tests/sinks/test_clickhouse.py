@@ -133,6 +133,7 @@ def test_migrate_is_idempotent(chdb_dsn: str, ch_database: str) -> None:
             "rejected_events",
             "schema_migrations",
             "window_changes",
+            "window_contributions",
             "window_usage",
         ]
         assert stored_rows(client, ch_database, "schema_migrations") == len(MIGRATIONS)

@@ -20,15 +20,23 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dataflows.local_services import RunningService, free_port, start_redis, stop
-from operators.idempotency import Claim, ClaimStatus, MemoryIdempotencyStore
+from operators.idempotency import (
+    DAY_MS,
+    Claim,
+    ClaimStatus,
+    MemoryIdempotencyStore,
+    claim_day,
+    key_hash,
+    token_tag,
+)
 from sinks.redis_idempotency import (
     IdempotencyError,
     IdempotencyUnavailable,
     RedisIdempotencyStore,
     StoreOptions,
-    idempotency_key,
+    day_key,
+    legacy_key,
     redact_url,
-    tenant_key_pattern,
 )
 
 integration = pytest.mark.integration
@@ -36,6 +44,9 @@ integration = pytest.mark.integration
 NEW, REPLAY, DUPLICATE = ClaimStatus.NEW, ClaimStatus.REPLAY, ClaimStatus.DUPLICATE
 TTL_S = 3_600
 LOGGER = "sinks.redis_idempotency"
+# Event times only pick day buckets; Redis expiry runs on its own clock.
+T0 = 1_790_000_000_000  # 2026-09-21T14:13:20Z
+DAY0 = claim_day(T0)
 
 
 @pytest.fixture(scope="module")
@@ -58,40 +69,54 @@ def store(client: redis.Redis, prefix: str) -> RedisIdempotencyStore:
     return RedisIdempotencyStore(client, ttl_s=TTL_S, key_prefix=prefix)
 
 
-def claim(tenant: str = "acme", source: str = "api", id: str = "e1", token: str = "t1") -> Claim:
+def claim(
+    tenant: str = "acme",
+    source: str = "api",
+    id: str = "e1",
+    token: str = "t1",
+    time_ms: int = T0,
+) -> Claim:
     """A claim with defaults for the parts a test does not care about."""
-    return Claim(tenant, source, id, token)
+    return Claim(tenant, source, id, token, time_ms)
+
+
+def buckets(client: redis.Redis, prefix: str, day: int) -> dict[bytes, dict[bytes, bytes]]:
+    """Every bucket of ``day``: key -> its fields and values."""
+    keys = client.scan_iter(match=f"{day_key(prefix, day)}:*", count=1_000)
+    return {key: client.hgetall(key) for key in keys}
 
 
 # --- key layout (pure) -------------------------------------------------------
 
 
-def test_key_layout_is_the_documented_one() -> None:
+def test_day_keys_name_the_utc_date() -> None:
+    assert day_key("meterwax", claim_day(0)) == "meterwax:idem-day:1970-01-01"
+    assert day_key("p", claim_day(T0)) == "p:idem-day:2026-09-21"
+    assert claim_day(T0 - T0 % DAY_MS - 1) == DAY0 - 1
+    assert claim_day(-1) == -1
+    assert day_key("p", -1) == "p:idem-day:1969-12-31"
+
+
+def test_legacy_key_layout_is_the_one_written_before_day_buckets() -> None:
     assert (
-        idempotency_key("meterwax", "acme", "api-gw/eu-west-1", "9f1c")
+        legacy_key("meterwax", "acme", "api-gw/eu-west-1", "9f1c")
         == "meterwax:idem:4:acme:16:api-gw/eu-west-1:9f1c"
     )
-    assert idempotency_key("p", "a:1", "b", "x") == "p:idem:3:a:1:1:b:x"
-    assert idempotency_key("p", "a", "1:b", "x") == "p:idem:1:a:3:1:b:x"
+    assert legacy_key("p", "a:1", "b", "x") == "p:idem:3:a:1:1:b:x"
     # Characters, not bytes.
-    assert idempotency_key("p", "ü🚀", "", "") == "p:idem:2:ü🚀:0::"
+    assert legacy_key("p", "ü🚀", "", "") == "p:idem:2:ü🚀:0::"
 
 
 @given(
     st.tuples(*[st.text(alphabet=":1a", max_size=4)] * 3),
     st.tuples(*[st.text(alphabet=":1a", max_size=4)] * 3),
 )
-def test_keys_of_different_events_differ(
+def test_hashes_of_different_events_differ(
     one: tuple[str, str, str], other: tuple[str, str, str]
 ) -> None:
     # A tiny alphabet full of ':' and digits makes near-collisions likely.
     if one != other:
-        assert idempotency_key("p", *one) != idempotency_key("p", *other)
-
-
-def test_tenant_pattern_escapes_glob_characters() -> None:
-    assert tenant_key_pattern("mw", "acme") == "mw:idem:4:acme:*"
-    assert tenant_key_pattern("mw", "a*[b]?\\") == "mw:idem:7:a\\*\\[b\\]\\?\\\\:*"
+        assert key_hash(*one) != key_hash(*other)
 
 
 def test_redact_url_hides_the_password() -> None:
@@ -128,6 +153,9 @@ def test_new_then_replay_for_same_token_then_duplicate_for_another(
     assert store.claim([claim(token="t2")]) == [DUPLICATE]
     # The first claimant keeps the event: a duplicate does not take it over.
     assert store.claim([claim(token="t1")]) == [REPLAY]
+    # The same day of event time is the same event; another day is another one.
+    assert store.claim([claim(token="t2", time_ms=T0 - T0 % DAY_MS)]) == [DUPLICATE]
+    assert store.claim([claim(token="t2", time_ms=T0 + DAY_MS)]) == [NEW]
 
 
 @integration
@@ -148,16 +176,28 @@ def test_tenants_are_isolated(store: RedisIdempotencyStore) -> None:
 def test_ttl_is_set_and_refreshed_by_replays_only(
     store: RedisIdempotencyStore, client: redis.Redis, prefix: str
 ) -> None:
-    key = idempotency_key(prefix, "acme", "api", "e1")
     store.claim([claim(token="t1")])
-    assert TTL_S - 5 <= client.ttl(key) <= TTL_S
+    (bucket,) = buckets(client, prefix, DAY0)
+    keys = [bucket, day_key(prefix, DAY0)]
+    assert all(TTL_S - 5 <= client.ttl(key) <= TTL_S for key in keys)
 
-    client.expire(key, 100)
+    for key in keys:
+        client.expire(key, 100)
     assert store.claim([claim(token="t2")]) == [DUPLICATE]
-    assert client.ttl(key) <= 100
+    assert all(client.ttl(key) <= 100 for key in keys)
 
     assert store.claim([claim(token="t1")]) == [REPLAY]
-    assert TTL_S - 5 <= client.ttl(key) <= TTL_S
+    assert all(TTL_S - 5 <= client.ttl(key) <= TTL_S for key in keys)
+
+
+@integration
+def test_claims_are_forgotten_after_the_ttl(client: redis.Redis, prefix: str) -> None:
+    store = RedisIdempotencyStore(client, ttl_s=1, key_prefix=prefix)
+    assert store.claim([claim(token="t1")]) == [NEW]
+    assert store.claim([claim(token="t2")]) == [DUPLICATE]
+    time.sleep(2.2)
+    assert store.claim([claim(token="t2")]) == [NEW]
+    assert store.claim([claim(token="t1")]) == [DUPLICATE]
 
 
 @integration
@@ -166,17 +206,42 @@ def test_keys_and_values_are_stored_as_documented(
 ) -> None:
     store.claim([claim("acme", "api-gw/eu", "9f1c", "inst|orders|3|42"), claim("globex")])
 
-    acme = {k.decode() for k in client.scan_iter(match=tenant_key_pattern(prefix, "acme"))}
-    assert acme == {f"{prefix}:idem:4:acme:9:api-gw/eu:9f1c"}
-    assert client.get(f"{prefix}:idem:4:acme:9:api-gw/eu:9f1c") == b"inst|orders|3|42"
-    every = {k.decode() for k in client.scan_iter(match=f"{prefix}:idem:*")}
-    assert every == acme | {f"{prefix}:idem:6:globex:3:api:e1"}
+    every = set(client.scan_iter(match=f"{prefix}:*"))
+    day = day_key(prefix, DAY0).encode()
+    assert every == {day, day + b":0"}
+    assert client.get(day) == b"2"
+    assert client.hgetall(day + b":0") == {
+        key_hash("acme", "api-gw/eu", "9f1c"): token_tag("inst|orders|3|42"),
+        key_hash("globex", "api", "e1"): token_tag("t1"),
+    }
+    # Nothing in the layout before day buckets.
+    assert not list(client.scan_iter(match=f"{prefix}:idem:*"))
 
 
 @integration
-def test_unicode_and_colons_do_not_collide(
+def test_a_day_grows_buckets_that_stay_small(
     store: RedisIdempotencyStore, client: redis.Redis, prefix: str
 ) -> None:
+    n = 9_000
+    ids = [str(i) for i in range(n)]
+    # Spread over a day of event time, in chunks: splits happen between and within scripts.
+    times = [T0 - T0 % DAY_MS + i * (DAY_MS // n) for i in range(n)]
+    for start in range(0, n, 700):
+        part = range(start, min(n, start + 700))
+        assert store.claim([claim(id=ids[i], time_ms=times[i]) for i in part]) == [NEW] * len(part)
+
+    day = buckets(client, prefix, DAY0)
+    assert len(day) == n // 40 + 1
+    assert sum(len(fields) for fields in day.values()) == n
+    assert max(len(fields) for fields in day.values()) <= 128
+    assert {client.object("encoding", key) for key in day} == {b"listpack"}
+
+    again = [claim(id=ids[i], token="t1" if i % 2 else "t2", time_ms=times[i]) for i in range(n)]
+    assert store.claim(again) == [REPLAY if i % 2 else DUPLICATE for i in range(n)]
+
+
+@integration
+def test_unicode_and_colons_do_not_collide(store: RedisIdempotencyStore) -> None:
     parts = [
         ("a:1", "b", "x"),
         ("a", "1:b", "x"),
@@ -188,14 +253,10 @@ def test_unicode_and_colons_do_not_collide(
         ("\ud800", "lone surrogate", "x"),
         ("*", "[a-z]", "?"),
     ]
-    claims = [Claim(t, s, i, f"tok 🚀 {n}:'\"") for n, (t, s, i) in enumerate(parts)]
+    claims = [claim(t, s, i, f"tok 🚀 {n}:'\"") for n, (t, s, i) in enumerate(parts)]
     assert store.claim(claims) == [NEW] * len(parts)
     assert store.claim(claims) == [REPLAY] * len(parts)
-    assert client.get(idempotency_key(prefix, "🚀", "ß", "\"'`").encode()) == (
-        "tok 🚀 5:'\"".encode()
-    )
-    stars = list(client.scan_iter(match=tenant_key_pattern(prefix, "*")))
-    assert stars == [idempotency_key(prefix, "*", "[a-z]", "?").encode()]
+    assert store.claim([c._replace(token="other") for c in claims]) == [DUPLICATE] * len(parts)
 
 
 @integration
@@ -223,8 +284,9 @@ tenants = st.sampled_from(["a", "a:1", "1", ""])
 sources = st.sampled_from(["b", "1:b", ":"])
 ids = st.sampled_from(["x", "b:x"])
 tokens = st.sampled_from(["t1", "t2", "t:1"])
+times = st.sampled_from([T0, T0 + 1, T0 + DAY_MS, T0 - 3 * DAY_MS])
 batches = st.lists(
-    st.lists(st.builds(Claim, tenants, sources, ids, tokens), max_size=12), max_size=6
+    st.lists(st.builds(Claim, tenants, sources, ids, tokens, times), max_size=12), max_size=6
 )
 
 
@@ -240,6 +302,55 @@ def test_same_results_as_the_memory_store(
     memory_store = MemoryIdempotencyStore()
     for batch in batches:
         assert redis_store.claim(batch) == memory_store.claim(batch)
+
+
+# --- keys of the layout before day buckets -----------------------------------------
+
+
+@integration
+def test_keys_of_the_old_layout_are_honoured_for_the_ttl(client: redis.Redis, prefix: str) -> None:
+    # What the store before day buckets left: one key per event, the token as value.
+    client.set(legacy_key(prefix, "acme", "api", "old1"), "t1", ex=600)
+    client.set(legacy_key(prefix, "acme", "api", "old2"), "t1", ex=600)
+    store = RedisIdempotencyStore(client, ttl_s=TTL_S, key_prefix=prefix)
+    store.ping()
+    assert 0 < client.ttl(f"{prefix}:idem-legacy") <= TTL_S
+
+    batch = [claim(id="old1", token="t1"), claim(id="old2", token="t2"), claim(id="new")]
+    assert store.claim(batch) == [REPLAY, DUPLICATE, NEW]
+    # A replay moved to the day bucket (and left the old key to expire); nothing
+    # new went into the old layout.
+    client.delete(legacy_key(prefix, "acme", "api", "old1"))
+    assert store.claim([claim(id="old1", token="t1"), claim(id="old1", token="t3")]) == [
+        REPLAY,
+        DUPLICATE,
+    ]
+    assert not client.exists(legacy_key(prefix, "acme", "api", "new"))
+
+    # A later start reads what the first one found, without scanning again.
+    again = RedisIdempotencyStore(client, ttl_s=TTL_S, key_prefix=prefix)
+    again.ping()
+    assert again.claim([claim(id="old2", token="t2")]) == [DUPLICATE]
+
+
+@integration
+def test_old_layout_lookups_end_with_the_ttl_and_never_start_on_a_new_prefix(
+    client: redis.Redis, prefix: str
+) -> None:
+    store = RedisIdempotencyStore(client, ttl_s=1, key_prefix=prefix)
+    store.ping()
+    # Nothing of the old layout at the first start: later such keys are not ours.
+    client.set(legacy_key(prefix, "acme", "api", "e1"), "t1")
+    assert store.claim([claim(token="t2")]) == [NEW]
+
+    other = f"{prefix}-upgraded"
+    client.set(legacy_key(other, "acme", "api", "e1"), "t1")
+    upgraded = RedisIdempotencyStore(client, ttl_s=1, key_prefix=other)
+    upgraded.ping()
+    assert upgraded.claim([claim(id="e1", token="t2")]) == [DUPLICATE]
+    time.sleep(1.2)
+    # The old key would have expired by now, had it been written with this TTL.
+    assert upgraded.claim([claim(id="e1", token="t3")]) == [NEW]
 
 
 # --- start-up checks and errors ------------------------------------------------
@@ -275,7 +386,7 @@ def test_a_foreign_key_under_the_prefix_fails_at_once(
     prefix: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    client.rpush(idempotency_key(prefix, "acme", "api", "e1"), "not ours")
+    client.rpush(day_key(prefix, DAY0), "not ours")
     with pytest.raises(IdempotencyError, match=r"WRONGTYPE.*key prefix of its own"):
         store.claim([claim()])
     assert not [r for r in caplog.records if r.name == LOGGER]

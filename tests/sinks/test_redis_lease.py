@@ -14,9 +14,9 @@ from decimal import Decimal
 import pytest
 import redis
 
-from operators.idempotency import Claim, ClaimStatus
+from operators.idempotency import Claim, ClaimStatus, claim_day, key_hash
 from operators.live_usage import LiveCounter
-from sinks.redis_idempotency import RedisIdempotencyStore, idempotency_key
+from sinks.redis_idempotency import RedisIdempotencyStore, day_key
 from sinks.redis_lease import Fence, Holder, LeaseHeld, LeaseLost, RedisLease, lease_key
 from sinks.redis_live_usage import live_usage_key
 from sinks.redis_live_writer import LiveUsageWriter
@@ -103,18 +103,20 @@ def test_claims_are_refused_once_another_flow_holds_the_lease(
     holder = _lease(client, prefix, "a").acquire(STARTED_MS, "t")
     store = RedisIdempotencyStore(client, ttl_s=3_600, key_prefix=prefix)
     store.fence = Fence(holder.fence)
-    assert store.claim([Claim("acme", "src", "e1", "a|t|0|1")]) == [ClaimStatus.NEW]
+    assert store.claim([Claim("acme", "src", "e1", "a|t|0|1", STARTED_MS)]) == [ClaimStatus.NEW]
 
     client.delete(lease_key(prefix))
     _lease(client, prefix, "b").acquire(STARTED_MS, "t")
     with pytest.raises(LeaseLost):
-        store.claim([Claim("acme", "src", "e2", "a|t|0|2")])
+        store.claim([Claim("acme", "src", "e2", "a|t|0|2", STARTED_MS)])
     # Nothing of the refused chunk was written.
-    assert client.exists(idempotency_key(prefix, "acme", "src", "e2")) == 0
+    day = day_key(prefix, claim_day(STARTED_MS))
+    assert client.get(day) == b"1"
+    assert list(client.hgetall(f"{day}:0")) == [key_hash("acme", "src", "e1")]
     # An older epoch of the holding instance (a run its restart took over) is refused too.
     store.fence = Fence("b|1|")
     with pytest.raises(LeaseLost):
-        store.claim([Claim("acme", "src", "e2", "b|t|0|2")])
+        store.claim([Claim("acme", "src", "e2", "b|t|0|2", STARTED_MS)])
 
 
 def test_live_counters_are_refused_once_the_lease_is_lost(client: redis.Redis, prefix: str) -> None:
@@ -141,4 +143,4 @@ def test_live_counters_are_refused_once_the_lease_is_lost(client: redis.Redis, p
 
 def test_an_empty_fence_writes_without_a_lease(client: redis.Redis, prefix: str) -> None:
     store = RedisIdempotencyStore(client, ttl_s=3_600, key_prefix=prefix)
-    assert store.claim([Claim("acme", "src", "e1", "x|t|0|1")]) == [ClaimStatus.NEW]
+    assert store.claim([Claim("acme", "src", "e1", "x|t|0|1", STARTED_MS)]) == [ClaimStatus.NEW]
