@@ -86,6 +86,8 @@ class NativeShardState:
         dedup_horizon_ms: int,
         instance: str,
         expected_partitions: Iterable[PartitionKey] = (),
+        *,
+        incarnation: str = "",
     ) -> None:
         self.shard = NativeShard(
             _meter_specs(meters),
@@ -98,7 +100,7 @@ class NativeShardState:
         )
         self.config = window
         self.aggregations = {m.slug: m.aggregation for m in meters.meters}
-        self.ledger = PeriodLedger(self.aggregations)
+        self.ledger = PeriodLedger(self.aggregations, incarnation)
         self.instance = instance
         self._emitted: list[WindowUsage] = []
 

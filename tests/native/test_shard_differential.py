@@ -99,8 +99,7 @@ NUMBERS = st.one_of(
     st.tuples(st.integers(0, 10**6), st.integers(0, 10**9 - 1)).map(lambda t: f"{t[0]}.{t[1]:09d}"),
     st.sampled_from(["1.50", "0.1", "0.000000001", "99999999999999999.999999999", "1e3", "25E-2"]),
 )
-# "-0" waits for the native parser to keep its text (tests/native/test_parse_differential.py).
-GROUP_VALUES = st.sampled_from(['"gpt"', '"claude"', "1", "1.0", '"1"', "0"])
+GROUP_VALUES = st.sampled_from(['"gpt"', '"claude"', "1", "1.0", '"1"', "-0", "0", "1e2"])
 KINDS = st.sampled_from(["llm.completion", "storage.snapshot", "api.request", "seats.snapshot"])
 # Where each partition starts: some far behind the others, one just before the month.
 BASES = st.sampled_from([-30 * MINUTE, -3 * 60 * MINUTE, -2 * 24 * 60 * MINUTE])
@@ -127,7 +126,8 @@ SPECS = st.builds(
     Spec,
     st.sampled_from(TENANTS),
     KINDS,
-    st.integers(0, 2 * MINUTE),
+    # Round steps: events at the same time (LATEST's tie rule) and on bucket and window edges.
+    st.sampled_from([0, 0, 0, SECOND, 10 * SECOND, 50 * SECOND, MINUTE, 2 * MINUTE, 1_234]),
     BEHIND,
     st.sampled_from([False] * 15 + [True]),
     NUMBERS,
@@ -348,6 +348,23 @@ LATE_COPY = [
     schedule=[("batch", 0, 1), ("quiet", 80.0), ("batch", 1, 2), ("restore",), ("batch", 2, 1)],
     config=WindowConfig(MINUTE, 10 * SECOND, 10 * MINUTE, 5 * SECOND),
     horizon_ms=10 * MINUTE,
+)
+# LATEST's tie rule: two values at the same time, the smaller one first.
+@example(
+    drawn=[
+        (
+            0,
+            [
+                Spec("acme", "seats.snapshot", 0, 0, False, "3.5", '"x"', None),
+                Spec("acme", "seats.snapshot", 0, 0, False, "5", '"x"', None),
+            ],
+        ),
+        (0, []),
+        (0, []),
+    ],
+    schedule=[],
+    config=WindowConfig(MINUTE, 0, 0, 0),
+    horizon_ms=0,
 )
 def test_native_shard_decides_and_emits_as_the_python_shard(
     drawn: list[tuple[int, list[Spec]]],
