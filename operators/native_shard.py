@@ -17,19 +17,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import accumulate
+from typing import Literal
 
-from config.meters import Aggregation, MeterCatalog
+from config.meters import MeterCatalog
 from config.pricing import PricingCatalog
 from operators._native import NativeShard, ParsedColumns, Revisions, ShardBatch, split_batch
 from operators.aggregation import (
-    Accumulator,
-    CountAccumulator,
+    ACCUMULATORS,
     LatestAccumulator,
     MaxAccumulator,
     SumAccumulator,
     UniqueCountAccumulator,
 )
 from operators.model import RatedWindow, RawMessage, Reason, Rejection, WindowKind, WindowUsage
+from operators.money import ZERO
 from operators.period_rating import PeriodLedger
 from operators.shard import IncompatibleStateError, check_priced
 from operators.windowing import PartitionKey, WindowConfig
@@ -55,9 +56,10 @@ class NativeSplitter:
         self, partition: PartitionKey, batch: Sequence[RawMessage], columns: ParsedColumns
     ) -> dict[str, ShardBatch]:
         """Every shard's part of ``columns`` (parsed from ``batch``), keyed as shard_of keys."""
-        payloads = b"".join(m.payload for m in batch)
-        ends = array("Q", accumulate(len(m.payload) for m in batch))
-        offsets = array("q", (m.offset for m in batch))
+        raw = [m.payload for m in batch]
+        payloads = b"".join(raw)
+        ends = array("Q", accumulate(map(len, raw)))
+        offsets = array("q", [m.offset for m in batch])
         origin, number = partition
         parts = split_batch(
             columns, self._group_counts, payloads, ends, offsets, origin, number, self.shards
@@ -233,74 +235,65 @@ class NativeShardState:
         return rated
 
     def _usages(self, cols: Revisions) -> list[WindowUsage]:
+        """One WindowUsage per emitted revision, with the accumulator the ledger merges."""
         strings = cols.strings
-        tenant = memoryview(cols.tenant).cast("I")
-        meter = memoryview(cols.meter).cast("I")
-        group_end = memoryview(cols.group_end).cast("I")
-        group_name = memoryview(cols.group_name).cast("I")
-        group_value = memoryview(cols.group_value).cast("I")
-        start = memoryview(cols.window_start).cast("q")
-        revision = memoryview(cols.revision).cast("Q")
-        kind = cols.kind
-        latest_ms = memoryview(cols.latest_ms).cast("q")
-        distinct_end = memoryview(cols.distinct_end).cast("I")
-        distinct = memoryview(cols.distinct).cast("I")
-        size = self.config.size_ms
+        names = [strings[i] for i in _ints(cols.group_name, "I")]
+        values = [strings[i] for i in _ints(cols.group_value, "I")]
+        distinct = [strings[i] for i in _ints(cols.distinct, "I")]
+        group_end, distinct_end = _ints(cols.group_end, "I"), _ints(cols.distinct_end, "I")
+        latest_ms = _ints(cols.latest_ms, "q")
+        aggregations, size = self.aggregations, self.config.size_ms
         out: list[WindowUsage] = []
         groups_from = distinct_from = 0
-        for row in range(len(cols)):
-            slug = strings[meter[row]]
-            quantity = Decimal(cols.quantity[row])
-            groups = tuple(
-                (strings[group_name[k]], strings[group_value[k]])
-                for k in range(groups_from, group_end[row])
+        for row, (tenant, meter, start, quantity, previous, revision, kind, amount) in enumerate(
+            zip(
+                [strings[i] for i in _ints(cols.tenant, "I")],
+                [strings[i] for i in _ints(cols.meter, "I")],
+                _ints(cols.window_start, "q"),
+                map(Decimal, cols.quantity),
+                map(Decimal, cols.previous),
+                _ints(cols.revision, "Q"),
+                cols.kind,
+                cols.amount,
+                strict=True,
             )
-            groups_from = group_end[row]
-            values = {strings[distinct[k]] for k in range(distinct_from, distinct_end[row])}
-            distinct_from = distinct_end[row]
-            acc = _accumulator(
-                self.aggregations[slug], quantity, revision[row], latest_ms[row], values
-            )
-            amount = cols.amount[row]
-            acc.amount = Decimal(0) if amount is None else Decimal(amount)
+        ):
+            groups_to, distinct_to = group_end[row], distinct_end[row]
+            acc = ACCUMULATORS[aggregations[meter]]()
+            acc.count = revision
+            acc.emitted = quantity
+            acc.amount = ZERO if amount is None else Decimal(amount)
+            if isinstance(acc, SumAccumulator):
+                acc.total = quantity
+            elif isinstance(acc, MaxAccumulator):
+                acc.best = quantity
+            elif isinstance(acc, UniqueCountAccumulator):
+                acc.values = set(distinct[distinct_from:distinct_to])
+            elif isinstance(acc, LatestAccumulator):
+                acc.time_ms, acc.latest = latest_ms[row], quantity
             out.append(
                 WindowUsage(
-                    strings[tenant[row]],
-                    slug,
-                    groups,
-                    start[row],
-                    start[row] + size,
+                    tenant,
+                    meter,
+                    tuple(
+                        zip(
+                            names[groups_from:groups_to], values[groups_from:groups_to], strict=True
+                        )
+                    ),
+                    start,
+                    start + size,
                     quantity,
-                    Decimal(cols.previous[row]),
-                    revision[row],
-                    _KINDS[kind[row]],
+                    previous,
+                    revision,
+                    _KINDS[kind],
                     acc,
                 )
             )
+            groups_from, distinct_from = groups_to, distinct_to
         self._emitted = out
         return out
 
 
-def _accumulator(
-    aggregation: Aggregation, quantity: Decimal, count: int, latest_ms: int, values: set[str]
-) -> Accumulator:
-    """The window's Python accumulator as of this revision: what the ledger merges."""
-    acc: Accumulator
-    match aggregation:
-        case Aggregation.SUM:
-            acc = SumAccumulator()
-            acc.total = quantity
-        case Aggregation.COUNT:
-            acc = CountAccumulator()
-        case Aggregation.MAX:
-            acc = MaxAccumulator()
-            acc.best = quantity
-        case Aggregation.UNIQUE_COUNT:
-            acc = UniqueCountAccumulator()
-            acc.values = values
-        case Aggregation.LATEST:
-            acc = LatestAccumulator()
-            acc.time_ms, acc.latest = latest_ms, quantity
-    acc.count = count
-    acc.emitted = quantity
-    return acc
+def _ints(column: bytes, code: Literal["I", "q", "Q"]) -> list[int]:
+    """A column of native-endian integers (``code``: an array typecode) as a list."""
+    return memoryview(column).cast(code).tolist()
