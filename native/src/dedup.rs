@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::keyhash::KeyHash;
+
 /// Remembers key hashes until the watermark passes their time plus a horizon.
 ///
 /// Keys are filed in event-time buckets so expiry drops whole buckets.
@@ -12,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub struct Dedup {
     pub horizon_ms: i64,
     bucket_ms: i64,
-    seen: HashSet<u128>,
+    seen: HashSet<u128, KeyHash>,
     buckets: BTreeMap<i64, Vec<u128>>,
 }
 
@@ -23,7 +25,7 @@ impl Dedup {
         Dedup {
             horizon_ms,
             bucket_ms,
-            seen: HashSet::new(),
+            seen: HashSet::default(),
             buckets: BTreeMap::new(),
         }
     }

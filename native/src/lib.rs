@@ -8,6 +8,7 @@ mod aggregate;
 mod batch;
 mod dedup;
 mod json;
+mod keyhash;
 mod number;
 mod parse;
 mod py;

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::Xxh3;
 
 use crate::aggregate::{Accumulator, Aggregation};
+use crate::keyhash::KeyHash;
 
 /// The watermark before any input: far below every event time.
 pub const NO_WATERMARK: i64 = -(1 << 62);
@@ -52,7 +53,7 @@ pub struct Series {
     pub acc: Accumulator,
 }
 
-type Window = IndexMap<u128, Series>;
+type Window = IndexMap<u128, Series, KeyHash>;
 
 /// One measure of an accepted event, as the window store folds it.
 pub struct Measure<'a> {
@@ -91,7 +92,7 @@ pub struct WindowStore {
     pub watermark: i64,
     open: BTreeMap<i64, Window>,
     settled: BTreeMap<i64, Window>,
-    dirty: IndexSet<(i64, u128)>,
+    dirty: IndexSet<(i64, u128), KeyHash>,
     partition_max: BTreeMap<PartitionKey, i64>,
     // Wall-clock marks (seconds, monotonic): reset by resume(), never snapshotted.
     #[serde(skip)]
@@ -125,7 +126,7 @@ impl WindowStore {
             watermark: NO_WATERMARK,
             open: BTreeMap::new(),
             settled: BTreeMap::new(),
-            dirty: IndexSet::new(),
+            dirty: IndexSet::default(),
             partition_max: BTreeMap::new(),
             partition_seen: HashMap::new(),
             last_activity: 0.0,
