@@ -46,3 +46,92 @@ class ParsedColumns:
     max_time_ms: int | None
 
 def idempotency_hash(key: str) -> bytes: ...
+
+class ShardBatch:
+    """One shard's part of a parsed batch, as columns; pickles as bytes."""
+
+    def __len__(self) -> int: ...
+    @property
+    def partition(self) -> tuple[str, int]: ...
+    @property
+    def max_time_ms(self) -> int | None: ...
+    def event(self, row: int) -> tuple[str, str, str, int, int, bytes]: ...
+    def to_bytes(self) -> bytes: ...
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ShardBatch: ...
+
+def split_batch(
+    columns: ParsedColumns,
+    group_counts: list[int],
+    payloads: bytes,
+    ends: Buffer,
+    offsets: Buffer,
+    origin: str,
+    partition: int,
+    shards: int,
+) -> list[ShardBatch]: ...
+
+class Revisions:
+    """Window revisions as columns of native-endian integers; texts index ``strings``."""
+
+    strings: list[str]
+    tenant: bytes
+    meter: bytes
+    group_end: bytes
+    group_name: bytes
+    group_value: bytes
+    window_start: bytes
+    quantity: list[str]
+    previous: list[str]
+    revision: bytes
+    kind: bytes
+    latest_ms: bytes
+    distinct_end: bytes
+    distinct: bytes
+    amount: list[str | None]
+    def __len__(self) -> int: ...
+
+class NativeShard:
+    """operators/shard.py's dedup keys and windows; screen, admit and finish run without the GIL."""
+
+    def __init__(
+        self,
+        meters: list[tuple[str, str, list[str]]],
+        size_ms: int,
+        grace_ms: int,
+        settlement_ms: int,
+        idle_timeout_ms: int,
+        dedup_horizon_ms: int,
+        expected_partitions: list[tuple[str, int]],
+    ) -> None: ...
+    def reconfigure(
+        self,
+        meters: list[tuple[str, str, list[str]]],
+        size_ms: int,
+        grace_ms: int,
+        settlement_ms: int,
+        idle_timeout_ms: int,
+        dedup_horizon_ms: int,
+        expected_partitions: list[tuple[str, int]],
+    ) -> None: ...
+    @property
+    def size_ms(self) -> int: ...
+    @property
+    def aggregations(self) -> dict[str, str]: ...
+    @property
+    def watermark(self) -> int: ...
+    def tenants(self) -> list[str]: ...
+    def slowest_progress(self) -> int: ...
+    def dedup_len(self) -> int: ...
+    def resume(self, now_s: float) -> None: ...
+    def screen(self, batch: ShardBatch) -> tuple[bytes, bytes, bytes, int, int]: ...
+    def admit(self, batch: ShardBatch, rows: bytes) -> None: ...
+    def finish(
+        self, partition: tuple[str, int] | None, max_time_ms: int | None, now_s: float
+    ) -> Revisions: ...
+    def close_all(self) -> Revisions: ...
+    def set_amounts(self, amounts: list[str]) -> None: ...
+    def next_wakeup(self, now_s: float) -> float | None: ...
+    def snapshot(self) -> bytes: ...
+    @staticmethod
+    def restore(data: bytes) -> NativeShard: ...

@@ -136,15 +136,7 @@ class ShardState:
             for key in series
         }
         tenants.update(key[0] for key in self.ledger.periods)
-        unpriced = sorted(t for t in tenants if pricing.subscription_for(t) is None)
-        if unpriced:
-            shown = ", ".join(repr(t) for t in unpriced[:5])
-            more = f" and {len(unpriced) - 5} more" if len(unpriced) > 5 else ""
-            raise IncompatibleStateError(
-                f"tenant(s) {shown}{more} have usage in the recovery state but no plan in the "
-                "pricing catalog; give them a subscription (or a default_plan) until their "
-                "windows are settled, or start with a new recovery directory"
-            )
+        check_priced(tenants, pricing)
 
     def resume(self, now_s: float) -> None:
         """Called when the flow starts or restarts: start the quiet-time clocks."""
@@ -269,6 +261,19 @@ class ShardState:
         if self.seeded:
             self.seeded = {key: end for key, end in self.seeded.items() if end > done_before}
         return rated
+
+
+def check_priced(tenants: Iterable[str], pricing: PricingCatalog) -> None:
+    """Refuse a catalog without a plan for one of ``tenants`` (whose usage is in restored state)."""
+    unpriced = sorted(t for t in tenants if pricing.subscription_for(t) is None)
+    if unpriced:
+        shown = ", ".join(repr(t) for t in unpriced[:5])
+        more = f" and {len(unpriced) - 5} more" if len(unpriced) > 5 else ""
+        raise IncompatibleStateError(
+            f"tenant(s) {shown}{more} have usage in the recovery state but no plan in the "
+            "pricing catalog; give them a subscription (or a default_plan) until their "
+            "windows are settled, or start with a new recovery directory"
+        )
 
 
 def _too_late(event: Event, now_ms: int) -> Rejection:

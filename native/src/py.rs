@@ -204,5 +204,5 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyParser>()?;
     m.add_class::<ParsedColumns>()?;
     m.add_function(wrap_pyfunction!(idempotency_hash, m)?)?;
-    Ok(())
+    crate::py_shard::register(m)
 }

@@ -1,0 +1,299 @@
+"""The native core's split and shard (operators._native), behind ShardState's steps.
+
+``NativeSplitter`` is ``ShardSplitter`` over parsed columns: one ``ShardBatch``
+of columns per shard, which pickles as bytes. ``NativeShardState`` is
+``ShardState``'s screen -> admit -> finish -> rate, with the dedup keys and
+windows in Rust and no Python object per event: screening returns rows of the
+batch, and only the rare too-late rejections and the window revisions (one
+``WindowUsage`` each, Decimal only here, at the edge) become Python objects,
+which the Python ``PeriodLedger`` rates. tests/native/test_shard_differential.py
+holds both to operators/shard.py.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from itertools import accumulate
+from typing import Literal
+
+from config.meters import MeterCatalog
+from config.pricing import PricingCatalog
+from operators._native import NativeShard, ParsedColumns, Revisions, ShardBatch, split_batch
+from operators.aggregation import (
+    ACCUMULATORS,
+    LatestAccumulator,
+    MaxAccumulator,
+    SumAccumulator,
+    UniqueCountAccumulator,
+)
+from operators.model import RatedWindow, RawMessage, Reason, Rejection, WindowKind, WindowUsage
+from operators.money import ZERO
+from operators.period_rating import PeriodLedger
+from operators.shard import IncompatibleStateError, check_priced
+from operators.windowing import PartitionKey, WindowConfig
+
+_KINDS = (WindowKind.WINDOW, WindowKind.ADJUSTMENT)
+
+
+def _meter_specs(meters: MeterCatalog) -> list[tuple[str, str, list[str]]]:
+    """The catalog as the core takes it, in the order parsed columns number meters."""
+    return [
+        (m.slug, m.aggregation.value, sorted(name for name, _ in m.group_by)) for m in meters.meters
+    ]
+
+
+class NativeSplitter:
+    """Splits a parsed batch of one input partition by shard, in input order."""
+
+    def __init__(self, meters: MeterCatalog, shards: int) -> None:
+        self.shards = shards
+        self._group_counts = [len(m.group_by) for m in meters.meters]
+
+    def split(
+        self, partition: PartitionKey, batch: Sequence[RawMessage], columns: ParsedColumns
+    ) -> dict[str, ShardBatch]:
+        """Every shard's part of ``columns`` (parsed from ``batch``), keyed as shard_of keys."""
+        raw = [m.payload for m in batch]
+        payloads = b"".join(raw)
+        ends = array("Q", accumulate(map(len, raw)))
+        offsets = array("q", [m.offset for m in batch])
+        origin, number = partition
+        parts = split_batch(
+            columns, self._group_counts, payloads, ends, offsets, origin, number, self.shards
+        )
+        return {str(s): part for s, part in enumerate(parts)}
+
+
+@dataclass(slots=True)
+class NativeScreened:
+    """Outcome of screening a ShardBatch: ``fresh`` are rows of the batch, in order."""
+
+    fresh: array[int] = field(default_factory=lambda: array("I"))
+    fresh_late: bytes = b""
+    too_late: list[Rejection] = field(default_factory=list)
+    duplicates: int = 0
+    late: int = 0
+
+
+class NativeShardState:
+    """Dedup keys and windows of one shard in the native core; rating in Python."""
+
+    def __init__(
+        self,
+        window: WindowConfig,
+        meters: MeterCatalog,
+        dedup_horizon_ms: int,
+        instance: str,
+        expected_partitions: Iterable[PartitionKey] = (),
+        *,
+        incarnation: str = "",
+    ) -> None:
+        self.shard = NativeShard(
+            _meter_specs(meters),
+            window.size_ms,
+            window.grace_ms,
+            window.settlement_ms,
+            window.idle_timeout_ms,
+            dedup_horizon_ms,
+            list(expected_partitions),
+        )
+        self.config = window
+        self.aggregations = {m.slug: m.aggregation for m in meters.meters}
+        self.ledger = PeriodLedger(self.aggregations, incarnation)
+        self.instance = instance
+        self._emitted: list[WindowUsage] = []
+
+    def __getstate__(self) -> dict[str, object]:
+        return {
+            "shard": self.shard.snapshot(),
+            "config": self.config,
+            "aggregations": self.aggregations,
+            "ledger": self.ledger,
+            "instance": self.instance,
+        }
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.shard = NativeShard.restore(state["shard"])  # type: ignore[arg-type]
+        self.config = state["config"]  # type: ignore[assignment]
+        self.aggregations = state["aggregations"]  # type: ignore[assignment]
+        self.ledger = state["ledger"]  # type: ignore[assignment]
+        self.instance = state["instance"]  # type: ignore[assignment]
+        self._emitted = []
+
+    def reconfigure(
+        self,
+        window: WindowConfig,
+        meters: MeterCatalog,
+        dedup_horizon_ms: int,
+        expected_partitions: Iterable[PartitionKey] = (),
+        pricing: PricingCatalog | None = None,
+    ) -> None:
+        """Apply the current settings to restored state: ShardState.reconfigure's rules."""
+        old = self.config
+        if window.size_ms != old.size_ms:
+            raise IncompatibleStateError(
+                f"window.size is {window.size_ms} ms but the recovery state was built with "
+                f"{old.size_ms} ms; keep it, or start with a new recovery directory"
+            )
+        for meter in meters.meters:
+            aggregation = self.aggregations.get(meter.slug, meter.aggregation)
+            if meter.aggregation != aggregation:
+                raise IncompatibleStateError(
+                    f"meter {meter.slug!r} is now {meter.aggregation} but the recovery state "
+                    f"aggregates it as {aggregation}; keep it, or give the new meter a new slug"
+                )
+        if pricing is not None:
+            tenants = set(self.shard.tenants())
+            tenants.update(key[0] for key in self.ledger.periods)
+            check_priced(tenants, pricing)
+        self.shard.reconfigure(
+            _meter_specs(meters),
+            window.size_ms,
+            window.grace_ms,
+            window.settlement_ms,
+            window.idle_timeout_ms,
+            dedup_horizon_ms,
+            list(expected_partitions),
+        )
+        # A meter dropped from the catalog keeps its aggregation: its restored
+        # windows and periods must still close and be rated.
+        self.aggregations = {**self.aggregations, **{m.slug: m.aggregation for m in meters.meters}}
+        self.config = window
+        self.ledger.aggregations = dict(self.aggregations)
+
+    @property
+    def watermark(self) -> int:
+        """The event-time watermark (windowing.NO_WATERMARK before it has one)."""
+        return self.shard.watermark
+
+    def resume(self, now_s: float) -> None:
+        """Called when the flow starts or restarts: start the quiet-time clocks."""
+        self.shard.resume(now_s)
+
+    def screen(self, batch: ShardBatch, now_ms: int) -> NativeScreened:
+        """Drop in-state duplicates, reject too-late events, keep the rest (rows, in order)."""
+        fresh, fresh_late, too_late, duplicates, late = self.shard.screen(batch)
+        rows = array("I")
+        rows.frombytes(fresh)
+        origin, partition = batch.partition
+        rejections = []
+        for row in memoryview(too_late).cast("I"):
+            tenant, source, event_id, time_ms, offset, payload = batch.event(row)
+            rejections.append(
+                Rejection(
+                    reason=Reason.TOO_LATE,
+                    detail=f"time {time_ms} ms is beyond the settlement horizon of its window",
+                    payload=payload,
+                    origin=origin,
+                    partition=partition,
+                    offset=offset,
+                    rejected_at_ms=now_ms,
+                    event_id=event_id,
+                    event_source=source,
+                    tenant=tenant,
+                )
+            )
+        return NativeScreened(rows, fresh_late, rejections, duplicates, late)
+
+    def admit(self, batch: ShardBatch, rows: array[int]) -> None:
+        """Fold the accepted ``rows`` of ``batch`` into their windows."""
+        self.shard.admit(batch, rows.tobytes())
+
+    def finish(
+        self, partition: PartitionKey | None, max_time_ms: int | None, now_s: float
+    ) -> list[WindowUsage]:
+        """After a batch: move the watermark, emit closed windows and adjustments, expire keys."""
+        return self._usages(self.shard.finish(partition, max_time_ms, now_s))
+
+    def close_all(self) -> list[WindowUsage]:
+        """End of input: close every window."""
+        return self._usages(self.shard.close_all())
+
+    def next_wakeup(self, now_s: float) -> float | None:
+        """Monotonic time at which finish() could next emit without new input."""
+        return self.shard.next_wakeup(now_s)
+
+    def rate(
+        self, usages: Sequence[WindowUsage], pricing: PricingCatalog, now_ms: int
+    ) -> list[RatedWindow]:
+        """Price the last emission's revisions against their periods, then forget settled ones.
+
+        ``usages`` must be what the last ``finish``/``close_all`` returned: the
+        amounts charged go back to their windows, for their next revision.
+        """
+        if usages is not self._emitted:
+            raise ValueError("rate() takes the list the last finish() or close_all() returned")
+        rated = [self.ledger.rate(usage, pricing, now_ms) for usage in usages]
+        self.shard.set_amounts([str(u.accumulator.amount) for u in usages])
+        config = self.config
+        # A period's last window can change until the slowest input partition has
+        # passed its end plus the settlement horizon.
+        self.ledger.expire(self.shard.slowest_progress() - config.size_ms - config.settlement_ms)
+        return rated
+
+    def _usages(self, cols: Revisions) -> list[WindowUsage]:
+        """One WindowUsage per emitted revision, with the accumulator the ledger merges."""
+        strings = cols.strings
+        names = [strings[i] for i in _ints(cols.group_name, "I")]
+        values = [strings[i] for i in _ints(cols.group_value, "I")]
+        distinct = [strings[i] for i in _ints(cols.distinct, "I")]
+        group_end, distinct_end = _ints(cols.group_end, "I"), _ints(cols.distinct_end, "I")
+        latest_ms = _ints(cols.latest_ms, "q")
+        aggregations, size = self.aggregations, self.config.size_ms
+        out: list[WindowUsage] = []
+        groups_from = distinct_from = 0
+        for row, (tenant, meter, start, quantity, previous, revision, kind, amount) in enumerate(
+            zip(
+                [strings[i] for i in _ints(cols.tenant, "I")],
+                [strings[i] for i in _ints(cols.meter, "I")],
+                _ints(cols.window_start, "q"),
+                map(Decimal, cols.quantity),
+                map(Decimal, cols.previous),
+                _ints(cols.revision, "Q"),
+                cols.kind,
+                cols.amount,
+                strict=True,
+            )
+        ):
+            groups_to, distinct_to = group_end[row], distinct_end[row]
+            acc = ACCUMULATORS[aggregations[meter]]()
+            acc.count = revision
+            acc.emitted = quantity
+            acc.amount = ZERO if amount is None else Decimal(amount)
+            if isinstance(acc, SumAccumulator):
+                acc.total = quantity
+            elif isinstance(acc, MaxAccumulator):
+                acc.best = quantity
+            elif isinstance(acc, UniqueCountAccumulator):
+                acc.values = set(distinct[distinct_from:distinct_to])
+            elif isinstance(acc, LatestAccumulator):
+                acc.time_ms, acc.latest = latest_ms[row], quantity
+            out.append(
+                WindowUsage(
+                    tenant,
+                    meter,
+                    tuple(
+                        zip(
+                            names[groups_from:groups_to], values[groups_from:groups_to], strict=True
+                        )
+                    ),
+                    start,
+                    start + size,
+                    quantity,
+                    previous,
+                    revision,
+                    _KINDS[kind],
+                    acc,
+                )
+            )
+            groups_from, distinct_from = groups_to, distinct_to
+        self._emitted = out
+        return out
+
+
+def _ints(column: bytes, code: Literal["I", "q", "Q"]) -> list[int]:
+    """A column of native-endian integers (``code``: an array typecode) as a list."""
+    return memoryview(column).cast(code).tolist()
