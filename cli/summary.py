@@ -18,8 +18,8 @@ _ROUNDING_NOTE = (
     "each line (--json has them exact too)"
 )
 _NA_NOTE = (
-    "  n/a: stored windows cannot tell a period's UNIQUE_COUNT or LATEST; "
-    "`meterwax estimate` reads it from the live counters"
+    "  n/a: windows stored before distinct values were kept cannot tell a period's "
+    "UNIQUE_COUNT; `meterwax estimate` reads it from the live counters"
 )
 
 

@@ -50,6 +50,13 @@ class WindowTotal:
     quantity_sum: Decimal
     quantity_max: Decimal
     amount: Decimal
+    # The value at the latest event time, and that time (LATEST).
+    latest: Decimal = ZERO
+    latest_ms: int = 0
+    # The window's distinct values (UNIQUE_COUNT); not known for rows stored
+    # before windows kept them.
+    distinct_values: frozenset[str] = frozenset()
+    distinct_known: bool = True
 
 
 def period_quantity(
@@ -57,16 +64,22 @@ def period_quantity(
 ) -> Decimal | None:
     """A period's usage from its windows' quantities, where they determine it.
 
-    SUM and COUNT add up and a period's MAX is the largest window maximum; a
-    period's UNIQUE_COUNT and LATEST need its events (None).
+    SUM and COUNT add up, a period's MAX is the largest window maximum, its
+    LATEST the value at the latest event time, its UNIQUE_COUNT the size of the
+    union of the windows' distinct values (None where a window's are unknown).
     """
+    members = list(windows)
     if aggregation in ADDITIVE:
         total = ZERO
-        for window in windows:
+        for window in members:
             total = exact_sum(total, window.quantity_sum)
         return total
     if aggregation is Aggregation.MAX:
-        return max((window.quantity_max for window in windows), default=ZERO)
+        return max((window.quantity_max for window in members), default=ZERO)
+    if aggregation is Aggregation.LATEST:
+        return max(((window.latest_ms, window.latest) for window in members), default=(0, ZERO))[1]
+    if aggregation is Aggregation.UNIQUE_COUNT and all(w.distinct_known for w in members):
+        return Decimal(len(frozenset().union(*(w.distinct_values for w in members))))
     return None
 
 

@@ -23,14 +23,20 @@ GROUP BY meter, price_version, plan_id, currency
 ORDER BY meter, price_version, plan_id, currency
 """
 
-# One row per tenant, meter and window start (group values folded together):
-# what gathering windows into billing periods needs, at a fraction of the rows.
+# One row per tenant, meter and window start (group values and incarnations
+# folded together): what gathering windows into billing periods needs. The
+# distinct values and latest values let UNIQUE_COUNT and LATEST periods be told
+# too; rows stored before incarnations carry no distinct values (counted apart).
 _WINDOW_TOTALS = """
 SELECT
-    tenant, meter, plan_id, price_version, currency, toUnixTimestamp64Milli(window_start),
-    sum(quantity), max(quantity), sum(amount)
-FROM {db}.window_usage
-GROUP BY tenant, meter, plan_id, price_version, currency, window_start
+    c.tenant, c.meter, c.plan_id, c.price_version, c.currency,
+    toUnixTimestamp64Milli(c.window_start),
+    sum(c.quantity), max(c.quantity), sum(c.amount),
+    argMax(c.quantity, (c.latest_ms, c.quantity)), max(c.latest_ms),
+    groupUniqArrayArray(c.distinct_values),
+    countIf(length(c.distinct_values) = 0 AND c.quantity > 0)
+FROM {db}.window_contributions AS c
+GROUP BY c.tenant, c.meter, c.plan_id, c.price_version, c.currency, c.window_start
 """
 
 
@@ -75,6 +81,10 @@ def window_totals(client: Client, database: str) -> list[WindowTotal]:
             quantity_sum=Decimal(row[6]),
             quantity_max=Decimal(row[7]),
             amount=Decimal(row[8]),
+            latest=Decimal(row[9]),
+            latest_ms=int(row[10]),
+            distinct_values=frozenset(str(value) for value in row[11]),
+            distinct_known=int(row[12]) == 0,
         )
         for row in result.result_rows
     ]

@@ -93,7 +93,7 @@ def test_summary_shows_period_peak_distinct_users_and_invoice_rounding(
         ["storage_gb", _period(base), "v1", "30.125", "0.75", "USD"],
     ]
     assert [r[1:] for r in stored] == [
-        ["active_users", _period(base), "v1", "n/a", "1.00", "USD"],
+        ["active_users", _period(base), "v1", "3", "1.00", "USD"],
         ["api_calls", _period(base), "v1", "5", "0.00", "USD"],  # no price: free
         ["storage_gb", _period(base), "v1", "30.125", "0.75", "USD"],
     ]
@@ -134,7 +134,8 @@ def test_json_summary_keeps_exact_amounts_beside_the_rounded_ones(
         "currency": "USD",
     }
     stored = [r for r in out["billing_periods"]["stored"] if r["meter"] == "active_users"]
-    assert stored == [{**row, "quantity": None}]
+    # The stored windows keep their distinct values: the store tells the period too.
+    assert stored == [row]
 
 
 def test_json_summary_times_the_run_and_each_stage(
