@@ -134,6 +134,10 @@ class _WriterSink(FixedPartitionedSink[T, None]):
         writer = self._open_writer()
         if self._metrics is not None:
             writer.on_failure = self._metrics.failure_counter(self.SINK)
+        if self._guard is not None:
+            # Checked before every attempt: a retry long after the flush began must
+            # not write once another flow holds the lease.
+            writer.before_attempt = self._guard
         return writer
 
     def _buffer(

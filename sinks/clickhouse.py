@@ -274,6 +274,8 @@ class ClickHouseWriter:
         self._retry = RetryPolicy(backoff_base_s, backoff_cap_s, max_attempts)
         # Told of every failed attempt (a metric), while the write keeps retrying.
         self.on_failure = on_failure or _ignore
+        # Called before every attempt (the output lease's check); may block or end the process.
+        self.before_attempt: Callable[[], None] = _ignore
 
     def write_windows(self, rows: Sequence[RatedWindow]) -> int:
         """Insert window revisions; raises ValueError for a decimal the column would truncate."""
@@ -323,6 +325,7 @@ class ClickHouseWriter:
             )
 
         def insert() -> int:
+            self.before_attempt()
             self._client.insert(table, data, column_names=columns, database=self._database)
             return len(data)
 

@@ -315,6 +315,31 @@ def test_retry_after_transient_errors_then_success(ch_client: Client, ch_databas
 
 
 @integration
+def test_every_attempt_is_checked_first_and_a_failed_check_writes_nothing(
+    ch_client: Client, ch_database: str
+) -> None:
+    class LeaseLostError(Exception):
+        pass
+
+    checks = 0
+
+    def lease_check() -> None:
+        # The lease holds for the first attempt only, as if lost while retrying.
+        nonlocal checks
+        checks += 1
+        if checks > 1:
+            raise LeaseLostError
+
+    flaky = FlakyClient(ch_client, failures=1, error=OperationalError("connection reset"))
+    sink = writer(flaky, ch_database, max_attempts=3)
+    sink.before_attempt = lease_check
+    with pytest.raises(LeaseLostError):
+        sink.write_windows([rated(1, "1", "0.01")])
+    assert (checks, flaky.calls) == (2, 1)
+    assert stored_rows(ch_client, ch_database, "rated_windows") == 0
+
+
+@integration
 def test_gives_up_after_max_attempts(ch_client: Client, ch_database: str) -> None:
     busy = DatabaseError("Code: 241. DB::Exception: Memory limit exceeded", code=241)
     flaky = FlakyClient(ch_client, failures=10, error=busy)
