@@ -212,14 +212,18 @@ class LiveUsage:
         if subscription is None:
             return ZERO, None
         plan = pricing.plans[subscription.plan]
-        amount, quota = ZERO, None
+        amount, quota, quota_from = ZERO, None, None
         for name, acc in period.segments.items():
             version = plan.version_named(name)
             if version is None:
                 continue
             amount = EXACT.add(amount, version_cost(version, meter, acc.quantity()))
-            # The latest version's quotas apply.
-            quota = version.quotas.get(meter, quota)
+            # The quotas of the latest version in effect apply, whatever order the
+            # segments were first seen in (out-of-order partitions, seeding).
+            if meter in version.quotas and (
+                quota_from is None or version.effective_from_ms > quota_from
+            ):
+                quota, quota_from = version.quotas[meter], version.effective_from_ms
         return amount, quota
 
 

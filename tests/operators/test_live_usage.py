@@ -1,0 +1,51 @@
+"""Live usage: which price version's quota a period answers to."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from config.meters import Aggregation
+from config.pricing import (
+    MeterPrice,
+    Plan,
+    PlanVersion,
+    PricingCatalog,
+    Quota,
+    Subscription,
+    UnitPrice,
+)
+from operators.live_usage import LiveUsage
+from tests.operators.conftest import make_event
+
+DAY_MS = 86_400_000
+# 2026-11-01 and 2026-11-15 (UTC): two versions inside one monthly period.
+NOV_1 = 1_793_491_200_000
+NOV_15 = NOV_1 + 14 * DAY_MS
+PRICE = MeterPrice(UnitPrice(Decimal("0.01")))
+
+
+def catalog() -> PricingCatalog:
+    versions = (
+        PlanVersion("old", 0, {"tokens": PRICE}, quotas={"tokens": Quota(hard_limit=Decimal(5))}),
+        PlanVersion(
+            "new", NOV_15, {"tokens": PRICE}, quotas={"tokens": Quota(hard_limit=Decimal(100))}
+        ),
+    )
+    return PricingCatalog(
+        plans={"p": Plan("p", "USD", versions)}, subscriptions={"acme": Subscription("p")}
+    )
+
+
+def test_the_latest_versions_quota_applies_whatever_order_its_segments_came_in() -> None:
+    pricing = catalog()
+    live = LiveUsage({"tokens": Aggregation.SUM})
+    # The new version's events first (a faster partition), then the old version's.
+    live.fold([make_event(NOV_15 + 1_000, Decimal(3))], pricing, 60_000)
+    live.fold([make_event(NOV_1 + 1_000, Decimal(4), event_id="b")], pricing, 60_000)
+
+    counters, crossings = live.changes(pricing, NOV_15 + 2_000)
+
+    # 7 in the period: past the old version's limit (5), far below the new one's (100).
+    assert [c.quantity for c in counters] == [Decimal(7)]
+    assert crossings == []
+    assert not counters[0].hard_limited
