@@ -99,9 +99,15 @@ def build_flow(
             spec.instance,
             partitions,
             incarnation=incarnation,
+            shards=spec.shards,
         ),
         reconfigure=lambda state: state.reconfigure(
-            spec.window, aggregations, spec.dedup_horizon_ms, partitions, spec.pricing
+            spec.window,
+            aggregations,
+            spec.dedup_horizon_ms,
+            partitions,
+            pricing=spec.pricing,
+            shards=spec.shards,
         ),
         pricing=spec.pricing,
         stats=stats,

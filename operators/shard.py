@@ -57,8 +57,11 @@ class ShardState:
         expected_partitions: Iterable[PartitionKey] = (),
         *,
         incarnation: str = "",
+        shards: int = 0,
     ) -> None:
         self.windows = WindowStore(window, aggregations, expected_partitions)
+        # How many shards the tenants were spread over (0: not recorded); see reconfigure().
+        self.shards = shards
         # Rows of one incarnation replace each other (highest revision wins); those of
         # several combine (see operators.contributions).
         self.ledger = PeriodLedger(aggregations, incarnation)
@@ -91,15 +94,26 @@ class ShardState:
         aggregations: Mapping[str, Aggregation],
         dedup_horizon_ms: int,
         expected_partitions: Iterable[PartitionKey] = (),
+        *,
         pricing: PricingCatalog | None = None,
+        shards: int = 0,
     ) -> None:
         """Apply the current settings to state restored from a snapshot.
+
+        ``shards`` may not change either: a tenant routed to another shard would
+        start its windows, period ledger and dedup keys afresh there.
 
         Grace, settlement, idle timeout, dedup horizon, new meters and the input
         partitions may change between runs; the window length and a meter's
         aggregation may not, as the state was built with them, and every tenant
         with restored usage must still have a plan (given ``pricing``).
         """
+        built_with = getattr(self, "shards", 0)
+        if shards and built_with and shards != built_with:
+            raise IncompatibleStateError(
+                f"flow.shards is {shards} but the recovery state spreads tenants over "
+                f"{built_with} shards; keep it, or start with a new recovery directory"
+            )
         old = self.windows.config
         if window.size_ms != old.size_ms:
             raise IncompatibleStateError(

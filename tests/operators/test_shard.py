@@ -272,6 +272,14 @@ def test_restored_state_refuses_a_new_window_length_or_aggregation() -> None:
         shard.reconfigure(CONFIG, {"tokens": Aggregation.MAX}, SETTLEMENT)
 
 
+def test_restored_state_refuses_another_shard_count() -> None:
+    shard = ShardState(CONFIG, {"tokens": Aggregation.SUM}, SETTLEMENT, "test", shards=8)
+    shard.reconfigure(CONFIG, {"tokens": Aggregation.SUM}, SETTLEMENT, shards=8)
+
+    with pytest.raises(IncompatibleStateError, match=r"flow\.shards is 4 .* over 8 shards"):
+        shard.reconfigure(CONFIG, {"tokens": Aggregation.SUM}, SETTLEMENT, shards=4)
+
+
 def test_restored_state_refuses_a_catalog_without_a_plan_for_its_tenants(
     pricing_catalog: PricingCatalog,
 ) -> None:
