@@ -142,6 +142,15 @@ class ShardState:
         """Called when the flow starts or restarts: start the quiet-time clocks."""
         self.windows.resume(now_s)
 
+    @property
+    def watermark(self) -> int:
+        """The event-time watermark (windowing.NO_WATERMARK before it has one)."""
+        return self.windows.watermark
+
+    def next_wakeup(self, now_s: float) -> float | None:
+        """Monotonic time at which finish() could next emit without new input."""
+        return self.windows.next_wakeup(now_s)
+
     def screen(
         self,
         partition: PartitionKey,
