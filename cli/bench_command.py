@@ -63,6 +63,7 @@ FLOW_TIMEOUT_S = 3600.0
 RAW_TIMEOUT_S = 600.0
 RECONCILE_TIMEOUT_S = 600.0
 MODES = ("lean", "full")
+ENGINES = ("python", "native")
 FAILED = 1
 SETUP_FAILED = 2
 
@@ -119,6 +120,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default="both",
         help="lean: state dedup, windows, rating, rated windows into chDB; full: plus Redis "
         "idempotency, event log, live counters, dead letters; both: lean then full",
+    )
+    bench.add_argument(
+        "--engine",
+        choices=(*ENGINES, "both"),
+        default="python",
+        help="flow.engine of the flows: python, native (lean only, for now) or both, "
+        "one after the other in the same run",
     )
     bench.add_argument("--meters", type=Path, help="meter catalog (default: the workload's)")
     bench.add_argument("--pricing", type=Path, help="pricing catalog (default: the workload's)")
@@ -359,6 +367,7 @@ def _flow_config(
     window: tuple[str, str],
     mode: str,
     name: str,
+    engine: str = "python",
 ) -> Path:
     """The flow's settings file: ``lean`` has no Redis, event log or dead letters."""
     full = mode == "full"
@@ -377,7 +386,7 @@ def _flow_config(
             "database": "bench",
             "event_log": full,
         },
-        "flow": {"workers": workers},
+        "flow": {"workers": workers, "engine": engine},
     }
     if full:
         config["redis"] = {"url": redis_url, "key_prefix": prefix}
@@ -522,6 +531,7 @@ def _bench_mode(
     args: argparse.Namespace,
     out: Path,
     mode: str,
+    engine: str,
     *,
     topic: str,
     run_id: str,
@@ -529,7 +539,8 @@ def _bench_mode(
     catalogs: tuple[Path, Path],
     window: tuple[str, str],
 ) -> dict[str, Any]:
-    """Run and check the flow in ``mode``; its figures (the ratio is added by the caller)."""
+    """Run and check the flow in ``mode`` on ``engine``; its figures (the caller adds the ratio)."""
+    label = _label(mode, engine)
     config = _flow_config(
         out,
         brokers=args.brokers,
@@ -540,9 +551,10 @@ def _bench_mode(
         catalogs=catalogs,
         window=window,
         mode=mode,
-        name=mode,
+        name=label,
+        engine=engine,
     )
-    flow = run_flow(config, out, mode, args.processes)
+    flow = run_flow(config, out, label, args.processes)
     checks = Checks()
     consumed = 0
     processing: dict[str, Any] = {"seconds": None, "events_per_s": None}
@@ -558,7 +570,7 @@ def _bench_mode(
             run_reconcile(config, out, truth, checks)
     rate = processing["events_per_s"]
     _done(
-        f"{mode}: {consumed:,} messages, {_rate(rate)} from first message to last write "
+        f"{label}: {consumed:,} messages, {_rate(rate)} from first message to last write "
         f"(wall {flow.wall_seconds:.1f} s), peak RSS {flow.peak_rss_bytes / 2**20:,.0f} MiB"
     )
     return {
@@ -615,13 +627,12 @@ def bench(args: argparse.Namespace, out: Path) -> int:
     _done(f"preloaded {produced.sent:,} messages in {produced.seconds:.1f} s")
 
     raw_runs = [_raw_pass(args, topic, partitions, "before")]
-    modes = MODES if args.mode == "both" else (args.mode,)
     results = {
-        mode: _bench_mode(
-            args, out, mode, topic=topic, run_id=run_id, truth=truth, catalogs=catalogs,
-            window=window,
+        _label(mode, engine): _bench_mode(
+            args, out, mode, engine, topic=topic, run_id=run_id, truth=truth,
+            catalogs=catalogs, window=window,
         )
-        for mode in modes
+        for mode, engine in _runs(args)
     }  # fmt: skip
     raw_runs.append(_raw_pass(args, topic, partitions, "after"))
     raw = ceiling(raw_runs)
@@ -723,8 +734,30 @@ def _latency_phase(
     return result
 
 
+def _runs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """The (mode, engine) flows to run, in order; the native engine runs lean only."""
+    modes = MODES if args.mode == "both" else (args.mode,)
+    engines = ENGINES if args.engine == "both" else (args.engine,)
+    return [
+        (mode, engine)
+        for mode in modes
+        for engine in engines
+        if not (engine == "native" and mode == "full")
+    ]
+
+
+def _label(mode: str, engine: str) -> str:
+    """How a flow is named in the report: ``lean``, ``full``, ``lean-native``."""
+    return mode if engine == "python" else f"{mode}-{engine}"
+
+
 def _check_inputs(load: ModuleType, args: argparse.Namespace) -> None:
     """Raise ValueError or ConfigError (one line each) for a bad spec or catalog."""
+    if not _runs(args):
+        raise ValueError(
+            "--engine native does not yet run --mode full (Redis, event log); "
+            "use --mode lean or --engine both"
+        )
     load.workload_generator(args, load.spec_from_args(args), args.meters)
     workload = load.WORKLOADS[args.workload]
     meters = load_meter_catalog(args.meters or workload.meters)

@@ -85,6 +85,12 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     group.add_argument("--snapshot-interval", dest="recovery.snapshot_interval", help="e.g. 10s")
     group = run.add_argument_group("engine")
     group.add_argument("--shards", dest="flow.shards", type=int)
+    group.add_argument(
+        "--engine",
+        dest="flow.engine",
+        help="python (default) or native: parse, split and shard in the native core "
+        "(no Redis or event log yet)",
+    )
     group.add_argument("--workers", dest="flow.workers", type=int, help="worker threads")
     group.add_argument("--process-id", dest="flow.process_id", type=int, help="cluster: this id")
     group.add_argument(

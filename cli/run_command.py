@@ -81,6 +81,7 @@ def flow_spec(settings: Settings) -> FlowSpec:
         window=WindowConfig(w.size, w.grace, w.settlement_horizon, w.idle_timeout),
         dedup_horizon_ms=w.effective_dedup_horizon,
         shards=settings.flow.shards,
+        engine=settings.flow.engine,
         max_event_bytes=settings.flow.max_event_bytes,
         max_future_skew_ms=w.max_future_skew,
         live_publish_interval_ms=settings.flow.live_publish_interval,

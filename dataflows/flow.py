@@ -7,11 +7,13 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeGuard, cast
+from functools import partial
+from typing import Any, Literal, NamedTuple, TypeGuard, cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
+from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import Sink
 
 from config.clock import SYSTEM_CLOCK, Clock
@@ -21,6 +23,7 @@ from dataflows.metering_step import (
     Admitted,
     LiveUpdate,
     MeteringLogic,
+    NativeMeteringLogic,
     Output,
     SeedReader,
     ShardBatch,
@@ -30,8 +33,13 @@ from dataflows.metrics import Metrics
 from dataflows.shutdown import StopRequest
 from dataflows.sources import Batch
 from dataflows.stats import RunStats
+from operators._native import ParsedColumns
+from operators._native import ShardBatch as NativeShardBatch
 from operators.idempotency import IdempotencyStore
 from operators.model import RatedWindow, Rejection
+from operators.native_parse import NativeParser, known_tenants
+from operators.native_parse import rejections as native_rejections
+from operators.native_shard import NativeShardState, NativeSplitter
 from operators.parse import BatchParser, ParsedBatch, ParserConfig
 from operators.shard import ShardState
 from operators.sharding import ShardSplitter
@@ -47,6 +55,8 @@ class FlowSpec:
     window: WindowConfig
     dedup_horizon_ms: int
     shards: int = 8
+    # Where parse, split and shard run (config.settings refuses what native lacks).
+    engine: Literal["python", "native"] = "python"
     max_event_bytes: int = 65_536
     max_future_skew_ms: int = 300_000
     snapshots: bool = False
@@ -76,39 +86,15 @@ def build_flow(
     metrics: Metrics | None = None,
 ) -> Dataflow:
     """Wire the metering flow from ``source`` into the sinks (the event log is optional)."""
-    parser = BatchParser(
-        ParserConfig(
-            meters=spec.meters,
-            known_tenant=spec.pricing.knows,
-            max_event_bytes=spec.max_event_bytes,
-            max_future_skew_ms=spec.max_future_skew_ms,
-        )
-    )
-    aggregations = {meter.slug: meter.aggregation for meter in spec.meters.meters}
     # Sources of ours name their partitions up front; others are learnt as they deliver.
     list_partitions = getattr(source, "input_partitions", None)
     partitions: list[PartitionKey] = list_partitions() if list_partitions else []
     # Without a durable idempotency layer nothing stops two incarnations counting one
     # event: every run is then the same incarnation, and a rerun rewrites its windows.
     incarnation = spec.instance if spec.idempotency is not None else ""
-    context = StepContext(
-        new_state=lambda: ShardState(
-            spec.window,
-            aggregations,
-            spec.dedup_horizon_ms,
-            spec.instance,
-            partitions,
-            incarnation=incarnation,
-            shards=spec.shards,
-        ),
-        reconfigure=lambda state: state.reconfigure(
-            spec.window,
-            aggregations,
-            spec.dedup_horizon_ms,
-            partitions,
-            pricing=spec.pricing,
-            shards=spec.shards,
-        ),
+    # Each engine adds how its shard state is built and reconfigured.
+    context = partial(
+        StepContext,
         pricing=spec.pricing,
         stats=stats,
         snapshots=spec.snapshots,
@@ -121,11 +107,13 @@ def build_flow(
         clock=spec.clock,
         seeds=spec.seeds if incarnation else None,
     )
+    choose = _native_engine if spec.engine == "native" else _python_engine
+    engine = choose(spec, context, partitions, incarnation)
     clock = spec.clock
 
-    def parse(batch: Batch) -> tuple[PartitionKey, ParsedBatch]:
+    def parse(batch: Batch) -> tuple[PartitionKey, ParsedBatch | NativeParsed]:
         started = time.perf_counter()
-        parsed = parser.parse(batch, clock.now_ms())
+        parsed = engine.parse(batch, clock.now_ms())
         stats.add(consumed=len(batch))
         if parsed.rejections:
             stats.reject(Counter(r.reason.value for r in parsed.rejections))
@@ -139,8 +127,8 @@ def build_flow(
     raw = op.input("read", flow, source)
     parsed = op.map("parse", raw, parse)
     bad = op.flat_map("parse_rejections", parsed, lambda item: item[1].rejections)
-    sharded = op.flat_map("shard", parsed, _splitter(spec.shards))
-    metered = op.stateful_batch("meter", sharded, lambda resume: MeteringLogic(context, resume))
+    sharded = op.flat_map("shard", parsed, engine.split)
+    metered = op.stateful_batch("meter", sharded, engine.logic)
     outputs = op.map("unkey", metered, _value)
     windows = op.branch("split_windows", outputs, _is_window)
     others = op.branch("split_rejections", windows.falses, _is_rejection)
@@ -158,8 +146,51 @@ def build_flow(
     return flow
 
 
-def _splitter(shards: int) -> Callable[[tuple[PartitionKey, ParsedBatch]], list[Any]]:
-    splitter = ShardSplitter(shards)
+# StepContext with everything but how shard state is built and reconfigured.
+ContextMaker = Callable[..., StepContext[Any]]
+
+
+class Engine(NamedTuple):
+    """What ``flow.engine`` chooses: how a batch is parsed, split by shard and metered."""
+
+    parse: Callable[[Batch, int], ParsedBatch | NativeParsed]
+    split: Callable[[tuple[PartitionKey, Any]], list[tuple[str, Any]]]
+    logic: Callable[[bytes | None], StatefulBatchLogic[Any, Output, bytes | None]]
+
+
+def _python_engine(
+    spec: FlowSpec, context: ContextMaker, partitions: list[PartitionKey], incarnation: str
+) -> Engine:
+    """The Python operators: the specification, and everything the flow can do."""
+    parser = BatchParser(
+        ParserConfig(
+            meters=spec.meters,
+            known_tenant=spec.pricing.knows,
+            max_event_bytes=spec.max_event_bytes,
+            max_future_skew_ms=spec.max_future_skew_ms,
+        )
+    )
+    aggregations = {meter.slug: meter.aggregation for meter in spec.meters.meters}
+    shard_context = context(
+        new_state=lambda: ShardState(
+            spec.window,
+            aggregations,
+            spec.dedup_horizon_ms,
+            spec.instance,
+            partitions,
+            incarnation=incarnation,
+            shards=spec.shards,
+        ),
+        reconfigure=lambda state: state.reconfigure(
+            spec.window,
+            aggregations,
+            spec.dedup_horizon_ms,
+            partitions,
+            pricing=spec.pricing,
+            shards=spec.shards,
+        ),
+    )
+    splitter = ShardSplitter(spec.shards)
 
     def split(item: tuple[PartitionKey, ParsedBatch]) -> list[tuple[str, ShardBatch]]:
         partition, parsed = item
@@ -169,7 +200,54 @@ def _splitter(shards: int) -> Callable[[tuple[PartitionKey, ParsedBatch]], list[
             for key, part in splitter.split(parsed.events).items()
         ]
 
-    return split
+    return Engine(parser.parse, split, lambda resume: MeteringLogic(shard_context, resume))
+
+
+class NativeParsed(NamedTuple):
+    """A batch parsed by the native core: its messages, columns and rejections."""
+
+    messages: Batch
+    columns: ParsedColumns
+    rejections: list[Rejection]
+
+
+def _native_engine(
+    spec: FlowSpec, context: ContextMaker, partitions: list[PartitionKey], incarnation: str
+) -> Engine:
+    """The native core: parse, split, dedup and windows without a Python object per event."""
+    parser = NativeParser(
+        spec.meters, known_tenants(spec.pricing), spec.max_event_bytes, spec.max_future_skew_ms
+    )
+    shard_context = context(
+        new_state=lambda: NativeShardState(
+            spec.window,
+            spec.meters,
+            spec.dedup_horizon_ms,
+            spec.instance,
+            partitions,
+            incarnation=incarnation,
+            shards=spec.shards,
+        ),
+        reconfigure=lambda state: state.reconfigure(
+            spec.window,
+            spec.meters,
+            spec.dedup_horizon_ms,
+            partitions,
+            pricing=spec.pricing,
+            shards=spec.shards,
+        ),
+    )
+    splitter = NativeSplitter(spec.meters, spec.shards)
+
+    def parse(batch: Batch, now_ms: int) -> NativeParsed:
+        columns = parser.columns([m.payload for m in batch], now_ms)
+        return NativeParsed(batch, columns, native_rejections(batch, columns, now_ms))
+
+    def split(item: tuple[PartitionKey, NativeParsed]) -> list[tuple[str, NativeShardBatch]]:
+        partition, parsed = item
+        return list(splitter.split(partition, parsed.messages, parsed.columns).items())
+
+    return Engine(parse, split, lambda resume: NativeMeteringLogic(shard_context, resume))
 
 
 def _value(item: tuple[str, Output]) -> Output:

@@ -1,7 +1,8 @@
-"""The stateful step: one ShardState per shard key, driven by Bytewax.
+"""The stateful step: one shard state per shard key, driven by Bytewax.
 
-Everything it decides is in operators.shard; this file only adapts the
-engine's callbacks (batches, notifications, end of input, snapshots).
+Everything it decides is in operators.shard (or, with flow.engine: native, in
+operators.native_shard); this file only adapts the engine's callbacks
+(batches, notifications, end of input, snapshots).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import NamedTuple
+from typing import Generic, NamedTuple, TypeVar
 
 from bytewax.operators import StatefulBatchLogic
 
@@ -22,10 +23,12 @@ from dataflows.metrics import LATENCY_SAMPLES_PER_BATCH as SAMPLES
 from dataflows.metrics import Metrics, StageTimer, sample
 from dataflows.shutdown import StopRequest
 from dataflows.stats import RunStats
+from operators._native import ShardBatch as NativeShardBatch
 from operators.contributions import Contribution
 from operators.idempotency import ClaimStatus, IdempotencyStore
 from operators.live_usage import LiveCounter, QuotaEvent
 from operators.model import Event, RatedWindow, Rejection, WindowKind, WindowUsage
+from operators.native_shard import NativeShardState
 from operators.period_rating import PeriodKey, PeriodRef
 from operators.shard import Screened, ShardState
 from operators.windowing import NO_WATERMARK, PartitionKey
@@ -73,13 +76,19 @@ class ShardBatch(NamedTuple):
     progress_ms: list[int]
 
 
+# A shard's state: the Python operators' or the native core's (flow.engine).
+S = TypeVar("S", ShardState, NativeShardState)
+# What one shard receives per input batch, by engine.
+B = TypeVar("B", ShardBatch, NativeShardBatch)
+
+
 @dataclass(frozen=True)
-class StepContext:
+class StepContext(Generic[S]):
     """What every shard logic shares: how to build state, rate, claim and count."""
 
-    new_state: Callable[[], ShardState]
+    new_state: Callable[[], S]
     # Applies the current settings to a state restored from a snapshot.
-    reconfigure: Callable[[ShardState], None]
+    reconfigure: Callable[[S], None]
     pricing: PricingCatalog
     stats: RunStats
     snapshots: bool
@@ -96,27 +105,103 @@ class StepContext:
     seeds: SeedReader | None = None
 
 
-class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
-    """Adapts ShardState to Bytewax's batch stateful operator."""
+class _ShardLogic(StatefulBatchLogic[B, Output, bytes | None], Generic[S, B]):
+    """What both engines' logics share: state, notifications, end of input, snapshots."""
 
-    def __init__(self, context: StepContext, resume: bytes | None) -> None:
-        self._ctx = context
+    def __init__(self, context: StepContext[S], resume: bytes | None) -> None:
+        self._ctx: StepContext[S] = context
+        self._state: S
         if resume is None:
             self._state = context.new_state()
         else:
             self._state = pickle.loads(resume)
             context.reconfigure(self._state)
         self._state.resume(time.monotonic())
-        self._next_live_s = 0.0
-        # Arrival times of a sample of the events behind the pending live update.
-        self._arrivals: list[int] = []
         if context.metrics is not None:
             context.metrics.watch_watermark(self)
 
     def watermark_ms(self) -> int | None:
         """The shard's event-time watermark (None before it has one)."""
-        watermark = self._state.windows.watermark
+        watermark = self._state.watermark
         return None if watermark == NO_WATERMARK else watermark
+
+    def _publish_live(self, out: list[Output], now_ms: int, *, force: bool) -> None:
+        """Emit live counters when due (only the Python engine keeps them)."""
+
+    def _live_wakeup(self) -> float | None:
+        """Monotonic time at which live counters are next due (None: nothing pending)."""
+        return None
+
+    def on_notify(self) -> tuple[Iterable[Output], bool]:
+        out: list[Output] = []
+        timer = StageTimer()
+        now_ms = self._ctx.clock.now_ms()
+        usages = self._state.finish(None, None, time.monotonic())
+        timer.lap("finish")
+        self._rate_into(out, usages, now_ms)
+        timer.lap("rate")
+        self._publish_live(out, now_ms, force=False)
+        timer.lap("live")
+        self._observe(timer)
+        return out, self.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[Output], bool]:
+        out: list[Output] = []
+        timer = StageTimer()
+        now_ms = self._ctx.clock.now_ms()
+        self._publish_live(out, now_ms, force=True)
+        timer.lap("live")
+        # A stop signal pauses the input: with snapshots, open windows stay open for
+        # the next run to fill. Closing them would push the watermark past events
+        # still to come, making them adjustments or too late.
+        if not (self._ctx.stop.requested and self._ctx.snapshots):
+            usages = self._state.close_all()
+            timer.lap("finish")
+            self._rate_into(out, usages, now_ms)
+            timer.lap("rate")
+        self._observe(timer)
+        return out, self.RETAIN
+
+    def _observe(self, timer: StageTimer) -> None:
+        if self._ctx.metrics is not None:
+            self._ctx.metrics.observe_stages(timer.seconds)
+
+    def notify_at(self) -> datetime | None:
+        now = time.monotonic()
+        wake = self._state.next_wakeup(now)
+        live = self._live_wakeup()
+        if live is not None:
+            wake = live if wake is None else min(wake, live)
+        if wake is None:
+            return None
+        return engine_deadline(max(0.0, wake - now))
+
+    def snapshot(self) -> bytes | None:
+        # Pickled here, so the snapshot is immutable whatever happens to the state next.
+        if not self._ctx.snapshots:
+            return None
+        return pickle.dumps(self._state, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def _rate_into(self, out: list[Output], usages: list[WindowUsage], now_ms: int) -> None:
+        if not usages:
+            return
+        rated = self._state.rate(usages, self._ctx.pricing, now_ms)
+        out.extend(rated)
+        self._ctx.stats.rated(rated)
+        adjustments = sum(usage.kind is WindowKind.ADJUSTMENT for usage in usages)
+        self._ctx.stats.add(windows=len(usages) - adjustments, adjustments=adjustments)
+        if self._ctx.metrics is not None:
+            self._ctx.metrics.count_amounts(rated)
+
+
+class MeteringLogic(_ShardLogic[ShardState, ShardBatch]):
+    """Adapts ShardState to Bytewax's batch stateful operator."""
+
+    def __init__(self, context: StepContext[ShardState], resume: bytes | None) -> None:
+        super().__init__(context, resume)
+        self._next_live_s = 0.0
+        # Arrival times of a sample of the events behind the pending live update.
+        self._arrivals: list[int] = []
 
     def on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[Output], bool]:
         state, stats, metrics = self._state, self._ctx.stats, self._ctx.metrics
@@ -175,6 +260,9 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
             for event in quota_events:
                 metrics.quota_events.labels(event.kind).inc()
 
+    def _live_wakeup(self) -> float | None:
+        return self._next_live_s if self._ctx.live_usage and self._state.live.pending else None
+
     def _seed(self, events: list[Event]) -> None:
         """Seed the periods ``events`` are the first of, from what other incarnations stored."""
         state, pricing, read = self._state, self._ctx.pricing, self._ctx.seeds
@@ -204,62 +292,40 @@ class MeteringLogic(StatefulBatchLogic[ShardBatch, Output, bytes | None]):
                 late += is_late
         return kept, len(events) - len(kept), late
 
-    def on_notify(self) -> tuple[Iterable[Output], bool]:
-        out: list[Output] = []
-        timer = StageTimer()
-        now_ms = self._ctx.clock.now_ms()
-        usages = self._state.finish(None, None, time.monotonic())
-        timer.lap("finish")
-        self._rate_into(out, usages, now_ms)
-        timer.lap("rate")
-        self._publish_live(out, now_ms, force=False)
-        timer.lap("live")
-        self._observe(timer)
-        return out, self.RETAIN
 
-    def on_eof(self) -> tuple[Iterable[Output], bool]:
-        out: list[Output] = []
+class NativeMeteringLogic(_ShardLogic[NativeShardState, NativeShardBatch]):
+    """Adapts NativeShardState (flow.engine: native) to Bytewax's batch stateful operator.
+
+    The native engine has no durable claims, live usage, seeding or event log
+    (config.settings refuses them), so a batch is screen -> admit -> finish -> rate.
+    """
+
+    def on_batch(self, values: list[NativeShardBatch]) -> tuple[Iterable[Output], bool]:
+        state, stats, metrics = self._state, self._ctx.stats, self._ctx.metrics
+        started = time.perf_counter()
         timer = StageTimer()
         now_ms = self._ctx.clock.now_ms()
-        self._publish_live(out, now_ms, force=True)
-        timer.lap("live")
-        # A stop signal pauses the input: with snapshots, open windows stay open for
-        # the next run to fill. Closing them would push the watermark past events
-        # still to come, making them adjustments or too late.
-        if not (self._ctx.stop.requested and self._ctx.snapshots):
-            usages = self._state.close_all()
+        out: list[Output] = []
+        for batch in values:
+            screened = state.screen(batch, now_ms)
+            timer.lap("screen")
+            state.admit(batch, screened.fresh)
+            out.extend(screened.too_late)
+            timer.lap("fold")
+            usages = state.finish(batch.partition, batch.max_time_ms, time.monotonic())
             timer.lap("finish")
             self._rate_into(out, usages, now_ms)
             timer.lap("rate")
-        self._observe(timer)
+            stats.add(
+                accepted=len(screened.fresh),
+                duplicates=screened.duplicates,
+                redis_duplicates=0,
+                late=screened.late,
+            )
+            if screened.too_late:
+                stats.reject(Counter(r.reason.value for r in screened.too_late))
+            timer.lap("count")
+        if metrics is not None:
+            metrics.batch_seconds.observe(time.perf_counter() - started)
+            metrics.observe_stages(timer.seconds)
         return out, self.RETAIN
-
-    def _observe(self, timer: StageTimer) -> None:
-        if self._ctx.metrics is not None:
-            self._ctx.metrics.observe_stages(timer.seconds)
-
-    def notify_at(self) -> datetime | None:
-        now = time.monotonic()
-        wake = self._state.windows.next_wakeup(now)
-        if self._ctx.live_usage and self._state.live.pending:
-            wake = self._next_live_s if wake is None else min(wake, self._next_live_s)
-        if wake is None:
-            return None
-        return engine_deadline(max(0.0, wake - now))
-
-    def snapshot(self) -> bytes | None:
-        # Pickled here, so the snapshot is immutable whatever happens to the state next.
-        if not self._ctx.snapshots:
-            return None
-        return pickle.dumps(self._state, protocol=pickle.HIGHEST_PROTOCOL)
-
-    def _rate_into(self, out: list[Output], usages: list[WindowUsage], now_ms: int) -> None:
-        if not usages:
-            return
-        rated = self._state.rate(usages, self._ctx.pricing, now_ms)
-        out.extend(rated)
-        self._ctx.stats.rated(rated)
-        adjustments = sum(usage.kind is WindowKind.ADJUSTMENT for usage in usages)
-        self._ctx.stats.add(windows=len(usages) - adjustments, adjustments=adjustments)
-        if self._ctx.metrics is not None:
-            self._ctx.metrics.count_amounts(rated)

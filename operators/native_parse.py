@@ -118,19 +118,23 @@ class NativeParser:
             )
             for row in range(len(index))
         ]
-        rejections = [
-            Rejection(
-                reason=Reason(code),
-                detail=detail,
-                payload=batch[at].payload,
-                origin=batch[at].origin,
-                partition=batch[at].partition,
-                offset=batch[at].offset,
-                rejected_at_ms=now_ms,
-                event_id=event_id,
-                event_source=event_source,
-                tenant=subject,
-            )
-            for at, code, detail, event_id, event_source, subject in cols.rejections
-        ]
-        return ParsedBatch(events, rejections, cols.max_time_ms)
+        return ParsedBatch(events, rejections(batch, cols, now_ms), cols.max_time_ms)
+
+
+def rejections(batch: Sequence[RawMessage], cols: ParsedColumns, now_ms: int) -> list[Rejection]:
+    """The rejections of ``cols`` (parsed from ``batch`` at ``now_ms``), in input order."""
+    return [
+        Rejection(
+            reason=Reason(code),
+            detail=detail,
+            payload=batch[at].payload,
+            origin=batch[at].origin,
+            partition=batch[at].partition,
+            offset=batch[at].offset,
+            rejected_at_ms=now_ms,
+            event_id=event_id,
+            event_source=event_source,
+            tenant=subject,
+        )
+        for at, code, detail, event_id, event_source, subject in cols.rejections
+    ]

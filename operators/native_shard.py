@@ -32,7 +32,7 @@ from operators.aggregation import (
 from operators.model import RatedWindow, RawMessage, Reason, Rejection, WindowKind, WindowUsage
 from operators.money import ZERO
 from operators.period_rating import PeriodLedger
-from operators.shard import IncompatibleStateError, check_priced
+from operators.shard import IncompatibleStateError, check_priced, check_shards
 from operators.windowing import PartitionKey, WindowConfig
 
 _KINDS = (WindowKind.WINDOW, WindowKind.ADJUSTMENT)
@@ -90,7 +90,9 @@ class NativeShardState:
         expected_partitions: Iterable[PartitionKey] = (),
         *,
         incarnation: str = "",
+        shards: int = 0,
     ) -> None:
+        self.shards = shards
         self.shard = NativeShard(
             _meter_specs(meters),
             window.size_ms,
@@ -113,6 +115,7 @@ class NativeShardState:
             "aggregations": self.aggregations,
             "ledger": self.ledger,
             "instance": self.instance,
+            "shards": self.shards,
         }
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -121,6 +124,7 @@ class NativeShardState:
         self.aggregations = state["aggregations"]  # type: ignore[assignment]
         self.ledger = state["ledger"]  # type: ignore[assignment]
         self.instance = state["instance"]  # type: ignore[assignment]
+        self.shards = state.get("shards", 0)  # type: ignore[assignment]
         self._emitted = []
 
     def reconfigure(
@@ -129,9 +133,12 @@ class NativeShardState:
         meters: MeterCatalog,
         dedup_horizon_ms: int,
         expected_partitions: Iterable[PartitionKey] = (),
+        *,
         pricing: PricingCatalog | None = None,
+        shards: int = 0,
     ) -> None:
         """Apply the current settings to restored state: ShardState.reconfigure's rules."""
+        check_shards(self.shards, shards)
         old = self.config
         if window.size_ms != old.size_ms:
             raise IncompatibleStateError(

@@ -31,6 +31,15 @@ class IncompatibleStateError(ValueError):
     """Restored state cannot work with the current settings; the message says which."""
 
 
+def check_shards(built_with: int, shards: int) -> None:
+    """Refuse another shard count than restored state was built with (0: not known)."""
+    if shards and built_with and shards != built_with:
+        raise IncompatibleStateError(
+            f"flow.shards is {shards} but the recovery state spreads tenants over "
+            f"{built_with} shards; keep it, or start with a new recovery directory"
+        )
+
+
 @dataclass(slots=True)
 class Screened:
     """Outcome of screening a batch against this shard's state.
@@ -108,12 +117,7 @@ class ShardState:
         aggregation may not, as the state was built with them, and every tenant
         with restored usage must still have a plan (given ``pricing``).
         """
-        built_with = getattr(self, "shards", 0)
-        if shards and built_with and shards != built_with:
-            raise IncompatibleStateError(
-                f"flow.shards is {shards} but the recovery state spreads tenants over "
-                f"{built_with} shards; keep it, or start with a new recovery directory"
-            )
+        check_shards(getattr(self, "shards", 0), shards)
         old = self.windows.config
         if window.size_ms != old.size_ms:
             raise IncompatibleStateError(
@@ -155,6 +159,15 @@ class ShardState:
     def resume(self, now_s: float) -> None:
         """Called when the flow starts or restarts: start the quiet-time clocks."""
         self.windows.resume(now_s)
+
+    @property
+    def watermark(self) -> int:
+        """The event-time watermark (windowing.NO_WATERMARK before it has one)."""
+        return self.windows.watermark
+
+    def next_wakeup(self, now_s: float) -> float | None:
+        """Monotonic time at which finish() could next emit without new input."""
+        return self.windows.next_wakeup(now_s)
 
     def screen(
         self,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from clickhouse_connect.driver.client import Client
@@ -41,7 +42,37 @@ def _events() -> list[bytes]:
     return lines
 
 
-def test_number_values_are_counted_stored_and_reconciled_exactly(
+@pytest.mark.parametrize("engine", ["python", "native"])
+def test_number_values_are_counted_and_stored_exactly(
+    tmp_path: Path,
+    catalogs: tuple[MeterCatalog, PricingCatalog],
+    chdb_dsn: str,
+    ch_client: Client,
+    ch_database: str,
+    engine: Literal["python", "native"],
+) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(b"\n".join(_events()) + b"\n")
+
+    stats = _run(events, catalogs, chdb_dsn, ch_database, batch_size=3, engine=engine)
+
+    assert stats.accepted == 8
+    _assert_windows_exact(ch_client, ch_database)
+
+
+def _assert_windows_exact(ch_client: Client, ch_database: str) -> None:
+    db = f"`{ch_database}`"
+    users = ch_client.query(
+        f"SELECT quantity FROM {db}.window_usage WHERE meter = 'users' ORDER BY window_start"
+    ).result_rows
+    assert [Decimal(q) for (q,) in users] == [2, 2]
+    tokens = ch_client.query(
+        f"SELECT group_values['model'], quantity FROM {db}.window_usage WHERE meter = 'tokens'"
+    ).result_rows
+    assert sorted(tokens) == sorted((model, Decimal("1.5")) for model in MODELS)
+
+
+def test_number_values_are_logged_and_reconciled_exactly(
     tmp_path: Path,
     catalogs: tuple[MeterCatalog, PricingCatalog],
     chdb_dsn: str,
@@ -55,19 +86,12 @@ def test_number_values_are_counted_stored_and_reconciled_exactly(
     stats = _run(events, catalogs, chdb_dsn, ch_database, batch_size=3)
 
     assert stats.accepted == 8
+    _assert_windows_exact(ch_client, ch_database)
     db = f"`{ch_database}`"
-    users = ch_client.query(
-        f"SELECT quantity FROM {db}.window_usage WHERE meter = 'users' ORDER BY window_start"
-    ).result_rows
-    assert [Decimal(q) for (q,) in users] == [2, 2]
     logged = ch_client.query(
         f"SELECT DISTINCT distinct_value FROM {db}.accepted_events WHERE meter = 'users'"
     ).result_rows
     assert {v for (v,) in logged} == {*BIG_USERS, *SMALL_USERS}
-    tokens = ch_client.query(
-        f"SELECT group_values['model'], quantity FROM {db}.window_usage WHERE meter = 'tokens'"
-    ).result_rows
-    assert sorted(tokens) == sorted((model, Decimal("1.5")) for model in MODELS)
 
     (tmp_path / "meters.yaml").write_text(METERS_YAML)
     (tmp_path / "pricing.yaml").write_text(PRICING_YAML)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from bytewax.testing import cluster_main, run_main
@@ -34,6 +35,7 @@ def _run(
     *,
     batch_size: int,
     workers: int = 1,
+    engine: Literal["python", "native"] = "python",
 ) -> RunStats:
     meters, pricing = catalogs
     spec = FlowSpec(
@@ -44,6 +46,7 @@ def _run(
         ),
         dedup_horizon_ms=3_600_000,
         shards=4,
+        engine=engine,
         clock=SCENARIO_CLOCK,
     )
 
@@ -56,9 +59,12 @@ def _run(
         source=JsonlFileSource([path], batch_size, clock=SCENARIO_CLOCK),
         window_sink=RatedWindowSink(open_writer),
         rejection_sink=RejectionSink(open_writer),
+        # The native engine keeps no event log yet (config.settings refuses one).
         event_log_sink=EventLogSink(
             open_writer, {m.slug: m.aggregation.value for m in meters.meters}
-        ),
+        )
+        if engine == "python"
+        else None,
         stats=stats,
     )
     if workers == 1:
@@ -80,6 +86,7 @@ def _totals(client: Client, database: str) -> dict[tuple[str, str], tuple[Decima
     return {(t.tenant, t.meter): (t.quantity, t.amount) for t in usage_totals(client, database)}
 
 
+@pytest.mark.parametrize("engine", ["python", "native"])
 @pytest.mark.parametrize("workers", [1, 2])
 def test_flow_totals_match_independent_expectation(
     scenario_file: tuple[Scenario, Path],
@@ -88,9 +95,12 @@ def test_flow_totals_match_independent_expectation(
     ch_client: Client,
     ch_database: str,
     workers: int,
+    engine: Literal["python", "native"],
 ) -> None:
     scenario, path = scenario_file
-    stats = _run(path, catalogs, chdb_dsn, ch_database, batch_size=10, workers=workers)
+    stats = _run(
+        path, catalogs, chdb_dsn, ch_database, batch_size=10, workers=workers, engine=engine
+    )
 
     assert stats.consumed == len(scenario.lines)
     assert stats.accepted == len(scenario.accepted)
@@ -102,17 +112,19 @@ def test_flow_totals_match_independent_expectation(
     assert rejected_counts(ch_client, ch_database) == dict(scenario.rejected)
 
 
+@pytest.mark.parametrize("engine", ["python", "native"])
 def test_rerun_with_other_batching_changes_no_total(
     scenario_file: tuple[Scenario, Path],
     catalogs: tuple[MeterCatalog, PricingCatalog],
     chdb_dsn: str,
     ch_client: Client,
     ch_database: str,
+    engine: Literal["python", "native"],
 ) -> None:
     scenario, path = scenario_file
-    _run(path, catalogs, chdb_dsn, ch_database, batch_size=10)
+    _run(path, catalogs, chdb_dsn, ch_database, batch_size=10, engine=engine)
     first = _totals(ch_client, ch_database)
-    _run(path, catalogs, chdb_dsn, ch_database, batch_size=333)
+    _run(path, catalogs, chdb_dsn, ch_database, batch_size=333, engine=engine)
 
     assert _totals(ch_client, ch_database) == first == expected_totals(scenario)
     assert sum(rejected_counts(ch_client, ch_database).values()) == sum(scenario.rejected.values())

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Literal
 
 import orjson
 import pytest
@@ -98,12 +99,19 @@ class Rig:
     client: Client
 
     def run(
-        self, *, workers: int = 1, recovery: Path | None = None, redis: bool = True
+        self,
+        *,
+        workers: int = 1,
+        recovery: Path | None = None,
+        redis: bool = True,
+        engine: Literal["python", "native"] = "python",
     ) -> RunStats:
         meters, pricing = self.catalogs
+        # The native engine does not yet claim in Redis or keep an event log.
+        python = engine == "python"
         store = (
             RedisIdempotencyStore.from_url(self.redis_url, key_prefix=self.key_prefix)
-            if redis
+            if redis and python
             else None
         )
         spec = FlowSpec(
@@ -112,6 +120,7 @@ class Rig:
             window=WindowConfig(MINUTE, 30_000, 3_600_000, 10_000),
             dedup_horizon_ms=3_600_000,
             shards=4,
+            engine=engine,
             snapshots=recovery is not None,
             idempotency=store,
             clock=SCENARIO_CLOCK,
@@ -139,7 +148,9 @@ class Rig:
             ),
             event_log_sink=EventLogSink(
                 open_writer, {m.slug: m.aggregation.value for m in meters.meters}
-            ),
+            )
+            if python
+            else None,
             stats=stats,
         )
         config = None
@@ -190,12 +201,15 @@ def rig(
     )
 
 
+@pytest.mark.parametrize("engine", ["python", "native"])
 @pytest.mark.parametrize("workers", [1, 2])
-def test_kafka_flow_totals_and_dead_letters(rig: Rig, workers: int) -> None:
+def test_kafka_flow_totals_and_dead_letters(
+    rig: Rig, workers: int, engine: Literal["python", "native"]
+) -> None:
     scenario = build_scenario()
     produce(rig.brokers, rig.topic, scenario.lines)
 
-    stats = rig.run(workers=workers)
+    stats = rig.run(workers=workers, engine=engine)
 
     assert stats.consumed == len(scenario.lines)
     assert stats.accepted == len(scenario.accepted)
@@ -241,14 +255,17 @@ def test_true_duplicates_older_than_the_state_are_caught_by_redis(rig: Rig) -> N
     assert rig.totals() == expected_totals(scenario)
 
 
-def test_restart_from_recovery_continues_without_double_counting(rig: Rig, tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["python", "native"])
+def test_restart_from_recovery_continues_without_double_counting(
+    rig: Rig, tmp_path: Path, engine: Literal["python", "native"]
+) -> None:
     scenario: Scenario = build_scenario()
     half = len(scenario.lines) // 2
     produce(rig.brokers, rig.topic, scenario.lines[:half])
-    first = rig.run(recovery=tmp_path)
+    first = rig.run(recovery=tmp_path, engine=engine)
 
     produce(rig.brokers, rig.topic, scenario.lines[half:])
-    second = rig.run(recovery=tmp_path)
+    second = rig.run(recovery=tmp_path, engine=engine)
 
     assert first.consumed + second.consumed == len(scenario.lines)  # resumed, not re-read
     assert first.accepted + second.accepted == len(scenario.accepted)
