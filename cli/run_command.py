@@ -377,9 +377,12 @@ def run(settings: Settings, *, progress: bool, as_json: bool, clock: Clock = SYS
         raise ConfigError(f"clickhouse.dsn: {exc}") from None
     check_input(settings)
     recovery = recovery_config(settings)
+    directory = settings.recovery.directory
+    # State saved by an earlier run of this flow (its id is kept beside the snapshots).
+    resuming = directory is not None and (directory / INSTANCE_FILE).exists()
     instance = flow_instance_id(settings)
     try:
-        with output_lease(settings, instance, clock, exit_lease_lost) as lease:
+        with output_lease(settings, instance, clock, exit_lease_lost, resuming=resuming) as lease:
             return _run_flow(
                 settings, recovery, instance, lease, progress=progress, as_json=as_json, clock=clock
             )

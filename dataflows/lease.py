@@ -44,7 +44,7 @@ from config.errors import ConfigError
 from config.redaction import redact_url
 from config.settings import Settings
 from sinks.redis_client import redis_from_url
-from sinks.redis_lease import Fence, Holder, LeaseHeld, RedisLease
+from sinks.redis_lease import Fence, Holder, LeaseHeld, LeaseSuperseded, RedisLease
 
 log = logging.getLogger(__name__)
 
@@ -159,13 +159,20 @@ def check_single_writer(settings: Settings) -> None:
 
 @contextmanager
 def output_lease(
-    settings: Settings, instance: str, clock: Clock, on_lost: Callable[[str], NoReturn]
+    settings: Settings,
+    instance: str,
+    clock: Clock,
+    on_lost: Callable[[str], NoReturn],
+    *,
+    resuming: bool = False,
 ) -> Iterator[LeaseKeeper | None]:
     """Hold the lease of this flow's outputs while inside (None: no lease to hold).
 
     Only the primary process takes it (it owns the sinks). Raises ``LeaseRefused``
     when another flow holds it. ``on_lost`` gets the one line to tell when the lease
     is found lost, and must end the process at once (exit code ``LOST``).
+    ``resuming`` (from recovery state): refused when another flow took the lease
+    since this instance last held it.
     """
     check_single_writer(settings)
     r = settings.redis
@@ -184,7 +191,15 @@ def output_lease(
     target = clickhouse_target(ch.dsn.get_secret_value(), ch.database)
     sent = time.monotonic()
     try:
-        holder = lease.acquire(clock.now_ms(), target)
+        holder = lease.acquire(clock.now_ms(), target, resuming=resuming)
+    except LeaseSuperseded as superseded:
+        raise LeaseRefused(
+            f"another flow (instance {superseded.instance}) wrote {what} after this "
+            f"recovery state (instance {instance}) was saved; resuming it would price "
+            "billing periods without that flow's usage. Start without this recovery "
+            "directory (a new flow is seeded from ClickHouse); its open windows are lost "
+            "(see README, 'Several flows and recovery directories')"
+        ) from None
     except LeaseHeld as held:
         other = held.holder
         raise LeaseRefused(

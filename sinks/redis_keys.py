@@ -46,3 +46,8 @@ def lease_key(prefix: str) -> str:
 def lease_epoch_key(prefix: str) -> str:
     """The counter raised at every acquisition of the lease (never expires)."""
     return f"{prefix}:lease-epoch"
+
+
+def lease_last_key(prefix: str) -> str:
+    """Hash of who held the lease: '' -> the last holder, instance -> its latest epoch."""
+    return f"{prefix}:lease-holders"

@@ -4,6 +4,7 @@ Key layout (a public contract, beside the idempotency and live-usage keys)::
 
     {prefix}:lease        "{instance}|{epoch}|{started_ms}|{target}", expires after the TTL
     {prefix}:lease-epoch  counter, INCR at every acquisition (never expires)
+    {prefix}:lease-holders  hash: '' -> the last holder, instance -> its latest epoch
 
 The lease is keyed by the Redis key prefix because everything a flow writes
 hangs off it: its idempotency claims decide what it counts, its live counters
@@ -16,6 +17,11 @@ over at once, under a new epoch. The value's ``{instance}|{epoch}|`` head is
 the fence: the claim and live-counter scripts refuse to write unless the
 lease still starts with it (``fence_check`` below is their shared Lua), and
 their writers then call ``Fence.lost``.
+
+A flow resuming from recovery state is refused when another instance took the
+lease after it: its restored period ledger and live counters know nothing of
+what that flow counted, so it would price the periods as if that usage were
+not there.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import NoReturn
 
 import redis
 
-from sinks.redis_keys import lease_epoch_key, lease_key
+from sinks.redis_keys import lease_epoch_key, lease_key, lease_last_key
 
 # Lua that refuses a script's writes unless the lease (KEYS[1]) still starts with
 # the fence (ARGV[1]): a paused flow that lost its lease cannot write. An empty
@@ -40,17 +46,26 @@ if ARGV[1] ~= '' then
 end
 """
 
-# KEYS: lease, epoch counter. ARGV: instance, started_ms, target, TTL in ms.
+# KEYS: lease, epoch counter, last holder. ARGV: instance, started_ms, target,
+# TTL in ms, '1' when resuming from recovery state.
 # Free, or held by our own instance: take it under a new epoch -> {1, value}.
-# Held by another: {0, value, remaining ms}.
+# Held by another: {0, value, remaining ms}. Resuming, having held it before,
+# but another instance took it since: {2, that instance}. The holders hash keeps
+# the last holder under '' and each instance's latest epoch under its id.
 _ACQUIRE = """
 local held = redis.call('GET', KEYS[1])
 if held and string.sub(held, 1, #ARGV[1] + 1) ~= ARGV[1] .. '|' then
   return {0, held, redis.call('PTTL', KEYS[1])}
 end
+local last = redis.call('HGET', KEYS[3], '')
+if ARGV[5] == '1' and last and last ~= ARGV[1]
+    and redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then
+  return {2, last}
+end
 local epoch = redis.call('INCR', KEYS[2])
 local value = ARGV[1] .. '|' .. epoch .. '|' .. ARGV[2] .. '|' .. ARGV[3]
 redis.call('SET', KEYS[1], value, 'PX', ARGV[4])
+redis.call('HSET', KEYS[3], '', ARGV[1], ARGV[1], epoch)
 return {1, value}
 """
 
@@ -131,6 +146,14 @@ class LeaseHeld(RuntimeError):
         self.remaining_ms = remaining_ms
 
 
+class LeaseSuperseded(RuntimeError):
+    """Another instance took the lease after the one resuming: its state is stale."""
+
+    def __init__(self, instance: str) -> None:
+        super().__init__(f"instance {instance} took the lease since")
+        self.instance = instance
+
+
 class RedisLease:
     """The lease of the outputs under ``prefix``, for one flow instance."""
 
@@ -139,6 +162,7 @@ class RedisLease:
             raise ValueError(f"instance id {instance!r} must not contain '|'")
         self.key = lease_key(prefix)
         self._epoch_key = lease_epoch_key(prefix)
+        self._last_key = lease_last_key(prefix)
         self._client = client
         self._instance = instance
         self.ttl_ms = ttl_ms
@@ -147,13 +171,19 @@ class RedisLease:
         self._release = client.register_script(_RELEASE)
         self._value: str | None = None
 
-    def acquire(self, started_ms: int, target: str) -> Holder:
-        """Take the lease (or take it over from our own instance); raises ``LeaseHeld``."""
+    def acquire(self, started_ms: int, target: str, *, resuming: bool = False) -> Holder:
+        """Take the lease (or take it over from our own instance).
+
+        Raises ``LeaseHeld`` while another holds it, and, ``resuming`` from
+        recovery state, ``LeaseSuperseded`` when another instance took it since.
+        """
         reply = self._acquire(
-            keys=[self.key, self._epoch_key],
-            args=[self._instance, started_ms, target, self.ttl_ms],
+            keys=[self.key, self._epoch_key, self._last_key],
+            args=[self._instance, started_ms, target, self.ttl_ms, "1" if resuming else "0"],
         )
         value = _text(reply[1])
+        if int(reply[0]) == 2:
+            raise LeaseSuperseded(value)
         if int(reply[0]) != 1:
             raise LeaseHeld(Holder.parse(value), max(0, int(reply[2])))
         self._value = value

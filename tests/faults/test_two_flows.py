@@ -209,3 +209,22 @@ def test_a_paused_holder_that_lost_its_lease_cannot_write_when_it_wakes(
     assert claimed  # the flows' own claims
     for event in late:
         assert key_hash(str(event["subject"]), str(event["source"]), event["id"]) not in claimed
+
+
+def test_a_flow_resumed_after_another_took_over_is_refused(
+    make_rig: Callable[..., FaultRig],
+) -> None:
+    scenario = without_too_late(build_scenario(fault_events(CI_EVENTS)))
+    a, b, _ = _two_rigs(make_rig)
+    produce(a.brokers, a.topic, scenario.lines)
+    assert a.run("a-first").totals == expected_totals(scenario)
+    # Another flow (a lost or replaced recovery directory) writes the same outputs...
+    b.run("b-after")
+
+    # ...so a's saved state no longer knows its periods' usage: resuming it is refused.
+    resumed = a.start("a-resumed")
+    assert _exit_code(resumed) == REFUSED, resumed.stderr()[-3000:]
+    lines = resumed.stderr().strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("meterwax: another flow (instance "), lines
+    assert "resuming it would price billing periods without that flow's usage" in lines[0]

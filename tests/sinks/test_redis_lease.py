@@ -18,7 +18,7 @@ from operators.idempotency import Claim, ClaimStatus, claim_day, key_hash
 from operators.live_usage import LiveCounter
 from sinks.redis_idempotency import RedisIdempotencyStore, day_key
 from sinks.redis_keys import lease_key, live_usage_key
-from sinks.redis_lease import Fence, Holder, LeaseHeld, LeaseLost, RedisLease
+from sinks.redis_lease import Fence, Holder, LeaseHeld, LeaseLost, LeaseSuperseded, RedisLease
 from sinks.redis_live_writer import LiveUsageWriter
 
 pytestmark = pytest.mark.integration
@@ -82,6 +82,33 @@ def test_another_instance_takes_over_once_the_lease_expired(
     taker = _lease(client, prefix, "b").acquire(STARTED_MS, "t")
     assert (taker.instance, taker.epoch) == ("b", 2)
     assert crashed.extend() is False
+
+
+def test_a_resumed_instance_is_refused_once_another_took_the_lease_after_it(
+    client: redis.Redis, prefix: str
+) -> None:
+    a = _lease(client, prefix, "a")
+    a.acquire(STARTED_MS, "t")
+    a.release()
+    # A resumes from its own state: nobody else wrote in between.
+    a.acquire(STARTED_MS + 1, "t", resuming=True)
+    a.release()
+    b = _lease(client, prefix, "b")
+    b.acquire(STARTED_MS + 2, "t")
+    b.release()
+
+    with pytest.raises(LeaseSuperseded) as refused:
+        _lease(client, prefix, "a").acquire(STARTED_MS + 3, "t", resuming=True)
+    assert refused.value.instance == "b"
+    assert client.get(lease_key(prefix)) is None  # nothing taken
+    # An instance that never held it has no state to be stale (e.g. a refused start
+    # left its id in a recovery directory): it may go on.
+    c = _lease(client, prefix, "c")
+    c.acquire(STARTED_MS + 4, "t", resuming=True)
+    c.release()
+    # Now c was last: b, which held it before c, may not resume either.
+    with pytest.raises(LeaseSuperseded):
+        _lease(client, prefix, "b").acquire(STARTED_MS + 5, "t", resuming=True)
 
 
 def test_renewal_pushes_the_expiry_and_release_frees_the_lease(
