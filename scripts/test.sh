@@ -21,4 +21,16 @@ fi
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 .venv/bin/lint-imports
+# The native core: formatted, clippy-clean, its own unit tests (the Python tests
+# hold it to the Python operators).
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+  export PATH="$HOME/.cargo/bin:$PATH"
+fi
+if cargo fmt --version >/dev/null 2>&1 && cargo clippy --version >/dev/null 2>&1; then
+  cargo fmt --manifest-path native/Cargo.toml --check
+  cargo clippy --manifest-path native/Cargo.toml --all-targets --locked -q -- -D warnings
+else
+  echo "test: cargo fmt/clippy not installed (rustup components); skipping the Rust lint" >&2
+fi
+cargo test --manifest-path native/Cargo.toml --locked -q
 exec .venv/bin/pytest "$@"
