@@ -117,7 +117,9 @@ def render_summary(data: dict[str, Any]) -> str:
         f"+ duplicates {run['duplicates']:,} + rejected {sum(run['rejected'].values()):,}"
         + _reconcile_note(run["reconciles"]),
         f"  of the duplicates, caught by Redis: {run['redis_duplicates']:,}",
-        f"  of the accepted, late events (adjustments): {run['late_accepted']:,}; "
+        # Late is judged by the event's own partition: its window may still have been
+        # open (no adjustment) when other partitions lagged.
+        f"  of the accepted, late (past their window's grace): {run['late_accepted']:,}; "
         f"windows emitted: {run['windows']:,}; adjustment revisions: {run['adjustments']:,}",
     ]
     if run["rejected"]:
