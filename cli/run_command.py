@@ -375,6 +375,8 @@ def run(settings: Settings, *, progress: bool, as_json: bool, clock: Clock = SYS
         check_dsn(settings.clickhouse.dsn.get_secret_value(), settings.clickhouse.database)
     except DsnError as exc:
         raise ConfigError(f"clickhouse.dsn: {exc}") from None
+    # The catalogs first: a mistake there is the user's to fix before anything connects.
+    spec = flow_spec(settings)
     check_input(settings)
     recovery = recovery_config(settings)
     directory = settings.recovery.directory
@@ -384,7 +386,14 @@ def run(settings: Settings, *, progress: bool, as_json: bool, clock: Clock = SYS
     try:
         with output_lease(settings, instance, clock, exit_lease_lost, resuming=resuming) as lease:
             return _run_flow(
-                settings, recovery, instance, lease, progress=progress, as_json=as_json, clock=clock
+                settings,
+                spec,
+                recovery,
+                instance,
+                lease,
+                progress=progress,
+                as_json=as_json,
+                clock=clock,
             )
     except LeaseRefused as exc:
         print(f"meterwax: {exc}", file=sys.stderr)
@@ -393,6 +402,7 @@ def run(settings: Settings, *, progress: bool, as_json: bool, clock: Clock = SYS
 
 def _run_flow(
     settings: Settings,
+    spec: FlowSpec,
     recovery: RecoveryConfig | None,
     instance: str,
     lease: LeaseKeeper | None,
@@ -423,7 +433,7 @@ def _run_flow(
         )
     stop = StopRequest()
     spec = replace(
-        flow_spec(settings),
+        spec,
         stop=stop,
         snapshots=recovery is not None,
         idempotency=open_idempotency(
