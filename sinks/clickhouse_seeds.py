@@ -101,6 +101,16 @@ def stored_periods(
     return found
 
 
+def others_stored(client: Client, database: str, incarnation: str) -> bool:
+    """Whether any incarnation but ``incarnation`` stored a window."""
+    result = client.query(
+        f"SELECT 1 FROM {quote_database(database)}.rated_windows "
+        "WHERE incarnation != {incarnation:String} LIMIT 1",
+        parameters={"incarnation": incarnation},
+    )
+    return bool(result.result_rows)
+
+
 class StoredPeriods:
     """The flow's seed reader: ``(incarnation, periods)`` -> ``stored_periods``.
 
@@ -114,15 +124,24 @@ class StoredPeriods:
         self._aggregations = dict(aggregations)
         self._client: Client | None = None
         self._lock = threading.Lock()
+        # Incarnations known to have stored nothing. The lease keeps other flows from
+        # writing while this one runs, so what they stored is fixed at its start: when
+        # they stored nothing, nothing needs seeding (one probe, not a query per batch).
+        self._nothing_from: set[str] = set()
 
     def __call__(
         self, incarnation: str, periods: Sequence[PeriodRef]
     ) -> dict[PeriodKey, Contribution]:
         """See ``stored_periods``; a failure raises SinkError, which stops the run."""
         with self._lock:
+            if incarnation in self._nothing_from:
+                return {}
             try:
                 if self._client is None:
                     self._client = connect(self._dsn, self._database)
+                if not others_stored(self._client, self._database, incarnation):
+                    self._nothing_from.add(incarnation)
+                    return {}
                 return stored_periods(
                     self._client,
                     self._database,

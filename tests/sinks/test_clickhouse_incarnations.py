@@ -17,7 +17,7 @@ from operators.model import RatedWindow
 from operators.period_rating import PeriodRef
 from sinks.clickhouse import connect, window_rows
 from sinks.clickhouse_schema import MIGRATIONS, migrate
-from sinks.clickhouse_seeds import stored_periods
+from sinks.clickhouse_seeds import others_stored, stored_periods
 from tests.sinks.test_clickhouse import HOUR_MS, T0, rated, writer
 
 pytestmark = pytest.mark.integration
@@ -164,3 +164,14 @@ def test_seed_reads_other_incarnations_period_usage(ch_client: Client, ch_databa
     [(key, part)] = stored.items()
     assert key == ("acme", "tokens", T0, "v1")
     assert (part.quantity, part.amount) == (Decimal(47), Decimal("4.7"))
+
+
+def test_only_another_incarnations_rows_make_seeding_necessary(
+    ch_client: Client, ch_database: str
+) -> None:
+    assert not others_stored(ch_client, ch_database, "me")
+    writer(ch_client, ch_database).write_windows(
+        [replace(rated(1, "5", "0.5", start_ms=T0), incarnation="me", aggregation="SUM")]
+    )
+    assert not others_stored(ch_client, ch_database, "me")  # our own rows seed nothing
+    assert others_stored(ch_client, ch_database, "someone-else")
