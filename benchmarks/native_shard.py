@@ -12,12 +12,11 @@ revisions are checked equal first; each side is then timed from fresh state.
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from benchmarks.load import LoadGenerator, LoadSpec
+from benchmarks.native_parse import best_of
 from config.meter_catalog import load_meter_catalog
 from config.meters import MeterCatalog
 from config.pricing_catalog import load_pricing_catalog
@@ -101,16 +100,6 @@ def _row(usage: WindowUsage) -> Row:
         usage.revision,
         usage.kind,
     )
-
-
-def best_of(runs: int, work: Callable[[], object]) -> float:
-    """The fastest of ``runs`` timings of ``work``, in seconds (least disturbed by neighbours)."""
-    best = float("inf")
-    for _ in range(runs):
-        start = time.perf_counter()
-        work()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,10 +29,15 @@ from operators.aggregation import (
     SumAccumulator,
     UniqueCountAccumulator,
 )
-from operators.model import RatedWindow, RawMessage, Reason, Rejection, WindowKind, WindowUsage
+from operators.model import RatedWindow, RawMessage, Rejection, WindowKind, WindowUsage
 from operators.money import ZERO
 from operators.period_rating import PeriodLedger
-from operators.shard import IncompatibleStateError, check_priced, check_shards
+from operators.shard import (
+    IncompatibleStateError,
+    check_priced,
+    check_shards,
+    too_late_rejection,
+)
 from operators.windowing import PartitionKey, WindowConfig
 
 _KINDS = (WindowKind.WINDOW, WindowKind.ADJUSTMENT)
@@ -190,17 +195,14 @@ class NativeShardState:
         for row in memoryview(too_late).cast("I"):
             tenant, source, event_id, time_ms, offset, payload = batch.event(row)
             rejections.append(
-                Rejection(
-                    reason=Reason.TOO_LATE,
-                    detail=f"time {time_ms} ms is beyond the settlement horizon of its window",
-                    payload=payload,
-                    origin=origin,
-                    partition=partition,
-                    offset=offset,
-                    rejected_at_ms=now_ms,
+                too_late_rejection(
+                    payload,
+                    (origin, partition, offset),
                     event_id=event_id,
-                    event_source=source,
+                    source=source,
                     tenant=tenant,
+                    time_ms=time_ms,
+                    now_ms=now_ms,
                 )
             )
         return NativeScreened(rows, fresh_late, rejections, duplicates, late)

@@ -305,15 +305,41 @@ def check_priced(tenants: Iterable[str], pricing: PricingCatalog) -> None:
 
 def _too_late(event: Event, now_ms: int) -> Rejection:
     message = event.message
+    return too_late_rejection(
+        message.payload,
+        (message.origin, message.partition, message.offset),
+        event_id=event.id,
+        source=event.source,
+        tenant=event.tenant,
+        time_ms=event.time_ms,
+        now_ms=now_ms,
+    )
+
+
+def too_late_rejection(
+    payload: bytes,
+    position: tuple[str, int, int],
+    *,
+    event_id: str,
+    source: str,
+    tenant: str,
+    time_ms: int,
+    now_ms: int,
+) -> Rejection:
+    """The rejection of an event beyond its window's settlement horizon (both engines).
+
+    ``position`` is the message's input origin, partition and offset.
+    """
+    origin, partition, offset = position
     return Rejection(
         reason=Reason.TOO_LATE,
-        detail=f"time {event.time_ms} ms is beyond the settlement horizon of its window",
-        payload=message.payload,
-        origin=message.origin,
-        partition=message.partition,
-        offset=message.offset,
+        detail=f"time {time_ms} ms is beyond the settlement horizon of its window",
+        payload=payload,
+        origin=origin,
+        partition=partition,
+        offset=offset,
         rejected_at_ms=now_ms,
-        event_id=event.id,
-        event_source=event.source,
-        tenant=event.tenant,
+        event_id=event_id,
+        event_source=source,
+        tenant=tenant,
     )
