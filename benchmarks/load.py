@@ -394,7 +394,8 @@ def add_spec_arguments(parser: argparse.ArgumentParser) -> None:
         "--workload",
         choices=sorted(WORKLOADS),
         default=DEFAULT_WORKLOAD,
-        help="; ".join(f"{w.name}: {w.summary}" for w in WORKLOADS.values()),
+        # argparse expands %-formats in help texts; the summaries say "2% duplicates".
+        help="; ".join(f"{w.name}: {w.summary}" for w in WORKLOADS.values()).replace("%", "%%"),
     )
     parser.add_argument("--events", type=int, default=100_000, metavar="N")
     parser.add_argument(

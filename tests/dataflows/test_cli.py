@@ -81,3 +81,14 @@ def test_print_config_masks_the_password(capsys: pytest.CaptureFixture[str]) -> 
     assert code == 0
     assert "hunter2" not in out
     assert json.loads(out)["clickhouse"]["dsn"] == "http://u:***@localhost:8123"
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["run", "services", "produce", "reconcile", "quote", "estimate", "invoice", "api", "bench"],
+)
+def test_every_command_prints_its_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main([command, "--help"])
+    assert stopped.value.code == 0
+    assert f"usage: meterwax {command}" in capsys.readouterr().out
