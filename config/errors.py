@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 import types
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple, TypeVar, Union, get_args, get_origin
 
@@ -92,7 +92,13 @@ def load_catalog_file(path: Path, model: type[_M]) -> _M:
     try:
         return model.model_validate(document)
     except ValidationError as exc:
-        raise config_error(path, [_issue(model, error) for error in exc.errors()]) from exc
+        errors = exc.errors()
+        # A misspelt required key shows up twice: unknown under one name, missing under another.
+        missing: dict[tuple[int | str, ...], list[str]] = {}
+        for error in errors:
+            if error["type"] == "missing":
+                missing.setdefault(error["loc"][:-1], []).append(str(error["loc"][-1]))
+        raise config_error(path, [_issue(model, error, missing) for error in errors]) from exc
 
 
 def _read_text(path: Path) -> str:
@@ -130,7 +136,11 @@ def _yaml_issue(exc: yaml.YAMLError) -> ConfigIssue:
     return ConfigIssue(_FILE, f"invalid YAML: {exc}", fix)
 
 
-def _issue(model: type[BaseModel], error: ErrorDetails) -> ConfigIssue:
+def _issue(
+    model: type[BaseModel],
+    error: ErrorDetails,
+    missing: Mapping[tuple[int | str, ...], list[str]],
+) -> ConfigIssue:
     """Turn one pydantic error into an issue with a field location and a fix."""
     loc = error["loc"]
     field, node = _walk(model, loc)
@@ -141,7 +151,7 @@ def _issue(model: type[BaseModel], error: ErrorDetails) -> ConfigIssue:
         case "missing":
             return ConfigIssue(field, "this required key is missing", "add it")
         case "extra_forbidden":
-            return _unknown_key(model, loc)
+            return _unknown_key(model, loc, missing.get(loc[:-1], []))
         case "string_type":
             fix = "write it as text, in quotes if YAML would read it as a number or date"
             return ConfigIssue(field, f"{value!r} is not text", fix)
@@ -160,12 +170,17 @@ def _issue(model: type[BaseModel], error: ErrorDetails) -> ConfigIssue:
             return ConfigIssue(field, f"{error['msg']} (got {value!r})", "correct the value")
 
 
-def _unknown_key(model: type[BaseModel], loc: tuple[int | str, ...]) -> ConfigIssue:
+def _unknown_key(
+    model: type[BaseModel], loc: tuple[int | str, ...], missing: list[str]
+) -> ConfigIssue:
+    """Suggest the closest missing key beside it, else the closest allowed key."""
     field, _ = _walk(model, loc)
     _, parent = _walk(model, loc[:-1])
     allowed = list(parent.model_fields) if _is_model(parent) else []
     key = str(loc[-1])
-    close = difflib.get_close_matches(key, allowed, n=1)
+    close = difflib.get_close_matches(key, missing, n=1, cutoff=0.3) or difflib.get_close_matches(
+        key, allowed, n=1
+    )
     start = f"did you mean {close[0]!r}?" if close else "remove it or fix the spelling;"
     fix = f"{start} allowed keys: {', '.join(allowed)}"
     return ConfigIssue(field, f"unknown key {key!r}", fix)

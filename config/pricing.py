@@ -17,15 +17,23 @@ class UnitPrice:
 
 @dataclass(frozen=True, slots=True)
 class PackagePrice:
-    """package: every started ``package_size`` units cost ``package_price`` (rounded up)."""
+    """package: every ``package_size`` units cost ``package_price``.
+
+    Packages are counted rounded up (a started package is paid in full) or, with
+    ``round_down``, rounded down (only complete packages are paid).
+    """
 
     package_size: Decimal
     package_price: Decimal
+    round_down: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class Tier:
-    """Up to ``up_to`` units (None: no upper bound): ``unit_price`` each, plus ``flat_price``."""
+    """Up to ``up_to`` units (None: no upper bound): ``unit_price`` each, plus ``flat_price``.
+
+    A bounded last tier goes on beyond its ``up_to`` at the same prices.
+    """
 
     up_to: Decimal | None
     unit_price: Decimal
@@ -48,9 +56,31 @@ class VolumePrice:
 
 @dataclass(frozen=True, slots=True)
 class PercentagePrice:
-    """percentage: cost = quantity x rate_percent / 100 (fees on a transaction-amount meter)."""
+    """percentage: rate_percent / 100 of a transaction-amount meter, optionally per event.
+
+    The per-event terms (Lago's percentage model) price each event in the
+    period's event order: ``fixed_fee`` per event after the first
+    ``free_events``; the first ``free_amount`` of the period's amount (taken from
+    the first ``free_events`` events when both are set) is free of the rate; each
+    charged event's fee is kept within ``min_fee`` and ``max_fee``.
+    """
 
     rate_percent: Decimal
+    fixed_fee: Decimal = Decimal(0)
+    free_events: int | None = None
+    free_amount: Decimal | None = None
+    min_fee: Decimal | None = None
+    max_fee: Decimal | None = None
+
+    @property
+    def per_event(self) -> bool:
+        """Whether the cost depends on the single events, not only on their sum."""
+        return bool(
+            self.fixed_fee
+            or self.free_events is not None
+            or self.min_fee is not None
+            or self.max_fee is not None
+        )
 
 
 PriceModel = UnitPrice | PackagePrice | GraduatedPrice | VolumePrice | PercentagePrice
@@ -60,15 +90,16 @@ PriceModel = UnitPrice | PackagePrice | GraduatedPrice | VolumePrice | Percentag
 class MeterPrice:
     """How one meter is priced over a billing period.
 
-    The first ``free_allowance`` units of the period are free; the period's cost
-    for the meter never exceeds ``maximum`` (a cap) and is raised to ``minimum``
-    on the invoice when usage falls short.
+    The first ``free_allowance`` units of the period are free; the model's cost
+    is reduced by ``discount_percent``, never exceeds ``maximum`` (a cap) and is
+    raised to ``minimum`` on the invoice when usage falls short.
     """
 
     model: PriceModel
     free_allowance: Decimal = Decimal(0)
     maximum: Decimal | None = None
     minimum: Decimal | None = None
+    discount_percent: Decimal = Decimal(0)
 
 
 @dataclass(frozen=True, slots=True)

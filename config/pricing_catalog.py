@@ -29,7 +29,7 @@ from config.errors import (
     field_path,
     load_catalog_file,
 )
-from config.meters import MeterCatalog
+from config.meters import Aggregation, MeterCatalog
 from config.pricing import (
     GraduatedPrice,
     MeterPrice,
@@ -103,15 +103,25 @@ def _at_most_100(value: Decimal) -> Decimal:
     return value
 
 
+def _whole(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise FieldProblem(f"{value!r} is not a whole number of events", "write 0 or more, e.g. 3")
+    return value
+
+
 # Prices have at most 12 decimal places and quantities 9 (like event values), so an
 # amount has at most 21: the scale of the amount columns in ClickHouse.
 _Price = Annotated[Decimal, _number("price", 12, 'write a quoted decimal such as "0.0001"')]
 _Quantity = Annotated[Decimal, _number("quantity", 9, 'write a quoted decimal such as "1000"')]
 _PackageSize = Annotated[_Quantity, AfterValidator(_above_zero)]
 # rate_percent / 100 is the price of one unit: two places fewer keep that within 12.
-_Percent = Annotated[
+# Above 100 is a markup (150 charges 1.5 times the amount).
+_Percent = Annotated[Decimal, _number("percentage", 10, 'write a quoted decimal such as "2.5"')]
+# A discount keeps (100 - d) / 100 of the cost: at most 6 decimal places, taken from the prices'.
+_DISCOUNT_PLACES = 4
+_Discount = Annotated[
     Decimal,
-    _number("percentage", 10, 'write a quoted decimal such as "2.5"'),
+    _number("percentage", _DISCOUNT_PLACES, 'write a quoted decimal such as "12.5"'),
     AfterValidator(_at_most_100),
 ]
 
@@ -176,6 +186,7 @@ class _MeterPriceSpec(_Spec):
     free_allowance: _Quantity = Decimal(0)
     maximum: _Price | None = None
     minimum: _Price | None = None
+    discount_percent: _Discount = Decimal(0)
 
 
 class _PerUnitSpec(_MeterPriceSpec):
@@ -186,15 +197,17 @@ class _PerUnitSpec(_MeterPriceSpec):
 
 
 class _PackageSpec(_MeterPriceSpec):
-    """``{model: package, package_size: 100, package_price: "5"}``."""
+    """``{model: package, package_size: 100, package_price: "5", round: up}``."""
 
     model: Literal["package"]
     package_size: _PackageSize
     package_price: _Price
+    # up: a started package is paid in full; down: only complete packages (Stripe's round: down).
+    round: Literal["up", "down"] = "up"
 
 
 class _TierSpec(_Spec):
-    """One tier; the last has no ``up_to`` (or ``up_to: null``)."""
+    """One tier; the last may leave out ``up_to`` (a bounded last tier goes on at its prices)."""
 
     up_to: _Quantity | None = None
     unit_price: _Price
@@ -216,10 +229,15 @@ class _VolumeSpec(_MeterPriceSpec):
 
 
 class _PercentageSpec(_MeterPriceSpec):
-    """``{model: percentage, rate_percent: "2.5"}``."""
+    """``{model: percentage, rate_percent: "2.5"}``, with Lago's optional per-event terms."""
 
     model: Literal["percentage"]
     rate_percent: _Percent
+    fixed_fee_per_event: _Price = Decimal(0)
+    free_events: Annotated[int, PlainValidator(_whole)] | None = None
+    free_amount: _Quantity | None = None
+    min_fee_per_event: _Price | None = None
+    max_fee_per_event: _Price | None = None
 
 
 _AnyPriceSpec = _PerUnitSpec | _PackageSpec | _GraduatedSpec | _VolumeSpec | _PercentageSpec
@@ -297,6 +315,7 @@ def load_pricing_catalog(path: Path, meters: MeterCatalog | None = None) -> Pric
         *_price_issues(spec.plans),
         *_subscription_issues(spec),
         *(_unknown_meter_issues(spec.plans, meters) if meters is not None else []),
+        *(_per_event_meter_issues(spec.plans, meters) if meters is not None else []),
     ]
     if issues:
         raise config_error(path, issues)
@@ -386,14 +405,40 @@ def _unknown_meter_issues(plans: list[_PlanSpec], meters: MeterCatalog) -> list[
     ]
 
 
+def _per_event_meter_issues(plans: list[_PlanSpec], meters: MeterCatalog) -> list[ConfigIssue]:
+    """Per-event terms price each event's value: only a SUM meter's events have one."""
+    kinds = {meter.slug: meter.aggregation for meter in meters.meters}
+    issues = []
+    for p, plan in enumerate(plans):
+        for v, version in enumerate(plan.versions):
+            for slug, price in version.prices.items():
+                model = _model(price)
+                kind = kinds.get(slug)
+                per_event = isinstance(model, PercentagePrice) and model.per_event
+                if per_event and kind is not None and kind is not Aggregation.SUM:
+                    issues.append(
+                        ConfigIssue(
+                            field_path("plans", p, "versions", v, "prices", slug, "model"),
+                            f"per-event percentage terms need a SUM meter; {slug!r} is "
+                            f"{kind.value}",
+                            "price it on a meter that sums transaction amounts, or drop "
+                            "the per-event terms",
+                        )
+                    )
+    return issues
+
+
 def _price_issues(plans: list[_PlanSpec]) -> Iterator[ConfigIssue]:
-    """Tier bounds, and minimum <= maximum; each issue at the key to change."""
+    """Tier bounds, minimum <= maximum, per-event terms, discounts; each at the key to change."""
     for p, plan in enumerate(plans):
         for v, version in enumerate(plan.versions):
             for slug, price in version.prices.items():
                 where: tuple[int | str, ...] = ("plans", p, "versions", v, "prices", slug)
                 if isinstance(price, _GraduatedSpec | _VolumeSpec):
                     yield from _tier_issues(where, price.tiers)
+                if isinstance(price, _PercentageSpec):
+                    yield from _per_event_issues(where, price)
+                yield from _discount_issues(where, price)
                 low, high = price.minimum, price.maximum
                 if low is not None and high is not None and low > high:
                     yield ConfigIssue(
@@ -403,8 +448,61 @@ def _price_issues(plans: list[_PlanSpec]) -> Iterator[ConfigIssue]:
                     )
 
 
+def _per_event_issues(
+    where: tuple[int | str, ...], price: _PercentageSpec
+) -> Iterator[ConfigIssue]:
+    low, high = price.min_fee_per_event, price.max_fee_per_event
+    if low is not None and high is not None and low > high:
+        yield ConfigIssue(
+            field_path(*where, "min_fee_per_event"),
+            f"{_plain(low)} is more than max_fee_per_event {_plain(high)}",
+            "lower min_fee_per_event to at most max_fee_per_event",
+        )
+    model = _model(price)
+    if price.free_allowance and isinstance(model, PercentagePrice) and model.per_event:
+        yield ConfigIssue(
+            field_path(*where, "free_allowance"),
+            "a per-event percentage price takes its free amount as free_amount",
+            f'write free_amount: "{_plain(price.free_allowance)}" instead',
+        )
+
+
+def _discount_issues(where: tuple[int | str, ...], price: _AnyPriceSpec) -> Iterator[ConfigIssue]:
+    """A discount's places add to the per-unit prices': together at most 12 (exact amounts)."""
+    if not price.discount_percent:
+        return
+    extra = _places(price.discount_percent) + 2
+    unit_prices: list[tuple[str, Decimal, int]] = []
+    match price:
+        case _PerUnitSpec():
+            unit_prices.append(("unit_price", price.unit_price, 0))
+        case _GraduatedSpec() | _VolumeSpec():
+            unit_prices += [
+                (f"tiers[{i}].unit_price", tier.unit_price, 0) for i, tier in enumerate(price.tiers)
+            ]
+        case _PercentageSpec():
+            unit_prices.append(("rate_percent", price.rate_percent, 2))
+    for key, value, shift in unit_prices:
+        if _places(value) + shift + extra > 12:
+            yield ConfigIssue(
+                field_path(*where, key),
+                f"{_plain(value)} has too many decimal places for discount_percent "
+                f"{_plain(price.discount_percent)} (the discounted amount would not be exact)",
+                f"round {key} to at most {12 - extra - shift} decimal places, "
+                "or use a discount with fewer",
+            )
+
+
+def _places(value: Decimal) -> int:
+    exponent = value.normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
 def _tier_issues(where: tuple[int | str, ...], tiers: list[_TierSpec]) -> Iterator[ConfigIssue]:
-    """Bounds rise strictly from zero; the last tier, and only it, is unbounded."""
+    """Bounds rise strictly from zero; only the last tier may be unbounded.
+
+    A bounded last tier is accepted: usage beyond it is priced by that tier.
+    """
     last = len(tiers) - 1
     below, below_text = Decimal(0), "zero"
     for index, tier in enumerate(tiers):
@@ -420,13 +518,6 @@ def _tier_issues(where: tuple[int | str, ...], tiers: list[_TierSpec]) -> Iterat
         if tier.up_to <= below:
             fix = "write an up_to above zero" if index == 0 else "make up_to rise from tier to tier"
             yield ConfigIssue(field, f"{_plain(tier.up_to)} is not above {below_text}", fix)
-        if index == last:
-            yield ConfigIssue(
-                field,
-                f"the last tier must have no upper bound (usage above {_plain(tier.up_to)} "
-                "would have no price)",
-                "leave up_to out of the last tier, or add a tier without it",
-            )
         below, below_text = tier.up_to, f"tiers[{index}].up_to ({_plain(tier.up_to)})"
 
 
@@ -458,6 +549,7 @@ def _price(spec: _AnyPriceSpec) -> MeterPrice:
         free_allowance=spec.free_allowance,
         maximum=spec.maximum,
         minimum=spec.minimum,
+        discount_percent=spec.discount_percent,
     )
 
 
@@ -466,13 +558,20 @@ def _model(spec: _AnyPriceSpec) -> PriceModel:
         case _PerUnitSpec():
             return UnitPrice(spec.unit_price)
         case _PackageSpec():
-            return PackagePrice(spec.package_size, spec.package_price)
+            return PackagePrice(spec.package_size, spec.package_price, spec.round == "down")
         case _GraduatedSpec():
             return GraduatedPrice(_tiers(spec.tiers))
         case _VolumeSpec():
             return VolumePrice(_tiers(spec.tiers))
         case _PercentageSpec():
-            return PercentagePrice(spec.rate_percent)
+            return PercentagePrice(
+                spec.rate_percent,
+                fixed_fee=spec.fixed_fee_per_event,
+                free_events=spec.free_events,
+                free_amount=spec.free_amount,
+                min_fee=spec.min_fee_per_event,
+                max_fee=spec.max_fee_per_event,
+            )
 
 
 def _tiers(specs: list[_TierSpec]) -> tuple[Tier, ...]:

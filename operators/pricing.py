@@ -8,8 +8,9 @@ the invoice, never applied to stored amounts.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, Overflow
-from typing import assert_never
+from typing import NamedTuple, assert_never
 
 from config.pricing import (
     GraduatedPrice,
@@ -40,16 +41,87 @@ _MINOR_UNITS = {
 _ROUNDING = Context(prec=76, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, Overflow])
 
 
+class PricedEvent(NamedTuple):
+    """One event of a per-event price: its time, idempotency key and value."""
+
+    time_ms: int
+    key: str
+    value: Decimal
+
+
 def period_cost(price: MeterPrice, quantity: Decimal) -> Decimal:
     """Cost of ``quantity`` units used in one billing period, before any ``minimum``.
 
     The first ``free_allowance`` units are free; the rest are priced by the
-    model, and the result is capped at ``maximum`` when one is set. The
-    ``minimum`` is an invoice rule (usage is raised to it), not part of this cost.
+    model, less ``discount_percent``, and the result is capped at ``maximum``
+    when one is set. The ``minimum`` is an invoice rule (usage is raised to it),
+    not part of this cost. For a per-event percentage price this prices the sum
+    as one amount: provisional, ``events_cost`` is the exact cost.
     """
     billable = max(ZERO, EXACT.subtract(quantity, price.free_allowance))
-    cost = model_cost(price.model, billable)
+    return _finish(price, model_cost(price.model, billable))
+
+
+def events_cost(price: MeterPrice, events: Iterable[PricedEvent]) -> Decimal:
+    """Exact cost of a period's events under a per-event percentage ``price``.
+
+    Events are taken in the order (time, idempotency key), whatever order they
+    come in, and an event repeated (same key) counts once, so replays, late
+    events and worker counts give the same amount. Other models price the
+    events' sum (``period_cost``).
+    """
+    unique = sorted({event.key: event for event in events}.values(), key=_event_order)
+    model = price.model
+    if not isinstance(model, PercentagePrice):
+        total = ZERO
+        for event in unique:
+            total = exact_sum(total, event.value)
+        return period_cost(price, total)
+    return _finish(price, _per_event(model, [event.value for event in unique]))
+
+
+def _event_order(event: PricedEvent) -> tuple[int, str]:
+    return event.time_ms, event.key
+
+
+def _finish(price: MeterPrice, cost: Decimal) -> Decimal:
+    """The model's cost less the discount, then capped."""
+    if price.discount_percent:
+        kept = EXACT.divide(EXACT.subtract(_HUNDRED, price.discount_percent), _HUNDRED)
+        cost = exact_product(cost, kept)
     return cost if price.maximum is None else min(cost, price.maximum)
+
+
+def _per_event(model: PercentagePrice, values: list[Decimal]) -> Decimal:
+    """Lago's percentage model, event by event in the order given.
+
+    The free amount is drawn by the earliest events (by the first
+    ``free_events`` only, when that is set; without a free amount those events
+    are wholly free). A fee that free units brought to zero stays zero; any
+    other fee is kept within ``min_fee`` and ``max_fee``.
+    """
+    unit = EXACT.divide(model.rate_percent, _HUNDRED)
+    free_left = model.free_amount
+    if free_left is None and model.free_events is None:
+        free_left = ZERO
+    total = ZERO
+    for index, value in enumerate(values):
+        in_free_events = model.free_events is not None and index < model.free_events
+        free = ZERO
+        if model.free_events is None or in_free_events:
+            free = value if free_left is None else min(value, free_left)
+            free_left = None if free_left is None else EXACT.subtract(free_left, free)
+        fee = exact_product(EXACT.subtract(value, free), unit)
+        if not in_free_events:
+            fee = exact_sum(fee, model.fixed_fee)
+        if not fee and (in_free_events or free):
+            continue
+        if model.min_fee is not None:
+            fee = max(fee, model.min_fee)
+        if model.max_fee is not None:
+            fee = min(fee, model.max_fee)
+        total = exact_sum(total, fee)
+    return total
 
 
 def meter_price(version: PlanVersion | None, meter: str) -> MeterPrice | None:
@@ -71,27 +143,33 @@ def model_cost(model: PriceModel, quantity: Decimal) -> Decimal:
     """Cost of ``quantity`` (>= 0) units under ``model`` alone, exactly.
 
     - per_unit: quantity x unit_price.
-    - package: every started package costs package_price; 0 units cost nothing.
+    - package: every started package (every complete one with round_down) costs
+      package_price; 0 units cost nothing.
     - graduated: each tier prices the units that fall in it, plus its flat_price
-      once any unit reaches it. Non-decreasing in quantity.
+      once any unit reaches it; the first tier's flat_price is due at zero
+      usage too (as Lago and OpenMeter charge it). Non-decreasing in quantity.
     - volume: the tier the whole quantity falls in prices every unit, plus its
-      flat_price. Not monotonic: crossing into a cheaper tier can lower the cost
-      (1,000 units at 0.10 cost more than 1,001 at 0.08).
-    - percentage: quantity x rate_percent / 100 (division by 100 is exact in decimal).
+      flat_price; zero usage falls in the first tier. Not monotonic: crossing
+      into a cheaper tier can lower the cost (1,000 units at 0.10 cost more
+      than 1,001 at 0.08).
+    - Both tier models: usage beyond a bounded last tier is priced by that tier.
+    - percentage: (quantity - free_amount) x rate_percent / 100 (division by 100
+      is exact in decimal); the per-event terms need the events (``events_cost``).
     """
     if quantity < 0:
         raise ValueError(f"quantity {quantity} is negative")
     match model:
         case UnitPrice(unit_price=unit_price):
             return exact_product(quantity, unit_price)
-        case PackagePrice(package_size=size, package_price=package_price):
-            return exact_product(_packages(quantity, size), package_price)
+        case PackagePrice(package_size=size, package_price=package_price, round_down=down):
+            return exact_product(_packages(quantity, size, down=down), package_price)
         case GraduatedPrice(tiers=tiers):
             return _graduated(tiers, quantity)
         case VolumePrice(tiers=tiers):
             return _volume(tiers, quantity)
-        case PercentagePrice(rate_percent=rate):
-            return EXACT.divide(exact_product(quantity, rate), _HUNDRED)
+        case PercentagePrice(rate_percent=rate, free_amount=free):
+            billable = quantity if free is None else max(ZERO, EXACT.subtract(quantity, free))
+            return EXACT.divide(exact_product(billable, rate), _HUNDRED)
         case _:
             assert_never(model)
 
@@ -106,34 +184,30 @@ def round_to_minor(amount: Decimal, currency: str) -> Decimal:
     return amount.quantize(_ONE.scaleb(-minor_units(currency)), context=_ROUNDING)
 
 
-def _packages(quantity: Decimal, size: Decimal) -> Decimal:
-    """Started packages: ceiling(quantity / size), by exact integer division (no float)."""
+def _packages(quantity: Decimal, size: Decimal, *, down: bool) -> Decimal:
+    """ceiling(quantity / size), or floor with ``down``, by exact integer division (no float)."""
     whole, rest = EXACT.divmod(quantity, size)
-    return exact_sum(whole, _ONE) if rest else whole
+    return exact_sum(whole, _ONE) if rest and not down else whole
 
 
 def _graduated(tiers: tuple[Tier, ...], quantity: Decimal) -> Decimal:
     cost = ZERO
     lower = ZERO
-    for tier in tiers:
-        if quantity <= lower:
+    last = len(tiers) - 1
+    for index, tier in enumerate(tiers):
+        if index and quantity <= lower:
             # No unit reaches this tier, so neither its units nor its flat price count.
             return cost
-        upper = quantity if tier.up_to is None else min(quantity, tier.up_to)
+        upper = quantity if tier.up_to is None or index == last else min(quantity, tier.up_to)
         units = EXACT.subtract(upper, lower)
         cost = exact_sum(cost, exact_sum(exact_product(units, tier.unit_price), tier.flat_price))
-        if tier.up_to is None:
+        if tier.up_to is None or index == last:
             return cost
         lower = tier.up_to
-    if quantity > lower:
-        raise ValueError(f"quantity {quantity} is above the last tier (up to {lower})")
     return cost
 
 
 def _volume(tiers: tuple[Tier, ...], quantity: Decimal) -> Decimal:
-    if not quantity:
-        return ZERO
-    for tier in tiers:
-        if tier.up_to is None or quantity <= tier.up_to:
-            return exact_sum(exact_product(quantity, tier.unit_price), tier.flat_price)
-    raise ValueError(f"quantity {quantity} is above the last tier")
+    # The first tier that holds the quantity, else the last (it goes on beyond its bound).
+    tier = next((t for t in tiers if t.up_to is None or quantity <= t.up_to), tiers[-1])
+    return exact_sum(exact_product(quantity, tier.unit_price), tier.flat_price)

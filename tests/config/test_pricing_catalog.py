@@ -284,7 +284,7 @@ def test_misspelt_price_key_hides_the_union_tag(tmp_path: Path) -> None:
     assert "prices.api_calls.unit_prize: unknown key 'unit_prize'" in message
     assert (
         "did you mean 'unit_price'? allowed keys: model, free_allowance, maximum, minimum, "
-        "unit_price" in message
+        "discount_percent, unit_price" in message
     )
     assert "per_unit.unit" not in message
 
@@ -499,6 +499,35 @@ PRICE_AT = "pricing.yaml: plans[0].versions[0].prices.api_calls"
         ('{ model: percentage, rate_percent: "2.5" }', PercentagePrice(Decimal("2.5"))),
         ("{ model: percentage, rate_percent: 0 }", PercentagePrice(Decimal(0))),
         ("{ model: percentage, rate_percent: 100 }", PercentagePrice(Decimal(100))),
+        # Above 100 is a markup.
+        ("{ model: percentage, rate_percent: 150 }", PercentagePrice(Decimal(150))),
+        (
+            '{ model: percentage, rate_percent: "1.2", fixed_fee_per_event: "0.10", '
+            'free_events: 3, free_amount: "500", min_fee_per_event: "0.2", '
+            'max_fee_per_event: "5" }',
+            PercentagePrice(
+                Decimal("1.2"),
+                fixed_fee=Decimal("0.10"),
+                free_events=3,
+                free_amount=Decimal(500),
+                min_fee=Decimal("0.2"),
+                max_fee=Decimal(5),
+            ),
+        ),
+        (
+            '{ model: package, package_size: 60, package_price: "4.5", round: down }',
+            PackagePrice(Decimal(60), Decimal("4.5"), round_down=True),
+        ),
+        (
+            '{ model: package, package_size: 60, package_price: "4.5", round: up }',
+            PackagePrice(Decimal(60), Decimal("4.5")),
+        ),
+        (
+            # Orb publishes bounded tier tables: usage beyond 1000 stays in the last tier.
+            '{ model: graduated, tiers: [{ up_to: 100, unit_price: "1" }, '
+            '{ up_to: 1000, unit_price: "0.5" }] }',
+            GraduatedPrice((Tier(Decimal(100), Decimal(1)), Tier(Decimal(1000), Decimal("0.5")))),
+        ),
         (
             '{ model: percentage, rate_percent: "0.0000000001" }',
             PercentagePrice(Decimal("1E-10")),
@@ -651,10 +680,49 @@ def test_float_version_fee_is_rejected(tmp_path: Path, keys: str, key: str) -> N
             "write the number of units in one package",
         ),
         (
-            '{ model: percentage, rate_percent: "100.5" }',
-            "rate_percent",
+            '{ model: per_unit, unit_price: "1", discount_percent: "100.5" }',
+            "discount_percent",
             "100.5 is more than 100",
             "write a percentage from 0 to 100",
+        ),
+        (
+            '{ model: per_unit, unit_price: "1", discount_percent: "12.34567" }',
+            "discount_percent",
+            "'12.34567' has more than 4 decimal places",
+            "round it to at most 4",
+        ),
+        (
+            '{ model: per_unit, unit_price: "0.0000000001", discount_percent: "12.5" }',
+            "unit_price",
+            "0.0000000001 has too many decimal places for discount_percent 12.5 (the "
+            "discounted amount would not be exact)",
+            "round unit_price to at most 9 decimal places, or use a discount with fewer",
+        ),
+        (
+            '{ model: percentage, rate_percent: "1", free_events: -1 }',
+            "free_events",
+            "-1 is not a whole number of events",
+            "write 0 or more, e.g. 3",
+        ),
+        (
+            '{ model: percentage, rate_percent: "1", min_fee_per_event: "2", '
+            'max_fee_per_event: "1" }',
+            "min_fee_per_event",
+            "2 is more than max_fee_per_event 1",
+            "lower min_fee_per_event to at most max_fee_per_event",
+        ),
+        (
+            '{ model: percentage, rate_percent: "1", fixed_fee_per_event: "0.3", '
+            'free_allowance: "500" }',
+            "free_allowance",
+            "a per-event percentage price takes its free amount as free_amount",
+            'write free_amount: "500" instead',
+        ),
+        (
+            '{ model: package, package_size: 10, package_price: "1", round: sideways }',
+            "round",
+            "Input should be 'up' or 'down' (got 'sideways')",
+            "correct the value",
         ),
         (
             '{ model: percentage, rate_percent: "-1" }',
@@ -706,6 +774,25 @@ def test_invalid_price_field(tmp_path: Path, text: str, field: str, problem: str
     assert f"{PRICE_AT}.{field}: {problem}; {fix}" in message
 
 
+def test_a_misspelt_required_key_is_matched_with_the_missing_one(tmp_path: Path) -> None:
+    text = '{ model: package, package_size: 100, package_amount: "5" }'
+
+    message = load_error(write(tmp_path, priced(text)))
+
+    # Not "package_size", the closest allowed key: that one is already there.
+    assert f"{PRICE_AT}.package_amount: unknown key 'package_amount'; did you mean " in message
+    assert "did you mean 'package_price'?" in message
+    assert f"{PRICE_AT}.package_price: this required key is missing; add it" in message
+
+
+def test_a_discount_loads(tmp_path: Path) -> None:
+    price = load_price(
+        tmp_path, '{ model: per_unit, unit_price: "0.01", discount_percent: "12.5" }'
+    )
+
+    assert price == MeterPrice(UnitPrice(Decimal("0.01")), discount_percent=Decimal("12.5"))
+
+
 def test_misspelt_tier_key(tmp_path: Path) -> None:
     text = '{ model: volume, tiers: [{ up_too: 10, unit_price: "1" }, { unit_price: "1" }] }'
 
@@ -721,13 +808,6 @@ def test_misspelt_tier_key(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("tiers", "lines"),
     [
-        (
-            "[{ up_to: 100, unit_price: '1' }]",
-            [
-                "tiers[0].up_to: the last tier must have no upper bound (usage above 100 would "
-                "have no price); leave up_to out of the last tier, or add a tier without it"
-            ],
-        ),
         (
             "[{ unit_price: '1' }, { up_to: 100, unit_price: '1' }, { unit_price: '1' }]",
             [
@@ -851,3 +931,14 @@ def test_negative_zero_loses_its_sign(tmp_path: Path) -> None:
     assert not price.model.unit_price.is_signed()
     assert price.maximum is not None
     assert not price.maximum.is_signed()
+
+
+def test_per_event_terms_need_a_sum_meter(tmp_path: Path, example_meters: MeterCatalog) -> None:
+    text = '{ model: percentage, rate_percent: "1", fixed_fee_per_event: "0.1" }'
+
+    message = load_error(write(tmp_path, priced(text)), example_meters)
+
+    assert (
+        f"{PRICE_AT}.model: per-event percentage terms need a SUM meter; 'api_calls' is COUNT; "
+        "price it on a meter that sums transaction amounts, or drop the per-event terms"
+    ) in message

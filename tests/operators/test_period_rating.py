@@ -14,6 +14,7 @@ from config.pricing import (
     GraduatedPrice,
     MeterPrice,
     PackagePrice,
+    PercentagePrice,
     Plan,
     PlanVersion,
     PricingCatalog,
@@ -39,6 +40,17 @@ PRICES = {
     ),
     "volume": MeterPrice(VolumePrice((Tier(D(20), D("1.0")), Tier(None, D("0.6"))))),
     "package": MeterPrice(PackagePrice(D(7), D("5")), maximum=D(40)),
+    # The models and terms of issue 15: zero-usage flat fees, a bounded last tier,
+    # packages rounded down, discounts, markups and free amounts.
+    "volume_flat": MeterPrice(VolumePrice((Tier(D(5), D("1.0"), D(3)), Tier(D(30), D("0.5"))))),
+    "graduated_bounded": MeterPrice(
+        GraduatedPrice((Tier(D(10), D("0.5"), D(4)), Tier(D(40), D("0.25"), D(1)))),
+        discount_percent=D("12.5"),
+    ),
+    "package_down": MeterPrice(PackagePrice(D(7), D("5"), round_down=True), discount_percent=D(10)),
+    "percentage": MeterPrice(PercentagePrice(D(150), free_amount=D(5)), maximum=D(300)),
+    # Streamed provisionally from the sum; still order independent.
+    "per_event": MeterPrice(PercentagePrice(D("2.5"), fixed_fee=D("0.3"), free_events=2)),
 }
 
 

@@ -61,7 +61,7 @@ def test_package_counts_started_packages(size: str, quantity: str, packages: int
 @pytest.mark.parametrize(
     ("quantity", "cost"),
     [
-        ("0", "0"),  # no unit reaches the first tier: not even its flat price
+        ("0", "10"),  # the first tier's flat price is due at zero usage (Lago, OpenMeter)
         ("0.000000001", "10.000000001"),
         ("1", "11"),
         ("100", "110"),  # the edge belongs to the first tier; the second is not reached
@@ -77,7 +77,7 @@ def test_graduated_prices_each_tier_separately(quantity: str, cost: str) -> None
 @pytest.mark.parametrize(
     ("quantity", "cost"),
     [
-        ("0", "0"),
+        ("0", "10"),  # zero usage falls in the first tier: its flat price is due
         ("1", "11"),
         ("100", "110"),  # exactly at up_to: still the first tier
         ("100.000000001", "70.0000000005"),
@@ -105,14 +105,66 @@ def test_percentage(rate: str, quantity: str, cost: str) -> None:
 
 
 @pytest.mark.parametrize("kind", [GraduatedPrice, VolumePrice])
-def test_tiers_without_an_unbounded_last_tier_refuse_quantities_above_it(
+def test_a_bounded_last_tier_prices_usage_beyond_it_at_its_own_prices(
     kind: type[GraduatedPrice | VolumePrice],
 ) -> None:
-    bounded = kind((Tier(D(10), D(1)),))  # the loader never builds this
+    bounded = kind((Tier(D(10), D(2)), Tier(D(20), D(1), D(5))))
+    open_ended = kind((Tier(D(10), D(2)), Tier(None, D(1), D(5))))
 
-    assert model_cost(bounded, D(10)) == D(10)
-    with pytest.raises(ValueError, match="above the last tier"):
-        model_cost(bounded, D("10.5"))
+    for quantity in (D(0), D(10), D(20), D(25), D(1000)):
+        assert model_cost(bounded, quantity) == model_cost(open_ended, quantity)
+    # Graduated: 10 x 2 + 15 x 1 + 5; volume: 25 x 1 + 5.
+    assert model_cost(bounded, D(25)) == (D(40) if kind is GraduatedPrice else D(30))
+
+
+def test_published_graduated_and_volume_examples() -> None:
+    # Lago "graduated": 1 per call for the first 100, 0.50 for the next 100, 0.10 above; 250 calls.
+    lago = GraduatedPrice((Tier(D(100), D(1)), Tier(D(200), D("0.5")), Tier(None, D("0.1"))))
+    assert model_cost(lago, D(250)) == D(155)
+    # Zuplo/OpenMeter-style tiers: 0.10 to 1,000, 0.05 to 10,000, 0.01 above; 15,000 units.
+    tiers = (Tier(D(1000), D("0.10")), Tier(D(10000), D("0.05")), Tier(None, D("0.01")))
+    assert model_cost(GraduatedPrice(tiers), D(15000)) == D(600)
+    assert model_cost(VolumePrice(tiers), D(15000)) == D(150)
+
+
+@pytest.mark.parametrize(
+    ("quantity", "up", "down"),
+    [
+        ("0", "0", "0"),
+        ("59", "4.5", "0"),
+        ("60", "4.5", "4.5"),
+        ("61", "9", "4.5"),
+        ("130", "13.5", "9"),
+    ],
+)
+def test_package_rounds_up_or_down(quantity: str, up: str, down: str) -> None:
+    # Stripe's transform_quantity: minutes reported, hours billed (divide_by 60, round up or down).
+    assert model_cost(PackagePrice(D(60), D("4.5")), D(quantity)) == D(up)
+    assert model_cost(PackagePrice(D(60), D("4.5"), round_down=True), D(quantity)) == D(down)
+
+
+def test_percentage_above_100_is_a_markup() -> None:
+    assert model_cost(PercentagePrice(D(150)), D(40)) == D(60)
+
+
+@pytest.mark.parametrize(
+    ("discount", "quantity", "cost"),
+    [("0", "200", "50"), ("10", "200", "45"), ("12.5", "200", "43.75"), ("100", "200", "0")],
+)
+def test_discount_comes_off_the_model_cost_before_the_cap(
+    discount: str, quantity: str, cost: str
+) -> None:
+    price = MeterPrice(UnitPrice(D("0.25")), maximum=D(48), discount_percent=D(discount))
+
+    # 200 units cost 50: capped at 48 without a discount, 45 after 10% off.
+    assert period_cost(price, D(quantity)) == min(D(cost), D(48))
+
+
+def test_zero_usage_still_gets_the_cap_and_discount() -> None:
+    price = MeterPrice(GRADUATED, maximum=D(5), discount_percent=D(20))
+
+    assert period_cost(price, D(0)) == D(5)
+    assert period_cost(MeterPrice(GRADUATED, discount_percent=D(20)), D(0)) == D(8)
 
 
 def test_negative_quantity_is_a_bug() -> None:
@@ -206,8 +258,8 @@ QUANTITIES = st.decimals(
 )
 SMALL_QUANTITIES = st.decimals(min_value=0, max_value=D(2_000_000), places=9, allow_nan=False)
 PRICES = st.decimals(min_value=0, max_value=D(1_000_000), places=12, allow_nan=False)
-# rate_percent has 10 places, so rate / 100 is a price with at most 12.
-RATES = st.decimals(min_value=0, max_value=D(100), places=10, allow_nan=False)
+# rate_percent has 10 places, so rate / 100 is a price with at most 12; above 100 a markup.
+RATES = st.decimals(min_value=0, max_value=D(1000), places=10, allow_nan=False)
 BOUNDS = st.decimals(min_value=D("0.000000001"), max_value=D(1_000_000), places=9, allow_nan=False)
 
 
@@ -242,8 +294,9 @@ def increment(tiers: tuple[Tier, ...], start: Decimal, more: Decimal) -> Fractio
         upper = high if tier.up_to is None else Fraction(tier.up_to)
         overlap = max(Fraction(0), min(high, upper) - max(low, lower))
         total += overlap * Fraction(tier.unit_price)
-        # A tier's flat price belongs to the unit that first reaches it.
-        if low <= lower < high:
+        # A tier's flat price belongs to the unit that first reaches it; the first
+        # tier's is due from zero usage, so no increment carries it.
+        if low <= lower < high and lower:
             total += Fraction(tier.flat_price)
     return total
 
@@ -266,7 +319,8 @@ def test_graduated_cost_is_the_sum_of_increments_over_any_split(
         step = Fraction(model_cost(model, after)) - Fraction(model_cost(model, used))
         assert step == increment(tiers, used, chunk)
         used = after
-    assert Fraction(model_cost(model, used)) == increment(tiers, D(0), used)
+    base = Fraction(tiers[0].flat_price)
+    assert Fraction(model_cost(model, used)) == base + increment(tiers, D(0), used)
 
 
 @given(tier_lists(), SMALL_QUANTITIES, SMALL_QUANTITIES)
@@ -287,7 +341,7 @@ def test_volume_prices_all_units_at_the_tier_of_the_total(
 
     cost = model_cost(VolumePrice(tiers), quantity)
 
-    assert Fraction(cost) == (expected if quantity else 0)
+    assert Fraction(cost) == expected
 
 
 @given(
@@ -326,10 +380,10 @@ def price_models(draw: st.DrawFn) -> PriceModel:
     size = st.decimals(min_value=D("0.000000001"), max_value=D(10**9), places=9, allow_nan=False)
     strategies: list[st.SearchStrategy[PriceModel]] = [
         st.builds(UnitPrice, PRICES),
-        st.builds(PackagePrice, size, PRICES),
+        st.builds(PackagePrice, size, PRICES, st.booleans()),
         st.builds(GraduatedPrice, tier_lists()),
         st.builds(VolumePrice, tier_lists()),
-        st.builds(PercentagePrice, RATES),
+        st.builds(PercentagePrice, RATES, free_amount=st.none() | QUANTITIES),
     ]
     return draw(st.one_of(strategies))
 
@@ -347,4 +401,5 @@ def test_every_cost_is_exact_within_21_decimal_places(
     assert capped >= 0
     assert maximum is None or capped <= maximum
     if quantity <= allowance:
-        assert capped == 0
+        # Within the allowance only what zero usage costs is due (a first tier's flat price).
+        assert capped == period_cost(MeterPrice(model, maximum=maximum), D(0))
