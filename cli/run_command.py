@@ -26,8 +26,11 @@ from cli.progress import Progress
 from cli.signals import report_stop, stop_on_signals
 from cli.summary import render_summary, summary_data
 from config.clock import SYSTEM_CLOCK, Clock
+from config.display import iso_utc
+from config.durations import format_duration_ms
 from config.errors import ConfigError
 from config.meter_catalog import load_meter_catalog
+from config.pricing import PricingCatalog
 from config.pricing_catalog import load_pricing_catalog
 from config.redaction import redact_url
 from config.settings import Settings
@@ -42,6 +45,7 @@ from dataflows.sources import Batch, JsonlFileSource, SyntheticSource
 from dataflows.stats import RunStats
 from operators.idempotency import IdempotencyStore
 from operators.period_usage import stored_periods
+from operators.periods import misaligned_periods
 from operators.shard import IncompatibleStateError
 from operators.synthetic import SyntheticSpec
 from operators.windowing import WindowConfig
@@ -75,6 +79,7 @@ def flow_spec(settings: Settings) -> FlowSpec:
     meters = load_meter_catalog(settings.catalogs.meters)
     pricing = load_pricing_catalog(settings.catalogs.pricing, meters)
     w = settings.window
+    check_window_fits_periods(pricing, w.size)
     return FlowSpec(
         meters=meters,
         pricing=pricing,
@@ -85,6 +90,20 @@ def flow_spec(settings: Settings) -> FlowSpec:
         max_event_bytes=settings.flow.max_event_bytes,
         max_future_skew_ms=w.max_future_skew,
         live_publish_interval_ms=settings.flow.live_publish_interval,
+    )
+
+
+def check_window_fits_periods(pricing: PricingCatalog, window_ms: int) -> None:
+    """Refuse a window size that would straddle some tenant's period start (ConfigError)."""
+    found = misaligned_periods(pricing, window_ms)
+    if found is None:
+        return
+    tenant = "tenants of default_plan" if found.tenant == "*" else f"tenant {found.tenant!r}"
+    raise ConfigError(
+        f"window.size: {format_duration_ms(window_ms)} windows do not line up with the "
+        f"billing periods of {tenant} (anchor day {found.anchor_day}, {found.timezone}): "
+        f"a period starts at {iso_utc(found.period_start_ms)[11:16]} UTC, inside a window; "
+        f"use a window size that divides {format_duration_ms(found.step_ms)}"
     )
 
 

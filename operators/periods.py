@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
-from config.pricing import Plan, PlanVersion, PricingCatalog
+from config.pricing import Plan, PlanVersion, PricingCatalog, Subscription
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -26,6 +27,52 @@ def billing_period(at_ms: int, anchor_day: int, timezone: str) -> tuple[int, int
     end_year, end_month = _add_months(year, month, 1)
     end = datetime(end_year, end_month, anchor_day, tzinfo=zone)
     return _ms(start), _ms(end)
+
+
+# Period starts checked for window alignment: a fixed span, so the check never depends on today.
+_CHECKED_YEARS = range(1970, 2100)
+
+
+@dataclass(frozen=True, slots=True)
+class Misalignment:
+    """A tenant whose period starts do not fall on window edges; ``step_ms`` is what fits."""
+
+    tenant: str
+    timezone: str
+    anchor_day: int
+    period_start_ms: int
+    step_ms: int
+
+
+def misaligned_periods(pricing: PricingCatalog, window_ms: int) -> Misalignment | None:
+    """The first subscription (by tenant) whose period starts fall inside a window, if any.
+
+    Windows are epoch-aligned tumbling windows of ``window_ms``; a window that
+    straddles a period start would be billed whole to one period, so the flow
+    refuses such a size. Tenants of ``default_plan`` are billed monthly from the
+    1st, UTC (checked as tenant "*").
+    """
+    subscriptions = sorted(pricing.subscriptions.items())
+    if pricing.default_plan is not None:
+        subscriptions.insert(0, ("*", Subscription(pricing.default_plan)))
+    for tenant, subscription in subscriptions:
+        step, first = _period_starts(subscription.anchor_day, subscription.timezone)
+        if step % window_ms:
+            start = next(ms for ms in first if ms % window_ms)
+            return Misalignment(tenant, subscription.timezone, subscription.anchor_day, start, step)
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _period_starts(anchor_day: int, timezone: str) -> tuple[int, tuple[int, ...]]:
+    """(gcd of every period start in the checked years, those starts)."""
+    zone = ZoneInfo(timezone)
+    starts = tuple(
+        _ms(datetime(year, month, anchor_day, tzinfo=zone))
+        for year in _CHECKED_YEARS
+        for month in range(1, 13)
+    )
+    return math.gcd(*starts), starts
 
 
 def _add_months(year: int, month: int, months: int) -> tuple[int, int]:

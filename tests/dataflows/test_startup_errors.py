@@ -237,3 +237,23 @@ def test_chdb_directory_held_by_another_process(
 ) -> None:
     result = meterwax(*argv, "--dsn", f"chdb://{held_chdb}", cwd=tmp_path)
     assert_one_line(result, "clickhouse.dsn", str(held_chdb), "in use by another process", "wait")
+
+
+def test_a_window_size_that_straddles_a_tenants_period_start(
+    tmp_path: Path, chdb_dir: Path
+) -> None:
+    pricing = tmp_path / "pricing.yaml"
+    pricing.write_text(
+        "plans:\n"
+        "  - id: p\n    currency: USD\n    versions:\n"
+        '      - { version: v1, effective_from: "2026-01-01T00:00:00Z", prices: {} }\n'
+        "subscriptions:\n"
+        "  - { tenant: zeta, plan: p, timezone: America/St_Johns }\n"
+    )
+    config = tmp_path / "settings.yaml"
+    config.write_text(f"window:\n  size: 1h\ncatalogs:\n  pricing: {pricing}\n")
+    result = meterwax(
+        *("run", "--config", str(config), "--dsn", f"chdb://{chdb_dir}", "--no-progress"),
+        cwd=tmp_path,
+    )
+    assert_one_line(result, "window.size", "tenant 'zeta'", "America/St_Johns", "divides 30m")

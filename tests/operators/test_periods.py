@@ -1,0 +1,65 @@
+"""Windows never straddle a tenant's period start: sizes that cannot line up are found."""
+
+from __future__ import annotations
+
+import pytest
+
+from config.pricing import Plan, PricingCatalog, Subscription
+from operators.periods import billing_period, misaligned_periods
+
+MINUTE = 60_000
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
+DEC_2026_ST_JOHNS_MS = 1_796_095_800_000  # 2026-12-01T03:30:00Z: 00:00 in St. John's
+
+
+def catalog(*subscriptions: tuple[str, str, int], default: bool = False) -> PricingCatalog:
+    return PricingCatalog(
+        plans={"p": Plan("p", "USD", ())},
+        subscriptions={t: Subscription("p", anchor, zone) for t, zone, anchor in subscriptions},
+        default_plan="p" if default else None,
+    )
+
+
+def test_the_issue_case_an_hour_window_straddles_st_johns_midnight() -> None:
+    # An event at 2026-12-01T03:45Z is December 1, 00:15 in St. John's (-03:30): an
+    # hour window from 03:00Z would bill it to November.
+    pricing = catalog(("acme", "UTC", 1), ("zeta", "America/St_Johns", 1))
+
+    found = misaligned_periods(pricing, HOUR)
+
+    assert found is not None
+    assert (found.tenant, found.timezone, found.anchor_day) == ("zeta", "America/St_Johns", 1)
+    assert found.period_start_ms % HOUR
+    assert found.step_ms == 30 * MINUTE
+    assert misaligned_periods(pricing, 30 * MINUTE) is None
+    start, _ = billing_period(DEC_2026_ST_JOHNS_MS + 15 * MINUTE, 1, "America/St_Johns")
+    assert start == DEC_2026_ST_JOHNS_MS
+
+
+@pytest.mark.parametrize(
+    ("zone", "anchor", "fits", "does_not_fit"),
+    [
+        ("UTC", 1, DAY, 2 * DAY),
+        ("UTC", 15, DAY, 7 * DAY),
+        ("Europe/Berlin", 15, HOUR, DAY),  # midnight is 23:00Z or 22:00Z
+        ("Asia/Kathmandu", 1, 15 * MINUTE, 30 * MINUTE),  # +05:45
+        ("Australia/Lord_Howe", 1, 30 * MINUTE, HOUR),  # +10:30, +11 in summer
+    ],
+)
+def test_window_sizes_that_fit_each_zone(
+    zone: str, anchor: int, fits: int, does_not_fit: int
+) -> None:
+    pricing = catalog(("t", zone, anchor))
+
+    assert misaligned_periods(pricing, fits) is None
+    assert misaligned_periods(pricing, MINUTE) is None
+    found = misaligned_periods(pricing, does_not_fit)
+    assert found is not None and found.tenant == "t"
+
+
+def test_default_plan_tenants_are_checked_as_utc_from_the_1st() -> None:
+    found = misaligned_periods(catalog(default=True), 7 * DAY)
+
+    assert found is not None
+    assert (found.tenant, found.timezone, found.step_ms) == ("*", "UTC", DAY)
