@@ -31,7 +31,7 @@ was rated with.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Context, Decimal
@@ -39,10 +39,10 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from config.meters import Aggregation
-from config.pricing import Plan, PlanVersion
+from config.pricing import MeterPrice, PercentagePrice, Plan, PlanVersion
 from operators.money import EXACT, ZERO, exact_sum
 from operators.periods import billing_period
-from operators.pricing import round_to_minor
+from operators.pricing import PricedEvent, events_cost, period_cost, round_to_minor
 from operators.timeparse import TimeFormatError, parse_rfc3339_ms
 
 # Window quantities of these meters add up to the period's usage; a period's
@@ -280,6 +280,15 @@ def estimate(
                 live=state,
             )
         )
+    version = invoice_version(plan, start_ms, end_ms)
+    for meter, price in sorted(version.prices.items() if version is not None else []):
+        zero = period_cost(price, ZERO)
+        if zero and meter not in amounts and meter not in live:
+            # The zero-usage fee is due whatever happens: final, and not extrapolated.
+            meters.append(
+                MeterEstimate(meter, plan.currency, ZERO, zero, ZERO, zero, zero, LiveState.MISSING)
+            )
+    meters.sort(key=lambda m: m.meter)
     return Estimate(tenant, plan.id, plan.currency, start_ms, end_ms, now_ms, tuple(meters))
 
 
@@ -315,6 +324,7 @@ def invoice(
     *,
     usage: Iterable[SegmentUsage],
     aggregations: Mapping[str, Aggregation],
+    events: Mapping[str, Sequence[PricedEvent]] | None = None,
 ) -> Invoice:
     """The dry-run invoice of ``period`` for ``tenant`` on ``plan`` (see ``invoice_lines``)."""
     start_ms, end_ms = period
@@ -326,7 +336,7 @@ def invoice(
         period_start_ms=start_ms,
         period_end_ms=end_ms,
         price_version=None if version is None else version.version,
-        lines=tuple(invoice_lines(plan, version, usage, aggregations)),
+        lines=tuple(invoice_lines(plan, version, usage, aggregations, events or {})),
     )
 
 
@@ -335,10 +345,15 @@ def invoice_lines(
     version: PlanVersion | None,
     usage: Iterable[SegmentUsage],
     aggregations: Mapping[str, Aggregation],
+    events: Mapping[str, Sequence[PricedEvent]],
 ) -> list[InvoiceLine]:
     """Invoice lines, in order, each rounded to the plan currency's minor unit.
 
-    1. usage: one line per meter, plan and price version, from the window amounts;
+    1. usage: one line per meter, plan and price version, from the window amounts
+       (per-event prices: from ``events``, the meter's events of the period, each
+       under the version in force at its time); then, for every meter ``version``
+       prices that has no usage line, what zero usage costs (a first tier's flat
+       price) when that is not zero;
     2. minimum: per meter whose ``version`` price has a minimum above the meter's
        rounded usage lines (meters without usage included), the difference;
     3. fixed fee of ``version``, when it is not zero;
@@ -359,9 +374,15 @@ def invoice_lines(
             exact_sum(amount, segment.amount),
         )
     lines: list[InvoiceLine] = []
-    for (meter, plan_id, price_version), (quantity, amount) in sorted(
+    for (meter, plan_id, price_version), (quantity, streamed) in sorted(
         segments.items(), key=lambda item: (item[0][0], order.get(item[0][2], -1), item[0])
     ):
+        amount = streamed
+        priced = plan.version_named(price_version) if plan_id == plan.id else None
+        price = None if priced is None else priced.prices.get(meter)
+        if price is not None and meter in events and _per_event(price):
+            mine = [e for e in events[meter] if _version_name(plan, e.time_ms) == price_version]
+            amount = events_cost(price, mine)
         lines.append(
             InvoiceLine(
                 kind=LineKind.USAGE,
@@ -375,6 +396,11 @@ def invoice_lines(
         )
     if version is None:
         return lines
+    for meter, price in sorted(version.prices.items()):
+        zero = period_cost(price, ZERO)
+        if zero and not any(key[0] == meter for key in segments):
+            # A subscribed meter without usage still owes its zero-usage fee.
+            lines.append(_plan_line(LineKind.USAGE, meter, plan, version, zero, quantity=ZERO))
     for meter, price in sorted(version.prices.items()):
         if price.minimum is None:
             continue
@@ -392,15 +418,30 @@ def invoice_lines(
     return lines
 
 
+def _per_event(price: MeterPrice) -> bool:
+    return isinstance(price.model, PercentagePrice) and price.model.per_event
+
+
+def _version_name(plan: Plan, at_ms: int) -> str:
+    version = plan.version_at(at_ms)
+    return "" if version is None else version.version
+
+
 def _plan_line(
-    kind: LineKind, meter: str | None, plan: Plan, version: PlanVersion, amount: Decimal
+    kind: LineKind,
+    meter: str | None,
+    plan: Plan,
+    version: PlanVersion,
+    amount: Decimal,
+    *,
+    quantity: Decimal | None = None,
 ) -> InvoiceLine:
     return InvoiceLine(
         kind=kind,
         meter=meter,
         plan_id=plan.id,
         price_version=version.version,
-        quantity=None,
+        quantity=quantity,
         amount=amount,
         rounded=round_to_minor(amount, plan.currency),
     )

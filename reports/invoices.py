@@ -1,7 +1,9 @@
 """Dry-run invoices of a tenant's billing period.
 
-Usage lines come from the rated windows in ClickHouse; minimums, the fixed fee
-and the minimum commitment from the pricing catalog. Lines are rounded
+Usage lines come from the rated windows in ClickHouse, except for per-event
+percentage prices, which are priced exactly from the period's events in the
+event log (the streamed window amounts are provisional); minimums, the fixed
+fee and the minimum commitment from the pricing catalog. Lines are rounded
 half-even to the currency's minor unit and the total is their sum (see
 ``operators.estimates``). Nothing is written: this shows what an invoice would
 say, it does not issue one.
@@ -27,6 +29,7 @@ def build_invoice(reports: UsageReports, tenant: str, period: str, now_ms: int) 
         bounds,
         usage=reports.closed_usage(tenant, bounds),
         aggregations=reports.aggregations,
+        events=reports.per_event_usage(tenant, plan, bounds),
     )
 
 

@@ -22,7 +22,7 @@ from config.display import iso_utc as iso
 from config.errors import ConfigError
 from config.meter_catalog import load_meter_catalog
 from config.meters import Aggregation
-from config.pricing import Plan, PricingCatalog
+from config.pricing import PercentagePrice, Plan, PricingCatalog
 from config.pricing_catalog import load_pricing_catalog
 from config.redaction import redact_url
 from config.settings import Settings
@@ -33,8 +33,9 @@ from operators.estimates import (
     estimate,
     resolve_period,
 )
+from operators.pricing import PricedEvent
 from sinks.clickhouse import SinkError, connect, redact_dsn
-from sinks.clickhouse_reports import segment_usage
+from sinks.clickhouse_reports import priced_events, segment_usage
 from sinks.redis_client import redis_from_url
 from sinks.redis_live_usage import read_live_usage
 
@@ -118,6 +119,35 @@ class UsageReports:
                 )
         except (ClickHouseError, OSError) as exc:
             message = f"cannot read usage from ClickHouse: {_first_line(exc)}"
+            raise SourceUnavailable(message) from None
+
+    def per_event_usage(
+        self, tenant: str, plan: Plan, period: tuple[int, int]
+    ) -> dict[str, list[PricedEvent]]:
+        """The period's events of every meter a version of ``plan`` prices per event."""
+        meters = sorted(
+            {
+                slug
+                for version in plan.versions
+                for slug, price in version.prices.items()
+                if isinstance(price.model, PercentagePrice) and price.model.per_event
+            }
+        )
+        try:
+            with self._lock:
+                return {
+                    meter: priced_events(
+                        self.clickhouse,
+                        self.database,
+                        tenant=tenant,
+                        meter=meter,
+                        start_ms=period[0],
+                        end_ms=period[1],
+                    )
+                    for meter in meters
+                }
+        except (ClickHouseError, OSError) as exc:
+            message = f"cannot read events from ClickHouse: {_first_line(exc)}"
             raise SourceUnavailable(message) from None
 
     def live_usage(self, tenant: str, period_start_ms: int) -> dict[str, LiveReading]:

@@ -8,6 +8,7 @@ from clickhouse_connect.driver.client import Client
 
 from operators.estimates import SegmentUsage
 from operators.period_usage import WindowTotal
+from operators.pricing import PricedEvent
 from sinks.clickhouse_schema import quote_database
 
 # window_usage holds each window's value (every flow incarnation's latest revision,
@@ -38,6 +39,34 @@ SELECT
 FROM {db}.window_contributions AS c
 GROUP BY c.tenant, c.meter, c.plan_id, c.price_version, c.currency, c.window_start
 """
+
+
+# The event log of one meter over a range: one row per event (replayed copies of
+# an event share its source and id).
+_EVENTS = """
+SELECT toUnixTimestamp64Milli(event_time), source, id, any(quantity)
+FROM {db}.accepted_events
+WHERE tenant = {{tenant:String}}
+  AND meter = {{meter:String}}
+  AND event_time >= fromUnixTimestamp64Milli({{start:Int64}})
+  AND event_time < fromUnixTimestamp64Milli({{end:Int64}})
+GROUP BY event_time, source, id
+"""
+
+
+def priced_events(
+    client: Client, database: str, *, tenant: str, meter: str, start_ms: int, end_ms: int
+) -> list[PricedEvent]:
+    """``tenant``'s events of ``meter`` in [start_ms, end_ms), keyed by (source, id)."""
+    result = client.query(
+        _EVENTS.format(db=quote_database(database)),
+        parameters={"tenant": tenant, "meter": meter, "start": start_ms, "end": end_ms},
+    )
+    return [
+        # NUL sorts first, so the key orders by source, then id.
+        PricedEvent(int(row[0]), f"{row[1]}\x00{row[2]}", Decimal(row[3]))
+        for row in result.result_rows
+    ]
 
 
 def segment_usage(

@@ -15,7 +15,7 @@ from clickhouse_connect.driver.client import Client
 
 from cli.main import main
 from config.clock import FixedClock
-from operators.model import RatedWindow, WindowKind
+from operators.model import Event, Measure, RatedWindow, RawMessage, WindowKind
 from sinks.clickhouse import ClickHouseWriter
 from sinks.local_services import free_port
 from sinks.redis_keys import live_index_key, live_usage_key
@@ -60,7 +60,25 @@ plans:
         fixed_fee: "1000.5"
         prices:
           tokens: { model: per_unit, unit_price: "0.0025" }
+  - id: fees
+    currency: USD
+    versions:
+      - version: f1
+        effective_from: "2026-01-01T00:00:00Z"
+        prices:
+          # Lago's percentage example: 1.2% + 0.10 a payment; the first 3 or $500 free.
+          tokens:
+            model: percentage
+            rate_percent: "1.2"
+            fixed_fee_per_event: "0.10"
+            free_events: 3
+            free_amount: "500"
+          # A first-tier fee due at zero usage.
+          peak_gb:
+            model: graduated
+            tiers: [{ up_to: "10", unit_price: "0", flat_price: "3" }, { unit_price: "0.5" }]
 subscriptions:
+  - { tenant: payco, plan: fees }
   - { tenant: acme, plan: metered }
   - { tenant: globex, plan: metered }
   - { tenant: kaisha, plan: yen }
@@ -452,3 +470,41 @@ def test_read_live_usage_skips_expired_counters(
     assert (found["tokens"].quantity, found["tokens"].amount) == (D("12.5"), D("1E-21"))
     assert (found["tokens"].period_end_ms, found["tokens"].currency) == (DEC_2026_MS, "USD")
     assert read_live_usage(live_client, prefix, "a", NOV_2026_MS) == {}
+
+
+def test_invoice_prices_per_event_charges_from_the_event_log_and_shows_zero_usage_fees(
+    capsys: pytest.CaptureFixture[str],
+    ch_client: Client,
+    chdb_dsn: str,
+    ch_database: str,
+    catalogs: list[str],
+) -> None:
+    writer = ClickHouseWriter(ch_client, ch_database)
+
+    def payment(n: int, amount: str) -> Event:
+        raw = RawMessage(b"{}", "test", 0, n)
+        measure = Measure("tokens", D(amount), ())
+        return Event("payco", "shop", f"p{n}", "payment", NOV_2026_MS + n * 1000, (measure,), raw)
+
+    payments = [payment(1, "200"), payment(2, "100"), payment(3, "100"), payment(4, "50")]
+    # Arrival order and a replayed batch must not matter: the event time orders them.
+    writer.write_events(
+        [(payments[::-1], NOV_2026_MS), (payments[:2], NOV_2026_MS)], {"tokens": "SUM"}
+    )
+    # The window streamed the provisional 1.2% of the sum.
+    writer.write_windows(
+        [window("payco", "tokens", NOV_2026_MS, "450", "5.4", version="f1", plan="fees")]
+    )
+
+    result = run_json(
+        capsys,
+        *("invoice", "--tenant", "payco", "--period", "2026-11"),
+        *("--dsn", chdb_dsn, "--database", ch_database),
+        *catalogs,
+    )
+
+    assert [
+        (line["kind"], line["meter"], line["quantity"], line["amount_rounded"])
+        for line in result["lines"]
+    ] == [("usage", "tokens", "450", "0.70"), ("usage", "peak_gb", "0", "3.00")]
+    assert result["total"] == "3.70"

@@ -9,7 +9,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from config.meters import Aggregation
-from config.pricing import MeterPrice, Plan, PlanVersion, UnitPrice
+from config.pricing import (
+    GraduatedPrice,
+    MeterPrice,
+    PercentagePrice,
+    Plan,
+    PlanVersion,
+    Tier,
+    UnitPrice,
+)
 from operators.estimates import (
     CurrencyMismatchError,
     Invoice,
@@ -24,6 +32,7 @@ from operators.estimates import (
     resolve_period,
 )
 from operators.periods import billing_period
+from operators.pricing import PricedEvent
 
 D = Decimal
 NOV_2026_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z
@@ -438,3 +447,70 @@ def test_rounded_lines_add_up_and_never_fall_short(
     tokens = sum((line.rounded for line in bill.lines if line.meter == "tokens"), D(0))
     assert tokens >= round(minimum, places)
     assert bill.total >= round(commitment, places)
+
+
+def _tiered_and_per_event_plan() -> Plan:
+    """storage_gb: graduated with a 5.00 first-tier fee; payments: Lago's percentage example."""
+    prices = {
+        "storage_gb": MeterPrice(
+            GraduatedPrice((Tier(D(100), D("0.02"), D(5)), Tier(None, D("0.01")))),
+            minimum=D(6),
+        ),
+        "payments": MeterPrice(
+            PercentagePrice(D("1.2"), fixed_fee=D("0.10"), free_events=3, free_amount=D(500))
+        ),
+    }
+    return Plan("p", "USD", (PlanVersion("v1", 0, prices),))
+
+
+def test_invoice_shows_the_zero_usage_fee_of_a_meter_without_usage() -> None:
+    bill = invoice("acme", _tiered_and_per_event_plan(), NOVEMBER, usage=[], aggregations={})
+
+    lines = [(line.kind, line.meter, line.quantity, line.rounded) for line in bill.lines]
+    # No events at all: storage_gb's first tier fee is due (Lago, OpenMeter), and the
+    # minimum tops it up to 6; payments cost nothing at zero usage.
+    assert lines == [
+        (LineKind.USAGE, "storage_gb", D(0), D("5.00")),
+        (LineKind.MINIMUM, "storage_gb", None, D("1.00")),
+    ]
+    assert bill.total == D("6.00")
+
+
+def test_invoice_prices_per_event_charges_from_the_events_not_the_windows() -> None:
+    # The windows streamed 1.2% of the sum (450 x 1.2% = 5.40): provisional.
+    usage = [SegmentUsage("payments", "v1", "p", "USD", D(450), D("5.40"))]
+    arrived = [  # out of order, with a replayed copy
+        PricedEvent(NOV_2026_MS + 4, "s\x00d", D(50)),
+        PricedEvent(NOV_2026_MS + 1, "s\x00a", D(200)),
+        PricedEvent(NOV_2026_MS + 3, "s\x00c", D(100)),
+        PricedEvent(NOV_2026_MS + 2, "s\x00b", D(100)),
+        PricedEvent(NOV_2026_MS + 4, "s\x00d", D(50)),
+    ]
+
+    bill = invoice(
+        "acme",
+        _tiered_and_per_event_plan(),
+        NOVEMBER,
+        usage=usage,
+        aggregations={"payments": Aggregation.SUM},
+        events={"payments": arrived},
+    )
+
+    payments = next(line for line in bill.lines if line.meter == "payments")
+    assert (payments.quantity, payments.amount) == (D(450), D("0.70"))
+
+
+def test_estimate_shows_the_zero_usage_fee() -> None:
+    report = estimate(
+        "acme",
+        _tiered_and_per_event_plan(),
+        NOVEMBER,
+        now_ms=NOV_2026_MS + LENGTH // 2,
+        final=[],
+        live={},
+        aggregations={},
+    )
+
+    assert [(m.meter, m.quantity, m.total, m.projection) for m in report.meters] == [
+        ("storage_gb", D(0), D(5), D(5))
+    ]
