@@ -14,7 +14,6 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import assert_never
 
-from config.clock import Clock
 from config.display import decimal_text as _plain
 from config.display import iso_utc as _iso
 from config.errors import ConfigError
@@ -44,8 +43,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="price one meter's usage over a billing period with a plan",
         description="Prints the period amount for --quantity units of --meter under the "
         "plan version in force at --at: at full precision and rounded (half-even) to the "
-        "currency's minor unit. Free allowance and cap apply; a meter's minimum, the "
-        "fixed fee and the minimum commitment are invoice rules and are not included.",
+        "currency's minor unit, then the invoice a period with only this usage would get "
+        "(the meter's minimum, the fixed fee and the minimum commitment included). The plan "
+        "is --plan, the plan of --tenant, or the catalog's default_plan.",
     )
     parser.add_argument(
         "--catalog",
@@ -53,12 +53,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default=EXAMPLE_PRICING_CATALOG,
         help="pricing catalog YAML (default: the bundled example)",
     )
-    parser.add_argument("--plan", required=True, help="plan id")
+    parser.add_argument(
+        "--meters", type=Path, help="meter catalog YAML: check the slugs against it"
+    )
+    parser.add_argument("--plan", help="plan id (default: the plan of --tenant, or default_plan)")
+    parser.add_argument("--tenant", help="quote with this tenant's plan (subscription or default)")
     parser.add_argument("--meter", required=True, help="meter slug")
     parser.add_argument("--quantity", required=True, help="usage in the period, e.g. 1500000")
     parser.add_argument(
         "--at",
-        help="when: RFC 3339 with an offset, or YYYY-MM-DD (00:00 UTC); default now",
+        help="when: RFC 3339 with an offset, or YYYY-MM-DD (00:00 UTC); default: when the "
+        "plan's newest version took effect (the same quote whenever it is run)",
     )
     parser.add_argument("--json", action="store_true", help="print the quote as JSON")
 
@@ -68,10 +73,12 @@ def main(args: argparse.Namespace) -> int:
     try:
         quote = build_quote(
             args.catalog,
-            args.plan,
             args.meter,
             _quantity(args.quantity),
-            _at_ms(args.at, args.clock),
+            plan_id=args.plan,
+            tenant=args.tenant,
+            at_ms=_at_ms(args.at),
+            meters=args.meters,
         )
     except ConfigError as exc:
         print(f"meterwax quote: configuration error:\n{exc}", file=sys.stderr)
@@ -104,9 +111,9 @@ def _quantity(text: str) -> Decimal:
     return quantity.copy_abs()
 
 
-def _at_ms(text: str | None, clock: Clock) -> int:
+def _at_ms(text: str | None) -> int | None:
     if text is None:
-        return clock.now_ms()
+        return None
     if _DATE.fullmatch(text):
         try:
             day = date.fromisoformat(text)
@@ -124,14 +131,19 @@ def _render(quote: Quote) -> str:
     currency = quote.plan.currency
     price = quote.price
     version = quote.version
+    at = f"at {_iso(quote.at_ms)}"
+    if quote.at_default:
+        at += " (no --at: when the newest version took effect)"
     lines = [
-        f"plan {quote.plan.id} ({currency}), version {version.version} "
-        f"(from {_iso(version.effective_from_ms)}), at {_iso(quote.at_ms)}",
+        f"plan {quote.plan.id} ({currency}, {quote.plan_from}), version {version.version} "
+        f"(from {_iso(version.effective_from_ms)}), {at}",
         f"meter {quote.meter}: {_describe(price.model)}",
         *(f"  {line}" for line in _tier_lines(price.model)),
         f"  free allowance  {_plain(price.free_allowance)} units per period",
         f"  cap             {'none' if price.maximum is None else _plain(price.maximum)}",
     ]
+    if price.discount_percent:
+        lines.append(f"  discount        {_plain(price.discount_percent)}%")
     if price.minimum is not None:
         lines.append(f"  minimum         {_plain(price.minimum)} (applied on the invoice)")
     lines += [
@@ -140,13 +152,21 @@ def _render(quote: Quote) -> str:
         f"rounded           {_plain(quote.rounded)} {currency}"
         f" ({minor_units(currency)} decimal places, half-even)",
     ]
-    extras = []
-    if version.fixed_fee:
-        extras.append(f"fixed fee {_plain(version.fixed_fee)}")
-    if version.minimum_commitment is not None:
-        extras.append(f"minimum commitment {_plain(version.minimum_commitment)}")
-    if extras:
-        lines.append(f"not included: {', '.join(extras)} {currency} per period (plan-wide)")
+    if quote.zero_usage_fee:
+        lines.append(
+            f"  zero usage costs {_plain(quote.zero_usage_fee)} {currency}: the first tier's "
+            "flat price is due even without usage (as Lago and OpenMeter charge it)"
+        )
+    if quote.per_event:
+        lines.append(
+            "  per-event terms: the quantity is priced as one event; invoices price each "
+            "event of the period in (time, idempotency key) order"
+        )
+    lines.append("invoice of a period with only this usage:")
+    for line in quote.lines:
+        label = line.kind.value.replace("_", " ")
+        lines.append(f"  {label:<20}{line.meter or '':<16}{_plain(line.rounded):>14} {currency}")
+    lines.append(f"  {'total':<36}{_plain(quote.total):>14} {currency}")
     return "\n".join(lines)
 
 

@@ -67,12 +67,12 @@ def events_cost(price: MeterPrice, events: Iterable[PricedEvent]) -> Decimal:
 
     Events are taken in the order (time, idempotency key), whatever order they
     come in, and an event repeated (same key) counts once, so replays, late
-    events and worker counts give the same amount. Other models price the
+    events and worker counts give the same amount. Prices without per-event terms price the
     events' sum (``period_cost``).
     """
     unique = sorted({event.key: event for event in events}.values(), key=_event_order)
     model = price.model
-    if not isinstance(model, PercentagePrice):
+    if not (isinstance(model, PercentagePrice) and model.per_event):
         total = ZERO
         for event in unique:
             total = exact_sum(total, event.value)

@@ -12,6 +12,7 @@ import pytest
 
 from cli import quote_command
 from config.clock import SYSTEM_CLOCK, Clock, FixedClock
+from config.meter_catalog import EXAMPLE_METER_CATALOG
 
 JPY_CATALOG = """\
 plans:
@@ -79,13 +80,17 @@ def test_graduated_text_output(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert code == 0
     # 10M x 0.0000012 + 90M x 0.000001 + 50M x 0.0000008 = 12 + 90 + 40
-    assert "plan pro (USD), version 2026-11 (from 2026-11-01T00:00:00Z)" in out
+    assert "plan pro (USD, --plan), version 2026-11 (from 2026-11-01T00:00:00Z)" in out
     assert "meter tokens: graduated" in out
     assert "up to 10000000        0.0000012 per unit" in out
     assert "above 100000000       0.0000008 per unit" in out
     assert "amount            142.0000000 USD" in out
     assert "rounded           142.00 USD (2 decimal places, half-even)" in out
-    assert "not included: fixed fee 49, minimum commitment 100 USD per period" in out
+    # The invoice of a period with only this usage: the fixed fee is on it, and the
+    # total (191) is above the minimum commitment (100).
+    assert "  usage               tokens                  142.00 USD" in out
+    assert "  fixed fee                                    49.00 USD" in out
+    assert "  total                                       191.00 USD" in out
 
 
 @pytest.mark.parametrize(
@@ -184,19 +189,131 @@ def test_version_in_force_at(capsys: pytest.CaptureFixture[str], at: str, versio
     assert result["version"] == version
 
 
-@pytest.mark.parametrize(
-    ("now_ms", "at", "version"),
-    [
-        (1_780_272_000_000, "2026-06-01T00:00:00Z", "2026-01"),
-        (1_796_083_200_000, "2026-12-01T00:00:00Z", "2026-11"),
-    ],
-)
-def test_without_at_quotes_the_version_in_force_now(
-    capsys: pytest.CaptureFixture[str], now_ms: int, at: str, version: str
+@pytest.mark.parametrize("now_ms", [1_780_272_000_000, 1_796_083_200_000, 4_102_444_800_000])
+def test_without_at_quotes_when_the_newest_version_took_effect_whatever_the_time(
+    capsys: pytest.CaptureFixture[str], now_ms: int
 ) -> None:
     result = quote_json(capsys, "--plan pro --meter tokens --quantity 1", FixedClock(now_ms))
 
-    assert (result["version"], result["at"]) == (version, at)
+    assert (result["version"], result["at"], result["at_default"]) == (
+        "2026-11",
+        "2026-11-01T00:00:00Z",
+        True,
+    )
+
+
+def test_tenant_takes_the_plan_from_its_subscription_or_the_default_plan(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    acme = quote_json(capsys, "--tenant acme --meter tokens --quantity 1 --at 2026-11-20")
+    stranger = quote_json(capsys, "--tenant stranger --meter tokens --quantity 1 --at 2026-11-20")
+    neither = quote_json(capsys, "--meter tokens --quantity 1 --at 2026-11-20")
+
+    assert (acme["plan"], acme["plan_from"]) == ("pro", "subscription of 'acme'")
+    assert (stranger["plan"], stranger["plan_from"]) == ("starter", "default_plan")
+    assert (neither["plan"], neither["plan_from"]) == ("starter", "default_plan")
+
+
+def test_plan_and_tenant_together_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    err = failure(capsys, "--plan pro --tenant acme --meter tokens --quantity 1")
+
+    assert "give --plan or --tenant, not both" in err
+
+
+def test_without_plan_tenant_or_default_plan(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    catalog = tmp_path / "pricing.yaml"
+    catalog.write_text(JPY_CATALOG)
+
+    err = failure(capsys, f"--catalog {catalog} --meter sales_yen --quantity 1")
+    unknown = failure(capsys, f"--catalog {catalog} --tenant acme --meter sales_yen --quantity 1")
+
+    assert f"meterwax quote: give --plan or --tenant ({catalog} names no default_plan)" in err
+    assert "plans: marketplace" in err
+    assert f"--tenant: 'acme' has no subscription in {catalog}, which names no default_plan" in (
+        unknown
+    )
+
+
+def test_meters_catalog_checks_the_slug(capsys: pytest.CaptureFixture[str]) -> None:
+    meters = EXAMPLE_METER_CATALOG
+    err = failure(capsys, f"--meters {meters} --plan pro --meter token --quantity 1")
+
+    assert f"--meter: 'token' is not a meter in {meters}; use one of: active_users" in err
+
+
+def test_minimum_fixed_fee_and_commitment_are_in_the_breakdown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    catalog = tmp_path / "pricing.yaml"
+    catalog.write_text(
+        JPY_CATALOG.replace(
+            'effective_from: "2026-01-01T00:00:00Z"',
+            'effective_from: "2026-01-01T00:00:00Z"\n'
+            '        fixed_fee: "100"\n        minimum_commitment: "500"',
+        ).replace('rate_percent: "2.5" }', 'rate_percent: "2.5", minimum: "300" }')
+    )
+
+    result = quote_json(
+        capsys,
+        f"--catalog {catalog} --plan marketplace --meter sales_yen --quantity 1000 --at 2026-02-01",
+    )
+
+    # 2.5% of 1000 = 25, raised to the 300 minimum; + 100 fixed; 400 raised to 500.
+    assert [(line["kind"], line["amount_rounded"]) for line in result["invoice"]["lines"]] == [
+        ("usage", "25"),
+        ("minimum", "275"),
+        ("fixed_fee", "100"),
+        ("minimum_commitment", "100"),
+    ]
+    assert result["invoice"]["total"] == "500"
+
+
+def test_zero_usage_fee_is_explained(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    catalog = tmp_path / "pricing.yaml"
+    catalog.write_text(
+        JPY_CATALOG.replace(
+            '{ model: percentage, rate_percent: "2.5" }',
+            '{ model: graduated, tiers: [{ up_to: "100", unit_price: "0", flat_price: "500" }, '
+            '{ unit_price: "3" }] }',
+        )
+    )
+
+    code = quote(
+        f"--catalog {catalog} --plan marketplace --meter sales_yen --quantity 0 --at 2026-02-01"
+    )
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "amount            500 JPY" in out
+    assert (
+        "  zero usage costs 500 JPY: the first tier's flat price is due even without usage "
+        "(as Lago and OpenMeter charge it)" in out
+    )
+
+
+def test_per_event_terms_are_priced_as_one_event(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    catalog = tmp_path / "pricing.yaml"
+    catalog.write_text(
+        JPY_CATALOG.replace(
+            '{ model: percentage, rate_percent: "2.5" }',
+            '{ model: percentage, rate_percent: "2.5", fixed_fee_per_event: "30", '
+            'max_fee_per_event: "100" }',
+        )
+    )
+
+    result = quote_json(
+        capsys,
+        f"--catalog {catalog} --plan marketplace --meter sales_yen --quantity 10000 "
+        "--at 2026-02-01",
+    )
+
+    # One event of 10000: 250 + 30, capped at 100 per event.
+    assert (result["amount"], result["per_event"]) == ("100", True)
+    assert result["price"]["fixed_fee_per_event"] == "30"
 
 
 def test_unknown_plan_lists_the_plans(capsys: pytest.CaptureFixture[str]) -> None:
