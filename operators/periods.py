@@ -29,8 +29,10 @@ def billing_period(at_ms: int, anchor_day: int, timezone: str) -> tuple[int, int
     return _ms(start), _ms(end)
 
 
-# Period starts checked for window alignment: a fixed span, so the check never depends on today.
-_CHECKED_YEARS = range(1970, 2100)
+# Period starts are checked for window alignment from the year the tenant's plan
+# starts (older zone rules, such as Monrovia's -00:44:30 until 1972, never bill)
+# to this year: a span fixed by the catalog, never by today's date.
+_LAST_CHECKED_YEAR = 2099
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,7 @@ class Misalignment:
 def misaligned_periods(pricing: PricingCatalog, window_ms: int) -> Misalignment | None:
     """The first subscription (by tenant) whose period starts fall inside a window, if any.
 
+    Period starts are checked from the year before the plan's first version.
     Windows are epoch-aligned tumbling windows of ``window_ms``; a window that
     straddles a period start would be billed whole to one period, so the flow
     refuses such a size. Tenants of ``default_plan`` are billed monthly from the
@@ -56,7 +59,9 @@ def misaligned_periods(pricing: PricingCatalog, window_ms: int) -> Misalignment 
     if pricing.default_plan is not None:
         subscriptions.insert(0, ("*", Subscription(pricing.default_plan)))
     for tenant, subscription in subscriptions:
-        step, first = _period_starts(subscription.anchor_day, subscription.timezone)
+        versions = pricing.plans[subscription.plan].versions
+        since = datetime.fromtimestamp(versions[0].effective_from_ms / 1000, UTC).year - 1
+        step, first = _period_starts(subscription.anchor_day, subscription.timezone, since)
         if step % window_ms:
             start = next(ms for ms in first if ms % window_ms)
             return Misalignment(tenant, subscription.timezone, subscription.anchor_day, start, step)
@@ -64,12 +69,12 @@ def misaligned_periods(pricing: PricingCatalog, window_ms: int) -> Misalignment 
 
 
 @functools.lru_cache(maxsize=1024)
-def _period_starts(anchor_day: int, timezone: str) -> tuple[int, tuple[int, ...]]:
-    """(gcd of every period start in the checked years, those starts)."""
+def _period_starts(anchor_day: int, timezone: str, since: int) -> tuple[int, tuple[int, ...]]:
+    """(gcd of every period start from ``since`` to the last checked year, those starts)."""
     zone = ZoneInfo(timezone)
     starts = tuple(
         _ms(datetime(year, month, anchor_day, tzinfo=zone))
-        for year in _CHECKED_YEARS
+        for year in range(max(since, 1970), _LAST_CHECKED_YEAR + 1)
         for month in range(1, 13)
     )
     return math.gcd(*starts), starts

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from config.pricing import Plan, PricingCatalog, Subscription
+from config.pricing import Plan, PlanVersion, PricingCatalog, Subscription
 from operators.periods import billing_period, misaligned_periods
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
 DAY = 24 * HOUR
 DEC_2026_ST_JOHNS_MS = 1_796_095_800_000  # 2026-12-01T03:30:00Z: 00:00 in St. John's
+JAN_2026_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
-def catalog(*subscriptions: tuple[str, str, int], default: bool = False) -> PricingCatalog:
+def catalog(
+    *subscriptions: tuple[str, str, int], default: bool = False, since_ms: int = JAN_2026_MS
+) -> PricingCatalog:
     return PricingCatalog(
-        plans={"p": Plan("p", "USD", ())},
+        plans={"p": Plan("p", "USD", (PlanVersion("v1", since_ms, {}),))},
         subscriptions={t: Subscription("p", anchor, zone) for t, zone, anchor in subscriptions},
         default_plan="p" if default else None,
     )
@@ -63,3 +66,10 @@ def test_default_plan_tenants_are_checked_as_utc_from_the_1st() -> None:
 
     assert found is not None
     assert (found.tenant, found.timezone, found.step_ms) == ("*", "UTC", DAY)
+
+
+def test_zone_rules_from_before_the_plan_started_do_not_count() -> None:
+    # Monrovia was -00:44:30 until 1972: periods then started between minutes.
+    assert misaligned_periods(catalog(("t", "Africa/Monrovia", 1)), MINUTE) is None
+    old = misaligned_periods(catalog(("t", "Africa/Monrovia", 1), since_ms=0), MINUTE)
+    assert old is not None and old.step_ms == 30_000
