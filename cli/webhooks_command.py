@@ -104,7 +104,8 @@ def dispatching(settings: Settings, client: Client | None, clock: Clock) -> Iter
         yield
     finally:
         stop.set()
-        thread.join(timeout=30)
+        # At most one attempt is in flight; it ends within the timeout.
+        thread.join(timeout=w.timeout / 1000 + 5)
 
 
 def _client(settings: Settings) -> Client:

@@ -79,6 +79,9 @@ class WebhookEndpoint(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> WebhookEndpoint:
+        # Remembered first, so that no message below (a URL quoting it) can show it.
+        if self.secret is not None:
+            remember([self.secret.get_secret_value()])
         parts = urlsplit(self.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(
@@ -93,7 +96,6 @@ class WebhookEndpoint(BaseModel):
         if (self.secret is None) == (self.secret_file is None):
             raise ValueError("set exactly one of secret and secret_file")
         if self.secret is not None:
-            remember([self.secret.get_secret_value()])
             secret_key(self.secret.get_secret_value())
         return self
 
