@@ -87,3 +87,13 @@ def test_printed_settings_mask_the_secret(
     out = capsys.readouterr().out
     assert RAW not in out
     assert json.loads(out)["webhooks"]["endpoints"][0]["name"] == "platform"
+
+
+def test_the_readme_example_is_valid() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("## Webhooks", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    example = yaml.safe_load(block)
+    settings = load_settings(overrides={"redis": {"url": "redis://127.0.0.1:1/0"}, **example})
+    w = settings.webhooks
+    assert [e.name for e in w.endpoints] == ["platform"] and w.retry_for == 26 * 3_600_000
+    assert [str(a) for a in w.spend_thresholds.for_tenant("acme", "pro")] == ["50"]
