@@ -207,6 +207,13 @@ def _deliver(args: argparse.Namespace, settings: Settings, clock: Clock) -> int:
         while worker.run_once():
             pass
         worker.close()
+        if not worker.leased:
+            print(
+                "meterwax webhooks: another dispatcher (a `meterwax run` or `webhooks "
+                "deliver`) is delivering; nothing was sent from here",
+                file=sys.stderr,
+            )
+            return 1
         return 0
     stop = StopRequest()
     event = threading.Event()

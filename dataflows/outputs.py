@@ -24,6 +24,7 @@ from dataflows.metrics import LATENCY_SAMPLES_PER_BATCH as SAMPLES
 from dataflows.metrics import Metrics, sample
 from operators.live_usage import QuotaEvent
 from operators.model import RatedWindow, Rejection
+from operators.webhooks import quota_event_data
 from sinks.clickhouse import ClickHouseWriter
 from sinks.kafka_dead_letters import ConfirmedProducer, DeadLetterProducer
 from sinks.redis_live_writer import LiveUsageWriter
@@ -313,21 +314,7 @@ class _LivePartition(StatefulSinkPartition[LiveUpdate, None]):
 
 def quota_event_json(event: QuotaEvent) -> str:
     """The quota event as JSON (decimals as exact strings)."""
-    return json.dumps(
-        {
-            "event_id": event.event_id,
-            "tenant": event.tenant,
-            "meter": event.meter,
-            "kind": event.kind,
-            "level": format(event.level, "f"),
-            "percent": None if event.percent is None else format(event.percent, "f"),
-            "quantity": format(event.quantity, "f"),
-            "period_start_ms": event.period_start_ms,
-            "period_end_ms": event.period_end_ms,
-            "at_ms": event.at_ms,
-        },
-        sort_keys=True,
-    )
+    return json.dumps(quota_event_data(event), sort_keys=True)
 
 
 class RejectionSink(_WriterSink[Rejection]):

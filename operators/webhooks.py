@@ -48,9 +48,9 @@ def message(
     return WebhookMessage(f"msg_{digest}", event_type, tenant, at_ms, body)
 
 
-def quota_message(event: QuotaEvent) -> WebhookMessage:
-    """``quota.threshold``, ``quota.soft_limit`` or ``quota.hard_limit``."""
-    data = {
+def quota_event_data(event: QuotaEvent) -> dict[str, Any]:
+    """A quota event as JSON-ready data: the Kafka record and the webhook's ``data``."""
+    return {
         "event_id": event.event_id,
         "tenant": event.tenant,
         "meter": event.meter,
@@ -62,6 +62,11 @@ def quota_message(event: QuotaEvent) -> WebhookMessage:
         "period_end_ms": event.period_end_ms,
         "at_ms": event.at_ms,
     }
+
+
+def quota_message(event: QuotaEvent) -> WebhookMessage:
+    """``quota.threshold``, ``quota.soft_limit`` or ``quota.hard_limit``."""
+    data = quota_event_data(event)
     return message(f"quota.{event.kind}", event.event_id, event.tenant, event.at_ms, data)
 
 

@@ -98,6 +98,8 @@ class WebhookDispatcher:
         self._send = send
         self._rng = rng or random.Random()
         self._holder = uuid.uuid4().hex
+        # Whether the last round held the lease (False: another dispatcher delivers).
+        self.leased = False
         self._unlogged: list[Attempt] = []
         # Called with the time at most every WATCH_MS (closed periods are looked for).
         self._watch = watch
@@ -105,7 +107,8 @@ class WebhookDispatcher:
 
     def run_once(self) -> int:
         """Attempt every delivery that is due; returns how many attempts were made."""
-        if not self._outbox.acquire(self._holder, LEASE_MS):
+        self.leased = self._outbox.acquire(self._holder, LEASE_MS)
+        if not self.leased:
             return 0
         now_ms = self._clock.now_ms()
         if self._watch is not None and (

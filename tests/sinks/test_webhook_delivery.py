@@ -206,3 +206,19 @@ def test_receiver_down_is_retried_and_errors_name_no_secret(
     row = log.latest(msg_id="msg_down")[0]
     assert row.status == "retrying" and row.http_status == 0 and row.error
     assert SECRET not in row.error
+
+
+def test_one_dispatcher_delivers_at_a_time(
+    redis_url: str, webhook_receiver: Receiver, ch_client: Client, ch_database: str
+) -> None:
+    clock = MovableClock(mid_month_clock(0).now_ms())
+    outbox, settings, log = _setup(redis_url, webhook_receiver, ch_client, ch_database, clock)
+    first, second = (_dispatcher(outbox, settings, log, clock) for _ in range(2))
+    assert first.run_once() == 0 and first.leased
+    message = WebhookMessage("msg_lease", "quota.threshold", "acme", clock.at_ms, "{}")
+    outbox.enqueue(message, ["billing"], clock.at_ms)
+    # The second waits while the first holds the lease, so nothing is sent twice.
+    assert second.run_once() == 0 and not second.leased
+    first.close()
+    assert second.run_once() == 1 and second.leased
+    assert [r.msg_id for r in webhook_receiver.accepted] == ["msg_lease"]
