@@ -9,8 +9,10 @@ import threading
 from pathlib import Path
 
 from api.keys import KeyStore, add_key
+from api.portal_tokens import MAX_TTL_MS, issue, read_secret
 from api.server import ApiServer
 from cli.options import add_source_options, settings_from
+from config.durations import parse_duration_ms
 from config.errors import ConfigError
 from config.pricing_catalog import load_pricing_catalog
 from reports.usage import SourceUnavailable, UsageReports
@@ -44,6 +46,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     create.add_argument("--keys-file", type=Path, required=True, help="YAML/JSON keys file")
     create.add_argument("--config", type=Path, help="YAML settings file, as for `run`")
     create.add_argument("--pricing", dest="catalogs.pricing", help="pricing catalog YAML")
+    token = commands.add_parser(
+        "portal-token",
+        help="issue a short-lived token for a tenant's usage page",
+        description="Prints a token that opens --tenant's usage page (/portal#token=...) "
+        "until --ttl has passed; it is signed with the secret in --portal-secret-file.",
+    )
+    token.add_argument("--tenant", required=True, help="the tenant the page shows")
+    token.add_argument("--ttl", default="15m", help="how long it works, e.g. 15m (at most 24h)")
+    token.add_argument(
+        "--portal-secret-file", type=Path, required=True, help="file holding the signing secret"
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -51,6 +64,8 @@ def main(args: argparse.Namespace) -> int:
     try:
         if args.api_command == "create-key":
             return _create_key(args)
+        if args.api_command == "portal-token":
+            return _portal_token(args)
         return _serve(args)
     except ConfigError as exc:
         print(f"meterwax api: configuration error:\n{exc}", file=sys.stderr)
@@ -77,6 +92,18 @@ def _create_key(args: argparse.Namespace) -> int:
         return 2
     print(f"API key for {args.tenant} (shown once; only its hash is stored in {args.keys_file}):")
     print(key)
+    return 0
+
+
+def _portal_token(args: argparse.Namespace) -> int:
+    secret = read_secret(args.portal_secret_file)
+    try:
+        ttl_ms = parse_duration_ms(args.ttl)
+    except ValueError as exc:
+        raise ConfigError(f"--ttl: {exc}") from None
+    if not 0 < ttl_ms <= MAX_TTL_MS:
+        raise ConfigError(f"--ttl: {args.ttl!r} must be more than 0 and at most 24h")
+    print(issue(secret, args.tenant, args.clock.now_ms() + ttl_ms))
     return 0
 
 

@@ -22,6 +22,7 @@ from cli import (
     reconcile_command,
     run_command,
     services_command,
+    webhooks_command,
 )
 from cli.options import dotted_overrides
 from config.clock import SYSTEM_CLOCK, Clock, ShiftedClock
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     invoice_command.add_parser(sub)
     api_command.add_parser(sub)
     bench_command.add_parser(sub)
+    webhooks_command.add_parser(sub)
     return parser
 
 
@@ -155,6 +157,7 @@ _COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "invoice": invoice_command.main,
     "api": api_command.main,
     "bench": bench_command.main,
+    "webhooks": webhooks_command.main,
 }
 
 

@@ -25,6 +25,7 @@ from confluent_kafka.admin import AdminClient
 from cli.progress import Progress
 from cli.signals import report_stop, stop_on_signals
 from cli.summary import render_summary, summary_data
+from cli.webhooks_command import dispatching, targets
 from config.clock import SYSTEM_CLOCK, Clock
 from config.display import iso_utc
 from config.durations import format_duration_ms
@@ -67,6 +68,7 @@ from sinks.redis_client import redis_from_url
 from sinks.redis_idempotency import IdempotencyError, IdempotencyUnavailable, RedisIdempotencyStore
 from sinks.redis_lease import Fence
 from sinks.redis_live_writer import LiveUsageWriter
+from sinks.webhook_announcer import WebhookAnnouncer
 
 log = logging.getLogger(__name__)
 
@@ -210,10 +212,12 @@ def live_sink(
     metrics: Metrics | None = None,
     clock: Clock = SYSTEM_CLOCK,
     lease: LeaseKeeper | None = None,
+    pricing: PricingCatalog | None = None,
 ) -> LiveUsageSink | None:
     """Live counters in Redis (and quota events to Kafka) when Redis is configured.
 
     With ``lease``, counters are fenced by it and quota events wait for its check.
+    With webhook endpoints (and ``pricing``), quota and spend webhooks are queued.
     """
     r = settings.redis
     if r.url is None:
@@ -235,12 +239,24 @@ def live_sink(
         def opener() -> ConfirmedProducer:
             return ConfirmedProducer(k.brokers, topic, config)
 
+    announcer = None
+    if settings.webhooks.endpoints and pricing is not None:
+
+        def announcer() -> WebhookAnnouncer:
+            def plan_of(tenant: str) -> str | None:
+                subscription = pricing.subscription_for(tenant)
+                return None if subscription is None else subscription.plan
+
+            client = redis_from_url(url, password, None)
+            return WebhookAnnouncer(client, prefix, settings.webhooks, plan_of, clock)
+
     return LiveUsageSink(
         open_writer,
         opener,
         primary=settings.flow.is_primary,
         metrics=metrics,
         guard=None if lease is None else lease.check,
+        open_announcer=announcer,
     )
 
 
@@ -397,6 +413,8 @@ def run(settings: Settings, *, progress: bool, as_json: bool, clock: Clock = SYS
     # The catalogs first: a mistake there is the user's to fix before anything connects.
     spec = flow_spec(settings)
     check_input(settings)
+    # Endpoint secrets kept in files are read (and checked) before anything connects.
+    targets(settings)
     recovery = recovery_config(settings)
     directory = settings.recovery.directory
     # State saved by an earlier run of this flow (its id is kept beside the snapshots).
@@ -496,7 +514,7 @@ def _run_flow(
         )
         if ch.event_log
         else None,
-        live_sink=live_sink(settings, metrics, clock, lease),
+        live_sink=live_sink(settings, metrics, clock, lease, spec.pricing),
         stats=stats,
         metrics=metrics,
     )
@@ -506,6 +524,7 @@ def _run_flow(
             Progress(stats) if progress else nullcontext(),
             _engine_stdout_to_stderr(),
             stop_on_signals(stop),
+            dispatching(settings, client, clock),
         ):
             cli_main(  # type: ignore[no-untyped-call]
                 flow,

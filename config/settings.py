@@ -29,6 +29,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from config.durations import format_duration_ms, parse_duration_ms
 from config.errors import ConfigError
 from config.redaction import MASK, is_secret_setting, redact_url, remember, url_secrets
+from config.webhooks import WebhookSettings
 
 DurationMs = Annotated[int, BeforeValidator(parse_duration_ms), Field(ge=0)]
 
@@ -266,6 +267,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     recovery: RecoverySettings = RecoverySettings()
     metrics: MetricsSettings = MetricsSettings()
+    webhooks: WebhookSettings = WebhookSettings()
 
     @model_validator(mode="after")
     def _check_engine(self) -> Settings:
@@ -274,6 +276,15 @@ class Settings(BaseSettings):
             problems = native_engine_problems(self)
             if problems:
                 raise ConfigError("\n".join(problems))
+        return self
+
+    @model_validator(mode="after")
+    def _check_webhooks(self) -> Settings:
+        if self.webhooks.endpoints and self.redis.url is None:
+            raise ConfigError(
+                "webhooks.endpoints need redis.url: quota and spend webhooks come from live "
+                "usage, and the delivery queue is kept in Redis; set redis.url"
+            )
         return self
 
     @property
@@ -314,7 +325,7 @@ class Settings(BaseSettings):
             found += url_secrets(self.redis.url.get_secret_value())
         found += [value.get_secret_value() for value in self.kafka.secret_config.values()]
         found += [value for key, value in self.kafka.config.items() if is_secret_setting(key)]
-        return found
+        return found + self.webhooks.secrets()
 
     def masked(self) -> dict[str, Any]:
         """Settings as plain data with secrets masked, for logs and ``--print-config``."""
@@ -327,6 +338,8 @@ class Settings(BaseSettings):
             key: MASK if is_secret_setting(key) else value
             for key, value in self.kafka.config.items()
         }
+        for endpoint in data["webhooks"]["endpoints"]:
+            endpoint["url"] = redact_url(endpoint["url"], secrets)
         return data
 
 

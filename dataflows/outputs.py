@@ -24,9 +24,11 @@ from dataflows.metrics import LATENCY_SAMPLES_PER_BATCH as SAMPLES
 from dataflows.metrics import Metrics, sample
 from operators.live_usage import QuotaEvent
 from operators.model import RatedWindow, Rejection
+from operators.webhooks import quota_event_data
 from sinks.clickhouse import ClickHouseWriter
 from sinks.kafka_dead_letters import ConfirmedProducer, DeadLetterProducer
 from sinks.redis_live_writer import LiveUsageWriter
+from sinks.webhook_announcer import WebhookAnnouncer
 
 log = logging.getLogger(__name__)
 
@@ -218,9 +220,11 @@ class LiveUsageSink(FixedPartitionedSink[LiveUpdate, None]):
         primary: bool = True,
         metrics: Metrics | None = None,
         guard: Callable[[], None] | None = None,
+        open_announcer: Callable[[], WebhookAnnouncer] | None = None,
     ) -> None:
         self._open_writer = open_writer
         self._open_quota_producer = open_quota_producer
+        self._open_announcer = open_announcer
         self._primary = primary
         self._metrics = metrics
         self._guard = guard or _no_guard
@@ -239,7 +243,8 @@ class LiveUsageSink(FixedPartitionedSink[LiveUpdate, None]):
             writer.on_failure = metrics.failure_counter(LIVE_SINK)
             if producer is not None:
                 producer.on_failure = metrics.failure_counter(QUOTA_SINK)
-        return _LivePartition(writer, producer, metrics, self._guard)
+        announcer = None if self._open_announcer is None else self._open_announcer()
+        return _LivePartition(writer, producer, metrics, self._guard, announcer)
 
 
 LIVE_SINK = "live_usage"
@@ -253,10 +258,13 @@ class _LivePartition(StatefulSinkPartition[LiveUpdate, None]):
         producer: ConfirmedProducer | None,
         metrics: Metrics | None,
         guard: Callable[[], None],
+        announcer: WebhookAnnouncer | None = None,
     ) -> None:
         self._writer = writer
         self._producer = producer
         self._metrics = metrics
+        # Queues webhooks in Redis; the dispatcher delivers them off this path.
+        self._announcer = announcer
         # Counters are fenced in Redis; quota events to Kafka are guarded here.
         self._guard = guard
 
@@ -273,6 +281,9 @@ class _LivePartition(StatefulSinkPartition[LiveUpdate, None]):
             now_ms = metrics.clock.now_ms()
             for update in values:
                 metrics.observe_latency("live_counter", now_ms, update.arrivals_ms)
+        if self._announcer is not None:
+            self._guard()
+            self._announcer.counters(latest.values())
         for update in values:
             for event in update.quota_events:
                 self._announce(event)
@@ -292,6 +303,9 @@ class _LivePartition(StatefulSinkPartition[LiveUpdate, None]):
             )
             if self._metrics is not None:
                 self._metrics.wrote(QUOTA_SINK, 1, time.perf_counter() - started)
+        if self._announcer is not None:
+            self._guard()
+            self._announcer.quota(event)
         self._writer.mark_quota_sent(event.event_id, event.period_end_ms)
 
     def snapshot(self) -> None:
@@ -300,21 +314,7 @@ class _LivePartition(StatefulSinkPartition[LiveUpdate, None]):
 
 def quota_event_json(event: QuotaEvent) -> str:
     """The quota event as JSON (decimals as exact strings)."""
-    return json.dumps(
-        {
-            "event_id": event.event_id,
-            "tenant": event.tenant,
-            "meter": event.meter,
-            "kind": event.kind,
-            "level": format(event.level, "f"),
-            "percent": None if event.percent is None else format(event.percent, "f"),
-            "quantity": format(event.quantity, "f"),
-            "period_start_ms": event.period_start_ms,
-            "period_end_ms": event.period_end_ms,
-            "at_ms": event.at_ms,
-        },
-        sort_keys=True,
-    )
+    return json.dumps(quota_event_data(event), sort_keys=True)
 
 
 class RejectionSink(_WriterSink[Rejection]):

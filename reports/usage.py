@@ -35,6 +35,7 @@ from operators.estimates import (
 )
 from operators.pricing import PricedEvent
 from sinks.clickhouse import SinkError, connect, redact_dsn
+from sinks.clickhouse_daily import daily_spend
 from sinks.clickhouse_reports import priced_events, segment_usage
 from sinks.redis_client import redis_from_url
 from sinks.redis_live_usage import read_live_usage
@@ -148,6 +149,21 @@ class UsageReports:
                 }
         except (ClickHouseError, OSError) as exc:
             message = f"cannot read events from ClickHouse: {_first_line(exc)}"
+            raise SourceUnavailable(message) from None
+
+    def daily_spend(self, tenant: str, period: tuple[int, int]) -> list[tuple[int, str, Decimal]]:
+        """(UTC day, meter, amount) of the tenant's rated windows in ``period``."""
+        try:
+            with self._lock:
+                return daily_spend(
+                    self.clickhouse,
+                    self.database,
+                    tenant=tenant,
+                    start_ms=period[0],
+                    end_ms=period[1],
+                )
+        except (ClickHouseError, OSError) as exc:
+            message = f"cannot read daily spend from ClickHouse: {_first_line(exc)}"
             raise SourceUnavailable(message) from None
 
     def live_usage(self, tenant: str, period_start_ms: int) -> dict[str, LiveReading]:

@@ -11,6 +11,11 @@ if ! command -v redis-server >/dev/null 2>&1; then
   # The package starts a system-wide server; the tests run their own.
   service redis-server stop >/dev/null 2>&1 || true
 fi
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  # The usage page is tested in a real headless browser (tests/api/test_portal.py).
+  echo "test: installing chromium and chromium-driver (Debian packages)" >&2
+  apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
 if ! command -v promtool >/dev/null 2>&1; then
   echo "test: installing promtool (Debian package prometheus)" >&2
   apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null

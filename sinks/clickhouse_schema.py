@@ -316,6 +316,31 @@ MIGRATIONS: tuple[Migration, ...] = (
         )
         """,
     ),
+    Migration(
+        10,
+        "create webhook_deliveries",
+        # One row per delivery attempt (and per redelivery request); the body is
+        # kept so that `meterwax webhooks redeliver` can send it again.
+        """
+        CREATE TABLE IF NOT EXISTS {db}.webhook_deliveries
+        (
+            msg_id String,
+            endpoint LowCardinality(String),
+            type LowCardinality(String),
+            tenant String,
+            attempt UInt32,
+            status Enum8('delivered' = 1, 'retrying' = 2, 'failed' = 3, 'redeliver' = 4),
+            http_status UInt16,
+            error String,
+            attempted_at DateTime64(3, 'UTC'),
+            next_attempt_at Nullable(DateTime64(3, 'UTC')),
+            created_at DateTime64(3, 'UTC'),
+            body String
+        )
+        ENGINE = MergeTree
+        ORDER BY (endpoint, msg_id, attempted_at)
+        """,
+    ),
 )
 
 

@@ -18,7 +18,7 @@ from sinks.clickhouse import connect
 from sinks.clickhouse_schema import migrate
 
 # Real services, started once per test session: see tests/fixtures/.
-pytest_plugins = ["tests.fixtures.redis", "tests.fixtures.kafka"]
+pytest_plugins = ["tests.fixtures.redis", "tests.fixtures.kafka", "tests.fixtures.webhook_receiver"]
 
 
 @pytest.fixture(scope="session")

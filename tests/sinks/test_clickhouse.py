@@ -132,6 +132,7 @@ def test_migrate_is_idempotent(chdb_dsn: str, ch_database: str) -> None:
             "rated_windows",
             "rejected_events",
             "schema_migrations",
+            "webhook_deliveries",
             "window_changes",
             "window_contributions",
             "window_usage",
