@@ -139,6 +139,7 @@ def _render(quote: Quote) -> str:
         f"(from {_iso(version.effective_from_ms)}), {at}",
         f"meter {quote.meter}: {_describe(price.model)}",
         *(f"  {line}" for line in _tier_lines(price.model)),
+        *(f"  {line}" for line in _percentage_lines(price.model)),
         f"  free allowance  {_plain(price.free_allowance)} units per period",
         f"  cap             {'none' if price.maximum is None else _plain(price.maximum)}",
     ]
@@ -174,8 +175,13 @@ def _describe(model: PriceModel) -> str:
     match model:
         case UnitPrice(unit_price=unit_price):
             return f"per_unit, {_plain(unit_price)} per unit"
-        case PackagePrice(package_size=size, package_price=package_price):
-            return f"package, {_plain(package_price)} per started package of {_plain(size)} units"
+        case PackagePrice(package_size=size, package_price=package_price, round_down=down):
+            kind = "complete package" if down else "started package"
+            rounding = "down" if down else "up"
+            return (
+                f"package, {_plain(package_price)} per {kind} of {_plain(size)} units "
+                f"(round: {rounding})"
+            )
         case GraduatedPrice():
             return "graduated, each tier prices the units that fall in it"
         case VolumePrice():
@@ -184,6 +190,30 @@ def _describe(model: PriceModel) -> str:
             return f"percentage, {_plain(rate)}% of the quantity"
         case _:
             assert_never(model)
+
+
+def _percentage_lines(model: PriceModel) -> list[str]:
+    """The percentage terms beside the rate, as the catalog sets them."""
+    if not isinstance(model, PercentagePrice):
+        return []
+    lines = []
+    if model.fixed_fee:
+        lines.append(f"fixed fee       {_plain(model.fixed_fee)} per event")
+    events, amount = model.free_events, model.free_amount
+    if events is not None and amount is not None:
+        covers = f"the first {events} events, while {_plain(amount)} of the amount covers them"
+        lines.append(f"free units      {covers}")
+    elif events is not None:
+        lines.append(f"free units      the first {events} events")
+    elif amount is not None:
+        lines.append(f"free units      the first {_plain(amount)} of the amount")
+    bounds = [
+        *([] if model.min_fee is None else [f"at least {_plain(model.min_fee)}"]),
+        *([] if model.max_fee is None else [f"at most {_plain(model.max_fee)}"]),
+    ]
+    if bounds:
+        lines.append(f"per event       {', '.join(bounds)}")
+    return lines
 
 
 def _tier_lines(model: PriceModel) -> list[str]:

@@ -46,7 +46,7 @@ from dataflows.sources import Batch, JsonlFileSource, SyntheticSource
 from dataflows.stats import RunStats
 from operators.idempotency import IdempotencyStore
 from operators.period_usage import stored_periods
-from operators.periods import misaligned_periods
+from operators.periods import misaligned_periods, misaligned_version
 from operators.shard import IncompatibleStateError
 from operators.synthetic import SyntheticSpec
 from operators.windowing import WindowConfig
@@ -96,13 +96,22 @@ def flow_spec(settings: Settings) -> FlowSpec:
 
 
 def check_window_fits_periods(pricing: PricingCatalog, window_ms: int) -> None:
-    """Refuse a window size that would straddle some tenant's period start (ConfigError)."""
+    """Refuse a window size that would straddle a price version's or a tenant's period start."""
+    size = format_duration_ms(window_ms)
+    version = misaligned_version(pricing, window_ms)
+    if version is not None:
+        raise ConfigError(
+            f"window.size: {size} windows do not line up with plan {version.plan!r} version "
+            f"{version.version!r}, which takes effect at {iso_utc(version.effective_from_ms)}, "
+            f"inside a window; start the version on a {size} edge, or use a window size "
+            f"that divides {format_duration_ms(version.step_ms)}"
+        )
     found = misaligned_periods(pricing, window_ms)
     if found is None:
         return
     tenant = "tenants of default_plan" if found.tenant == "*" else f"tenant {found.tenant!r}"
     raise ConfigError(
-        f"window.size: {format_duration_ms(window_ms)} windows do not line up with the "
+        f"window.size: {size} windows do not line up with the "
         f"billing periods of {tenant} (anchor day {found.anchor_day}, {found.timezone}): "
         f"a period starts at {iso_utc(found.period_start_ms)[11:16]} UTC, inside a window; "
         f"use a window size that divides {format_duration_ms(found.step_ms)}"

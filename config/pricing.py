@@ -59,10 +59,10 @@ class PercentagePrice:
     """percentage: rate_percent / 100 of a transaction-amount meter, optionally per event.
 
     The per-event terms (Lago's percentage model) price each event in the
-    period's event order: ``fixed_fee`` per event after the first
-    ``free_events``; the first ``free_amount`` of the period's amount (taken from
-    the first ``free_events`` events when both are set) is free of the rate; each
-    charged event's fee is kept within ``min_fee`` and ``max_fee``.
+    period's event order: events are free while they are among the first
+    ``free_events`` and ``free_amount`` covers them whole (whichever runs out
+    first ends that); every other event pays ``fixed_fee`` plus the rate on its
+    amount beyond the free amount, kept within ``min_fee`` and ``max_fee``.
     """
 
     rate_percent: Decimal

@@ -68,6 +68,33 @@ def misaligned_periods(pricing: PricingCatalog, window_ms: int) -> Misalignment 
     return None
 
 
+@dataclass(frozen=True, slots=True)
+class VersionMisalignment:
+    """A plan version that takes effect inside a window; ``step_ms`` is a size that fits."""
+
+    plan: str
+    version: str
+    effective_from_ms: int
+    step_ms: int
+
+
+def misaligned_version(pricing: PricingCatalog, window_ms: int) -> VersionMisalignment | None:
+    """The first plan version (by plan, then time) that takes effect inside a window, if any.
+
+    A window is priced under the version in force at its start, while invoices
+    price per-event charges by each event's time: a version change inside a
+    window would bill its events under the old prices, or (per event) not at all.
+    """
+    for plan_id, plan in sorted(pricing.plans.items()):
+        for version in plan.versions:
+            if version.effective_from_ms % window_ms:
+                step = math.gcd(version.effective_from_ms, window_ms)
+                return VersionMisalignment(
+                    plan_id, version.version, version.effective_from_ms, step
+                )
+    return None
+
+
 @functools.lru_cache(maxsize=1024)
 def _period_starts(anchor_day: int, timezone: str, since: int) -> tuple[int, tuple[int, ...]]:
     """(gcd of every period start from ``since`` to the last checked year, those starts)."""

@@ -95,27 +95,32 @@ def _finish(price: MeterPrice, cost: Decimal) -> Decimal:
 def _per_event(model: PercentagePrice, values: list[Decimal]) -> Decimal:
     """Lago's percentage model, event by event in the order given.
 
-    The free amount is drawn by the earliest events (by the first
-    ``free_events`` only, when that is set; without a free amount those events
-    are wholly free). A fee that free units brought to zero stays zero; any
-    other fee is kept within ``min_fee`` and ``max_fee``.
+    Free units last while both hold: the event is one of the first
+    ``free_events`` and the rest of ``free_amount`` covers it whole; such an
+    event costs nothing. The first event that breaks either ends them: it pays
+    the rate on what the free amount did not cover, and it and every later event
+    pay the fixed fee; each of their fees is kept within ``min_fee`` and ``max_fee``.
     """
     unit = EXACT.divide(model.rate_percent, _HUNDRED)
     free_left = model.free_amount
-    if free_left is None and model.free_events is None:
-        free_left = ZERO
+    free = model.free_events != 0 and free_left != 0
+    free = free and (model.free_events is not None or free_left is not None)
     total = ZERO
     for index, value in enumerate(values):
-        in_free_events = model.free_events is not None and index < model.free_events
-        free = ZERO
-        if model.free_events is None or in_free_events:
-            free = value if free_left is None else min(value, free_left)
-            free_left = None if free_left is None else EXACT.subtract(free_left, free)
-        fee = exact_product(EXACT.subtract(value, free), unit)
-        if not in_free_events:
-            fee = exact_sum(fee, model.fixed_fee)
-        if not fee and (in_free_events or free):
-            continue
+        charged = value
+        if model.free_events is not None and index >= model.free_events:
+            free = False
+        if free:
+            if free_left is None:
+                continue
+            if value <= free_left:
+                free_left = EXACT.subtract(free_left, value)
+                free = bool(free_left)
+                continue
+            # The free amount runs out inside this event: the rest of it is charged.
+            charged = EXACT.subtract(value, free_left)
+            free = False
+        fee = exact_sum(exact_product(charged, unit), model.fixed_fee)
         if model.min_fee is not None:
             fee = max(fee, model.min_fee)
         if model.max_fee is not None:

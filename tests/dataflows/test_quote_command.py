@@ -401,3 +401,30 @@ def test_negative_zero_quantity_quotes_zero(capsys: pytest.CaptureFixture[str]) 
         "0.00000",
         "0.00",
     )
+
+
+def test_text_output_shows_package_rounding_and_per_event_terms(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    catalog = tmp_path / "pricing.yaml"
+    catalog.write_text(
+        JPY_CATALOG.replace(
+            '{ model: percentage, rate_percent: "2.5" }',
+            '{ model: percentage, rate_percent: "2.5", fixed_fee_per_event: "30", '
+            'free_events: 2, free_amount: "500", min_fee_per_event: "40", '
+            'max_fee_per_event: "100" }\n'
+            '          minutes: { model: package, package_size: "60", package_price: "450", '
+            "round: down }",
+        )
+    )
+    base = f"--catalog {catalog} --plan marketplace --at 2026-02-01"
+
+    assert quote(f"{base} --meter minutes --quantity 130") == 0
+    out = capsys.readouterr().out
+    # 130 minutes are 2 complete hours: the text must not say "started".
+    assert "meter minutes: package, 450 per complete package of 60 units (round: down)" in out
+    assert quote(f"{base} --meter sales_yen --quantity 10000") == 0
+    out = capsys.readouterr().out
+    assert "  fixed fee       30 per event" in out
+    assert "  free units      the first 2 events, while 500 of the amount covers them" in out
+    assert "  per event       at least 40, at most 100" in out

@@ -257,3 +257,21 @@ def test_a_window_size_that_straddles_a_tenants_period_start(
         cwd=tmp_path,
     )
     assert_one_line(result, "window.size", "tenant 'zeta'", "America/St_Johns", "divides 30m")
+
+
+def test_a_window_size_that_straddles_a_price_version_start(tmp_path: Path, chdb_dir: Path) -> None:
+    pricing = tmp_path / "pricing.yaml"
+    pricing.write_text(
+        "plans:\n"
+        "  - id: p\n    currency: USD\n    versions:\n"
+        '      - { version: v1, effective_from: "2026-01-01T00:00:00Z", prices: {} }\n'
+        '      - { version: v2, effective_from: "2026-11-20T10:17:00Z", prices: {} }\n'
+        "default_plan: p\n"
+    )
+    config = tmp_path / "settings.yaml"
+    config.write_text(f"window:\n  size: 1h\ncatalogs:\n  pricing: {pricing}\n")
+    result = meterwax(
+        *("run", "--config", str(config), "--dsn", f"chdb://{chdb_dir}", "--no-progress"),
+        cwd=tmp_path,
+    )
+    assert_one_line(result, "window.size", "plan 'p' version 'v2'", "10:17", "divides 1m")

@@ -33,8 +33,27 @@ def test_lago_published_example_three_free_events_or_500_free() -> None:
 def test_a_free_amount_runs_out_partway_through_an_event() -> None:
     price = MeterPrice(PercentagePrice(D(2), fixed_fee=D("0.30"), free_amount=D(250)))
 
-    # 200 is free of the rate; of the 100, 50 is still free, 50 pays 2%; both pay 0.30.
-    assert events_cost(price, events("200", "100")) == D("1.60")
+    # As Lago computes it: 200 is wholly free (no fixed fee either); of the 100, 50 is
+    # still free and 50 pays 2%, plus the fixed fee: 1.00 + 0.30.
+    assert events_cost(price, events("200", "100")) == D("1.30")
+
+
+def test_free_units_end_with_whichever_runs_out_first() -> None:
+    # The first 3 events or $500 are free (Lago): the $500 runs out in the second
+    # event, so from there every event pays the fixed fee, within the first 3 too.
+    price = MeterPrice(
+        PercentagePrice(D("1.2"), fixed_fee=D("0.10"), free_events=3, free_amount=D(500))
+    )
+
+    # 400 free; 100 of 200 pays 1.20 + 0.10; 100 pays 1.20 + 0.10; 50 pays 0.60 + 0.10.
+    assert events_cost(price, events("400", "200", "100", "50")) == D("3.30")
+
+
+def test_an_event_the_free_amount_covers_whole_pays_no_fixed_fee() -> None:
+    price = MeterPrice(PercentagePrice(D(1), fixed_fee=D("0.10"), free_amount=D(300)))
+
+    # 100 and 200 use the free amount up exactly: free; 50 pays 0.50 + 0.10.
+    assert events_cost(price, events("100", "200", "50")) == D("0.60")
 
 
 def test_free_events_without_a_free_amount_are_wholly_free() -> None:

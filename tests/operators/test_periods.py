@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from config.pricing import Plan, PlanVersion, PricingCatalog, Subscription
-from operators.periods import billing_period, misaligned_periods
+from operators.periods import billing_period, misaligned_periods, misaligned_version
 
 MINUTE = 60_000
 HOUR = 60 * MINUTE
@@ -73,3 +73,18 @@ def test_zone_rules_from_before_the_plan_started_do_not_count() -> None:
     assert misaligned_periods(catalog(("t", "Africa/Monrovia", 1)), MINUTE) is None
     old = misaligned_periods(catalog(("t", "Africa/Monrovia", 1), since_ms=0), MINUTE)
     assert old is not None and old.step_ms == 30_000
+
+
+def test_a_price_version_that_starts_inside_a_window_is_found() -> None:
+    # v2 starts at 10:17Z: an hour window from 10:00 would be priced whole under v1,
+    # and the invoice, pricing events by their own time, would disagree with it.
+    v2_ms = JAN_2026_MS + 10 * HOUR + 17 * MINUTE
+    versions = (PlanVersion("v1", JAN_2026_MS, {}), PlanVersion("v2", v2_ms, {}))
+    pricing = PricingCatalog({"p": Plan("p", "USD", versions)}, {})
+
+    found = misaligned_version(pricing, HOUR)
+
+    assert found is not None
+    assert (found.plan, found.version, found.effective_from_ms) == ("p", "v2", v2_ms)
+    assert found.step_ms == MINUTE
+    assert misaligned_version(pricing, MINUTE) is None
