@@ -246,6 +246,15 @@ class MetricsSettings(_Section):
     host: str = Field("0.0.0.0", min_length=1)
 
 
+class ApiSettings(_Section):
+    """The HTTP API (``meterwax api serve``, ``meterwax run --api-port``)."""
+
+    keys_file: Path | None = None
+    # POST /v1/events: the largest body and the most events in one request.
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    max_batch_events: int = Field(10_000, ge=1, le=100_000)
+
+
 class Settings(BaseSettings):
     """Everything a run needs, validated together."""
 
@@ -266,6 +275,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = RedisSettings()
     recovery: RecoverySettings = RecoverySettings()
     metrics: MetricsSettings = MetricsSettings()
+    api: ApiSettings = ApiSettings()
 
     @model_validator(mode="after")
     def _check_engine(self) -> Settings:
