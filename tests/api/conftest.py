@@ -204,3 +204,9 @@ def api(serve: Serve, context: ApiContext) -> Iterator[httpx.Client]:
 
 def bearer(key: str) -> dict[str, Any]:
     return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture
+def api_url(serve: Serve, context: ApiContext) -> str:
+    """The base URL of a real server of the API over the test's stores."""
+    return serve(context)
