@@ -250,6 +250,9 @@ class ApiSettings(_Section):
     """The HTTP API (``meterwax api serve``, ``meterwax run --api-port``)."""
 
     keys_file: Path | None = None
+    # `meterwax run` serves the API from its own process when set (0: any free port).
+    port: int | None = Field(None, ge=0, le=65_535)
+    host: str = Field("127.0.0.1", min_length=1)
     # POST /v1/events: the largest body and the most events in one request.
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
     max_batch_events: int = Field(10_000, ge=1, le=100_000)
