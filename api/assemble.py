@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from api.context import ApiContext
@@ -13,22 +12,21 @@ from config.errors import ConfigError
 from config.meter_catalog import load_meter_catalog
 from config.pricing_catalog import load_pricing_catalog
 from config.settings import Settings
-from operators.model import RawMessage
 from operators.native_parse import NativeParser, known_tenants
-from operators.parse import BatchParser, ParsedBatch, ParserConfig
 from reports.usage import UsageReports
 from sinks.kafka_ingest import IngestProducer
 
 
-def ingest_parser(settings: Settings) -> Callable[[Sequence[RawMessage], int], ParsedBatch]:
-    """The parse step the flow runs (``flow.engine``), with the flow's limits."""
+def ingest_parser(settings: Settings) -> NativeParser:
+    """The flow's parse rules (the native core's parser), with the flow's limits."""
     meters = load_meter_catalog(settings.catalogs.meters)
     pricing = load_pricing_catalog(settings.catalogs.pricing, meters)
-    max_bytes, skew = settings.flow.max_event_bytes, settings.window.max_future_skew
-    if settings.flow.engine == "native":
-        return NativeParser(meters, known_tenants(pricing), max_bytes, skew).parse
-    config = ParserConfig(meters, pricing.knows, max_bytes, skew)
-    return BatchParser(config).parse
+    return NativeParser(
+        meters,
+        known_tenants(pricing),
+        settings.flow.max_event_bytes,
+        settings.window.max_future_skew,
+    )
 
 
 def api_context(

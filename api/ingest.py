@@ -106,39 +106,35 @@ def _too_large(limit: int) -> Problem:
 
 def _check_subjects(checked: Checked, tenant: str) -> None:
     """A tenant-scoped key sends its own subject only: anything else refuses the request."""
-    for outcome in checked.outcomes:
-        if outcome.subject and outcome.subject != tenant:
-            raise Problem(
-                403,
-                "forbidden_subject",
-                f"event {outcome.index}: this key sends events of subject {tenant!r} only; "
-                "nothing of this request was produced",
-                field=f"[{outcome.index}].subject",
-            )
+    own = tenant.encode()
+    others = [index for index, subject, _ in checked.accepted if subject != own]
+    others += [i for i, (_, _, subject) in checked.rejected.items() if subject not in ("", tenant)]
+    if others:
+        index = min(others)
+        raise Problem(
+            403,
+            "forbidden_subject",
+            f"event {index}: this key sends events of subject {tenant!r} only; "
+            "nothing of this request was produced",
+            field=f"[{index}].subject",
+        )
 
 
 def _outcomes(checked: Checked, failed: dict[int, str]) -> dict[str, Any]:
     events: list[dict[str, Any]] = []
-    for outcome in checked.outcomes:
-        if not outcome.accepted:
+    rejected = checked.rejected
+    for index in range(checked.count):
+        if index in rejected:
+            reason, detail, _ = rejected[index]
             events.append(
-                {
-                    "index": outcome.index,
-                    "status": "rejected",
-                    "reason": outcome.reason,
-                    "detail": outcome.detail,
-                }
+                {"index": index, "status": "rejected", "reason": reason, "detail": detail}
             )
-        elif outcome.index in failed:
-            events.append({"index": outcome.index, "status": "failed"})
         else:
-            events.append({"index": outcome.index, "status": "accepted"})
-    accepted = sum(1 for e in events if e["status"] == "accepted")
-    rejected = sum(1 for e in events if e["status"] == "rejected")
+            events.append({"index": index, "status": "failed" if index in failed else "accepted"})
     return {
-        "accepted": accepted,
-        "rejected": rejected,
-        "failed": len(events) - accepted - rejected,
+        "accepted": checked.count - len(rejected) - len(failed),
+        "rejected": len(rejected),
+        "failed": len(failed),
         "events": events,
     }
 

@@ -1,40 +1,30 @@
 """From a request body to produced events: split, validate with the flow's rules, produce.
 
-Events are checked with the parser the flow runs (``flow.engine``), so an event
-the API accepts is one the flow accepts, with the same reason codes for the
-rest (except ``too_late``, which only the flow's watermark can tell).
+Events are checked by the native core's parser (operators.native_parse), which
+the differential tests hold to operators/parse.py: an event the API accepts is
+one the flow accepts, and the rest get the flow's reason codes (except
+``too_late``, which only the flow's watermark can tell). Only the columns the
+API needs are read back: which events passed, their subjects, the rejections.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from operators.model import RawMessage
-from operators.parse import ParsedBatch
+from operators.native_parse import NativeParser
 from sinks.kafka_ingest import IngestProducer
-
-ORIGIN = "http"
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """One event's fate: accepted, or rejected with the flow's reason code."""
-
-    index: int
-    accepted: bool
-    reason: str = ""
-    detail: str = ""
-    subject: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Checked:
-    """A request's events checked: every outcome in input order, and what to produce."""
+    """A request's events checked: what to produce, and why the others were rejected."""
 
-    outcomes: list[Outcome]
-    # (subject, payload) of each accepted event, with its index among the outcomes.
+    count: int
+    # (position in the request, subject, payload) of each accepted event, in input order.
     accepted: list[tuple[int, bytes, bytes]]
+    # Position -> (the flow's reason code, detail, subject as far as readable).
+    rejected: dict[int, tuple[str, str, str]]
 
 
 class IngestPipeline:
@@ -42,30 +32,28 @@ class IngestPipeline:
 
     def __init__(
         self,
-        parse: Callable[[Sequence[RawMessage], int], ParsedBatch],
+        parser: NativeParser,
         producer: IngestProducer,
         max_body_bytes: int,
         max_batch_events: int,
     ) -> None:
-        self.parse = parse
+        self.parser = parser
         self.producer = producer
         self.max_body_bytes = max_body_bytes
         self.max_batch_events = max_batch_events
 
     def check(self, payloads: Sequence[bytes], now_ms: int) -> Checked:
         """Each payload validated at wall time ``now_ms``, as the flow would."""
-        batch = [RawMessage(p, ORIGIN, 0, n, now_ms) for n, p in enumerate(payloads)]
-        parsed = self.parse(batch, now_ms)
-        outcomes: list[Outcome | None] = [None] * len(payloads)
-        accepted = []
-        for event in parsed.events:
-            index = event.message.offset
-            outcomes[index] = Outcome(index, True, subject=event.tenant)
-            accepted.append((index, event.tenant.encode(), event.message.payload))
-        for rejection in parsed.rejections:
-            index = rejection.offset
-            outcomes[index] = Outcome(
-                index, False, rejection.reason.value, rejection.detail, rejection.tenant
+        cols = self.parser.columns(payloads, now_ms)
+        tenants = [tenant.encode() for tenant in cols.tenants]
+        accepted = [
+            (index, tenants[tenant], payloads[index])
+            for index, tenant in zip(
+                memoryview(cols.index).cast("I"), memoryview(cols.tenant).cast("I"), strict=True
             )
-        accepted.sort()
-        return Checked([o for o in outcomes if o is not None], accepted)
+        ]
+        rejected = {
+            index: (reason, detail, subject)
+            for index, reason, detail, _id, _source, subject in cols.rejections
+        }
+        return Checked(len(payloads), accepted, rejected)

@@ -30,13 +30,25 @@ def split_batch(body: bytes) -> list[bytes]:
         raise BatchFormatError("a batch must be a JSON array of CloudEvents")
     if not document:
         return []
-    # Fast path: a compact body is exactly its elements re-encoded and joined.
-    encoded = [orjson.dumps(element) for element in document]
-    if len(body) == sum(map(len, encoded)) + len(encoded) + 1 and body == (
-        b"[" + b",".join(encoded) + b"]"
-    ):
-        return encoded
+    fast = _split_compact(body, len(document))
+    if fast is not None and all(type(element) is dict for element in document):
+        return fast
     return _scan(body, document)
+
+
+def _split_compact(body: bytes, count: int) -> list[bytes] | None:
+    """The objects of a compact array (``[{...},{...}]``), or None when that cannot be told.
+
+    Between two objects of a compact array stands exactly ``},{``. When the body
+    holds exactly count - 1 of them, they are all boundaries: no string or
+    nested value holds one.
+    """
+    if not (body.startswith(b"[{") and body.endswith(b"}]")) or body.count(b"},{") != count - 1:
+        return None
+    parts = body[1:-1].split(b"},{")
+    if count == 1:
+        return parts
+    return [parts[0] + b"}", *(b"{" + part + b"}" for part in parts[1:-1]), b"{" + parts[-1]]
 
 
 def _scan(body: bytes, document: list[object]) -> list[bytes]:
