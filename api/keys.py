@@ -1,16 +1,20 @@
-"""API keys: shown once when created, stored only as SHA-256 hashes, each tied to one tenant.
+"""API keys: scoped, shown once when created, stored only as SHA-256 hashes.
 
 A key is ``mwx_`` followed by 32 random bytes in URL-safe base64 (no padding).
-The keys file (YAML, or JSON when its name ends in ``.json``) maps each tenant
-to the hex SHA-256 digests of its keys::
+The keys file (YAML, or JSON when its name ends in ``.json``) lists one record
+per key::
 
-    acme:
-      - 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+    keys:
+      - id: 3f9c2a7d1b04           # public: what `list` shows and `revoke` takes
+        tenant: acme               # null: an ingest key for every subject
+        scopes: [ingest, read]
+        sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+        created: "2026-11-16T00:00:00Z"
 
 Keys carry 256 bits of entropy, so one unsalted hash per key is enough: nothing
-in the file lets anyone recover or guess a key. A presented key is checked
-against every stored hash with ``hmac.compare_digest``, and the lookup does
-not stop at the first match, so timing says nothing about which hash matched.
+in the file lets anyone recover or guess a key. A read key always has a tenant
+(the only tenant it reads); an ingest key with a tenant may send events of that
+subject only.
 """
 
 from __future__ import annotations
@@ -18,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import hmac
 import json
 import logging
 import os
@@ -26,8 +29,11 @@ import re
 import secrets
 import tempfile
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -38,10 +44,33 @@ log = logging.getLogger(__name__)
 KEY_PREFIX = "mwx_"
 _KEY_BYTES = 32
 _HASH = re.compile(r"[0-9a-f]{64}")
+_ID = re.compile(r"[0-9a-f]{12}")
 _HEADER = (
-    "# meterwax API keys: tenant -> SHA-256 (hex) of each of its keys.\n"
-    "# Keys themselves are never stored; add one with `meterwax api create-key`.\n"
+    "# meterwax API keys: one record per key, SHA-256 (hex) of the key, never the key.\n"
+    "# Manage them with `meterwax api keys create|list|revoke`.\n"
 )
+
+
+class Scope(StrEnum):
+    """What a key may do: send events, or read its tenant's usage, estimates and invoices."""
+
+    INGEST = "ingest"
+    READ = "read"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """One stored key (its hash, never the key itself)."""
+
+    id: str
+    tenant: str | None
+    scopes: frozenset[Scope]
+    sha256: str
+    created: str
+
+    def allows(self, scope: Scope) -> bool:
+        """Whether the key carries ``scope``."""
+        return scope in self.scopes
 
 
 def generate_key() -> str:
@@ -54,71 +83,109 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def load_key_hashes(path: Path) -> dict[str, list[str]]:
-    """Tenant -> key hashes from the keys file; ConfigError naming the field and the fix."""
+def load_keys(path: Path) -> list[ApiKey]:
+    """The keys of the keys file; ConfigError naming the field and the fix."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(
-            f"{path}: no keys file; create it with `meterwax api create-key --tenant T "
-            f"--keys-file {path}`"
+            f"{path}: no keys file; create a key with `meterwax api keys create --tenant T "
+            f"--scope read --keys-file {path}`"
         ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the keys file ({exc.strerror})") from None
     try:
-        document = yaml.safe_load(text) if text.strip() else {}
+        document = yaml.safe_load(text) if text.strip() else {"keys": []}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML or JSON ({exc}); fix the syntax") from None
     return _validated(path, document)
 
 
-def _validated(path: Path, document: object) -> dict[str, list[str]]:
-    if not isinstance(document, dict):
-        raise ConfigError(f"{path}: (top level): must map each tenant to a list of key hashes")
-    problems = []
-    owners: dict[str, str] = {}
-    hashes: dict[str, list[str]] = {}
-    for tenant, listed in document.items():
-        if not isinstance(tenant, str) or not tenant:
-            problems.append(f"{path}: {tenant!r}: a tenant must be a non-empty string")
+def _validated(path: Path, document: object) -> list[ApiKey]:
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise ConfigError(
+            f"{path}: (top level): must be `keys:` followed by a list of key records; "
+            "recreate keys with `meterwax api keys create`"
+        )
+    problems: list[str] = []
+    keys: list[ApiKey] = []
+    seen: set[str] = set()
+    for index, record in enumerate(document["keys"]):
+        where = f"{path}: keys[{index}]"
+        try:
+            key = _record(record)
+        except ValueError as exc:
+            problems.append(f"{where}: {exc}")
             continue
-        if not isinstance(listed, list):
-            problems.append(f"{path}: {tenant}: must be a list of key hashes")
+        if key.sha256 in seen or key.id in {k.id for k in keys}:
+            problems.append(f"{where}: the same id or hash is listed twice; remove one")
             continue
-        for index, digest in enumerate(listed):
-            where = f"{path}: {tenant}[{index}]"
-            if not isinstance(digest, str) or not _HASH.fullmatch(digest):
-                problems.append(
-                    f"{where}: not a SHA-256 hex digest (64 characters 0-9a-f); "
-                    "store hashes only, made by `meterwax api create-key`"
-                )
-            elif digest in owners:
-                problems.append(
-                    f"{where}: the same hash is listed for {owners[digest]!r}; "
-                    "a key belongs to one tenant, remove one of them"
-                )
-            else:
-                owners[digest] = tenant
-                hashes.setdefault(tenant, []).append(digest)
+        seen.add(key.sha256)
+        keys.append(key)
     if problems:
         raise ConfigError("\n".join(problems))
-    return hashes
+    return keys
 
 
-def add_key(path: Path, tenant: str) -> str:
-    """Create a key for ``tenant``, store its hash in the keys file and return the key.
+def _record(record: object) -> ApiKey:
+    if not isinstance(record, dict):
+        raise ValueError("must be a mapping with id, tenant, scopes, sha256 and created")
+    key_id, tenant, scopes = record.get("id"), record.get("tenant"), record.get("scopes")
+    digest, created = record.get("sha256"), record.get("created", "")
+    if not isinstance(key_id, str) or not _ID.fullmatch(key_id):
+        raise ValueError("id: must be 12 hex characters")
+    if tenant is not None and (not isinstance(tenant, str) or not tenant):
+        raise ValueError("tenant: must be a non-empty string, or null for every subject")
+    if not isinstance(digest, str) or not _HASH.fullmatch(digest):
+        raise ValueError(
+            "sha256: not a SHA-256 hex digest (64 characters 0-9a-f); "
+            "store hashes only, made by `meterwax api keys create`"
+        )
+    if not isinstance(scopes, list) or not scopes:
+        raise ValueError("scopes: must be a non-empty list of ingest, read")
+    try:
+        parsed = frozenset(Scope(scope) for scope in scopes)
+    except ValueError:
+        raise ValueError(f"scopes: {scopes!r}: each must be one of ingest, read") from None
+    if Scope.READ in parsed and tenant is None:
+        raise ValueError("tenant: a read key needs a tenant (it reads that tenant only)")
+    return ApiKey(key_id, tenant, parsed, digest, str(created))
+
+
+def create_key(
+    path: Path, tenant: str | None, scopes: Iterable[Scope], created: str
+) -> tuple[ApiKey, str]:
+    """Create a key, store its record in the keys file and return (record, key).
 
     The file is created if missing (readable by its owner only) and replaced
     atomically; concurrent calls are serialised by a lock file beside it.
     """
-    if not tenant:
-        raise ValueError("tenant must not be empty")
+    scope_set = frozenset(scopes)
+    if not scope_set:
+        raise ValueError("a key needs at least one scope")
+    if Scope.READ in scope_set and not tenant:
+        raise ValueError("a read key needs a tenant")
     key = generate_key()
     with _locked(path):
-        hashes = load_key_hashes(path) if path.exists() else {}
-        hashes.setdefault(tenant, []).append(hash_key(key))
-        _write(path, hashes)
-    return key
+        keys = load_keys(path) if path.exists() else []
+        taken = {k.id for k in keys}
+        key_id = secrets.token_hex(6)
+        while key_id in taken:
+            key_id = secrets.token_hex(6)
+        record = ApiKey(key_id, tenant, scope_set, hash_key(key), created)
+        _write(path, [*keys, record])
+    return record, key
+
+
+def revoke_key(path: Path, key_id: str) -> ApiKey | None:
+    """Remove the key ``key_id`` from the keys file; the removed record, or None if absent."""
+    with _locked(path):
+        keys = load_keys(path)
+        kept = [k for k in keys if k.id != key_id]
+        if len(kept) == len(keys):
+            return None
+        _write(path, kept)
+    return next(k for k in keys if k.id == key_id)
 
 
 @contextlib.contextmanager
@@ -132,11 +199,27 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _write(path: Path, hashes: Mapping[str, list[str]]) -> None:
+def _document(keys: Sequence[ApiKey]) -> dict[str, Any]:
+    return {
+        "keys": [
+            {
+                "id": k.id,
+                "tenant": k.tenant,
+                "scopes": sorted(scope.value for scope in k.scopes),
+                "sha256": k.sha256,
+                "created": k.created,
+            }
+            for k in keys
+        ]
+    }
+
+
+def _write(path: Path, keys: Sequence[ApiKey]) -> None:
+    document = _document(keys)
     if path.suffix.lower() == ".json":
-        text = json.dumps(hashes, indent=2, sort_keys=True) + "\n"
+        text = json.dumps(document, indent=2) + "\n"
     else:
-        text = _HEADER + yaml.safe_dump(dict(hashes), sort_keys=True, default_flow_style=False)
+        text = _HEADER + yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
     # mkstemp creates the file with mode 0600; os.replace swaps it in atomically.
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -152,39 +235,36 @@ def _write(path: Path, hashes: Mapping[str, list[str]]) -> None:
 
 
 class KeyStore:
-    """Resolves presented keys to tenants; reloads the keys file when it changes.
+    """Resolves presented keys to their records; reloads the keys file when it changes.
 
-    A new key works without a restart. A keys file that turns invalid while
-    serving is logged and the previous keys stay in force.
+    A new key works, and a revoked one stops working, without a restart. A keys
+    file that turns invalid while serving is logged and the previous keys stay
+    in force.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
         self._stamp = self._file_stamp()
-        self._pairs = self._flatten(load_key_hashes(path))
+        self._by_hash = self._index(load_keys(path))
 
-    def tenant_for(self, key: str) -> str | None:
-        """The tenant ``key`` belongs to, or None; constant time in which hash matches."""
-        presented = hash_key(key).encode()
-        found = None
-        for tenant, digest in self._current():
-            # No early exit: every stored hash is compared, whatever matched before.
-            if hmac.compare_digest(presented, digest):
-                found = tenant
-        return found
+    def lookup(self, key: str) -> ApiKey | None:
+        """The record of ``key``, or None when it is not (or no longer) a key."""
+        # A dict lookup on the SHA-256 of the presented key: its timing tells
+        # nothing about any stored key's bytes.
+        return self._current().get(hash_key(key))
 
-    def _current(self) -> tuple[tuple[str, bytes], ...]:
+    def _current(self) -> dict[str, ApiKey]:
         stamp = self._file_stamp()
         if stamp != self._stamp:
             with self._lock:
                 if stamp != self._stamp:
                     try:
-                        self._pairs = self._flatten(load_key_hashes(self.path))
+                        self._by_hash = self._index(load_keys(self.path))
                     except ConfigError as exc:
                         log.warning("keeping the previous API keys: %s", exc)
                     self._stamp = stamp
-        return self._pairs
+        return self._by_hash
 
     def _file_stamp(self) -> tuple[int, int, int] | None:
         try:
@@ -194,5 +274,5 @@ class KeyStore:
         return info.st_mtime_ns, info.st_size, info.st_ino
 
     @staticmethod
-    def _flatten(hashes: Mapping[str, list[str]]) -> tuple[tuple[str, bytes], ...]:
-        return tuple((tenant, digest.encode()) for tenant, ds in hashes.items() for digest in ds)
+    def _index(keys: Iterable[ApiKey]) -> dict[str, ApiKey]:
+        return {k.sha256: k for k in keys}

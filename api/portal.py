@@ -24,7 +24,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from api.keys import KeyStore
+from api.keys import KeyStore, Scope
 from api.portal_tokens import PREFIX, verify
 from config.clock import SYSTEM_CLOCK, Clock
 from reports.portal import portal_data
@@ -84,7 +84,11 @@ def portal_routes(
 def _tenant(token: str, secret: bytes | None, keys: KeyStore | None, now_ms: int) -> str | None:
     if token.startswith(PREFIX):
         return None if secret is None else verify(secret, token, now_ms)
-    return None if keys is None else keys.tenant_for(token)
+    if keys is None:
+        return None
+    # Only a tenant's read key opens its page: never an ingest-only or platform key.
+    key = keys.lookup(token)
+    return key.tenant if key is not None and key.allows(Scope.READ) else None
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:

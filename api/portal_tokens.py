@@ -22,18 +22,16 @@ MAX_TTL_MS = 24 * 3_600_000
 MIN_SECRET_BYTES = 32
 
 
-def read_secret(path: Path) -> bytes:
-    """The signing secret in ``path`` (at least 32 bytes; ConfigError naming the fix)."""
+def read_secret(path: Path, name: str = "--portal-secret-file") -> bytes:
+    """The signing secret in ``path`` (32+ bytes; ConfigError naming ``name`` and the fix)."""
     try:
         secret = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigError(
-            f"--portal-secret-file: cannot read {path} ({exc.strerror}); check the path"
-        ) from None
+        raise ConfigError(f"{name}: cannot read {path} ({exc.strerror}); check the path") from None
     remember([secret])
     if len(secret.encode()) < MIN_SECRET_BYTES:
         raise ConfigError(
-            f"--portal-secret-file {path}: the secret must be at least {MIN_SECRET_BYTES} "
+            f"{name} {path}: the secret must be at least {MIN_SECRET_BYTES} "
             'bytes; make one with: python -c "import secrets;print(secrets.token_urlsafe(48))"'
         )
     return secret.encode()

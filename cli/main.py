@@ -107,6 +107,15 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         type=int,
         help="serve Prometheus /metrics on this port (+ process id)",
     )
+    group = run.add_argument_group("api")
+    group.add_argument(
+        "--api-port",
+        dest="api.port",
+        type=int,
+        help="serve the HTTP API from this run (reads while the run holds chDB; ingest with Kafka)",
+    )
+    group.add_argument("--api-host", dest="api.host", help="address the API listens on")
+    group.add_argument("--api-keys-file", dest="api.keys_file", help="the API's keys file")
     run.add_argument("--print-config", action="store_true", help="print settings and exit")
     run.add_argument("--no-progress", action="store_true", help="no progress line")
     run.add_argument("--json", action="store_true", help="print the summary as JSON")

@@ -18,10 +18,12 @@ from typing import NoReturn, cast
 from bytewax._bytewax import cli_main
 from bytewax.inputs import Source
 from bytewax.recovery import RecoveryConfig, init_db_dir
+from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 from confluent_kafka.admin import AdminClient
 
+from api.embedded import EmbeddedApi
 from cli.progress import Progress
 from cli.signals import report_stop, stop_on_signals
 from cli.summary import render_summary, summary_data
@@ -54,6 +56,7 @@ from sinks.clickhouse import (
     ClickHouseWriter,
     DsnError,
     SinkError,
+    advertise_api,
     check_dsn,
     connect,
     rejected_counts,
@@ -471,6 +474,45 @@ def _run_flow(
             SinkError(f"cannot prepare ClickHouse at {redact_url(dsn)}: {exc}", attempts=1), True
         )
         return STOPPED
+    advertise_api(dsn, None)
+    api = EmbeddedApi(settings, clock) if settings.api.port is not None else None
+    try:
+        if api is not None:
+            api.start()
+            advertise_api(dsn, api.url)
+            print(f"meterwax: API on {api.url}", file=sys.stderr)
+        return _run_started(
+            settings,
+            spec,
+            recovery,
+            instance,
+            lease,
+            client=client,
+            progress=progress,
+            as_json=as_json,
+            clock=clock,
+        )
+    finally:
+        if api is not None:
+            api.stop()
+            advertise_api(dsn, None)
+
+
+def _run_started(
+    settings: Settings,
+    spec: FlowSpec,
+    recovery: RecoveryConfig | None,
+    instance: str,
+    lease: LeaseKeeper | None,
+    *,
+    client: Client | None,
+    progress: bool,
+    as_json: bool,
+    clock: Clock,
+) -> int:
+    primary = settings.flow.is_primary
+    ch = settings.clickhouse
+    dsn = ch.dsn.get_secret_value()
     if recovery is None and settings.input.kind == "kafka":
         log.warning(
             "Kafka input without recovery: a restart reads again from %s and loses the "

@@ -247,6 +247,23 @@ class MetricsSettings(_Section):
     host: str = Field("0.0.0.0", min_length=1)
 
 
+class ApiSettings(_Section):
+    """The HTTP API (``meterwax api serve``, ``meterwax run --api-port``)."""
+
+    keys_file: Path | None = None
+    # `meterwax run` serves the API from its own process when set (0: any free port).
+    port: int | None = Field(None, ge=0, le=65_535)
+    host: str = Field("127.0.0.1", min_length=1)
+    # POST /v1/events: the largest body and the most events in one request.
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    max_batch_events: int = Field(10_000, ge=1, le=100_000)
+    # The customer usage page (/portal): the secret that signs portal tokens
+    # (`meterwax api portal-token`; unset: only tenants' read keys open the page),
+    # and the origins allowed to embed it in a frame (CSP frame-ancestors).
+    portal_secret_file: Path | None = None
+    portal_frame_ancestors: str = Field("'self'", min_length=1, pattern=r"^[^;\r\n]+$")
+
+
 class Settings(BaseSettings):
     """Everything a run needs, validated together."""
 
@@ -268,6 +285,7 @@ class Settings(BaseSettings):
     recovery: RecoverySettings = RecoverySettings()
     metrics: MetricsSettings = MetricsSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    api: ApiSettings = ApiSettings()
 
     @model_validator(mode="after")
     def _check_engine(self) -> Settings:

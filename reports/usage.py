@@ -66,8 +66,9 @@ class UsageReports:
     database: str
     redis: redis.Redis | None
     key_prefix: str
-    # clickhouse-connect clients run one query at a time (one session; chDB one engine).
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    # clickhouse-connect clients run one query at a time (one session; chDB one engine):
+    # every query on ``clickhouse`` holds it.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> UsageReports:
@@ -110,7 +111,7 @@ class UsageReports:
     def closed_usage(self, tenant: str, period: tuple[int, int]) -> list[SegmentUsage]:
         """The tenant's rated windows starting in ``period``, per meter and price version."""
         try:
-            with self._lock:
+            with self.lock:
                 return segment_usage(
                     self.clickhouse,
                     self.database,
@@ -135,7 +136,7 @@ class UsageReports:
             }
         )
         try:
-            with self._lock:
+            with self.lock:
                 return {
                     meter: priced_events(
                         self.clickhouse,
@@ -154,7 +155,7 @@ class UsageReports:
     def daily_spend(self, tenant: str, period: tuple[int, int]) -> list[tuple[int, str, Decimal]]:
         """(UTC day, meter, amount) of the tenant's rated windows in ``period``."""
         try:
-            with self._lock:
+            with self.lock:
                 return daily_spend(
                     self.clickhouse,
                     self.database,
@@ -176,6 +177,23 @@ class UsageReports:
             raise SourceUnavailable(
                 f"cannot read live usage from Redis: {redact_url(_first_line(exc))}"
             ) from None
+
+    def check_clickhouse(self) -> None:
+        """Raise SourceUnavailable unless ClickHouse answers a query."""
+        try:
+            with self.lock:
+                self.clickhouse.query("SELECT 1")
+        except (ClickHouseError, OSError) as exc:
+            raise SourceUnavailable(f"ClickHouse: {_first_line(exc)}") from None
+
+    def check_redis(self) -> None:
+        """Raise SourceUnavailable unless Redis (when configured) answers PING."""
+        if self.redis is None:
+            return
+        try:
+            self.redis.ping()
+        except redis.RedisError as exc:
+            raise SourceUnavailable(f"Redis: {redact_url(_first_line(exc))}") from None
 
     def close(self) -> None:
         """Close the ClickHouse and Redis clients."""

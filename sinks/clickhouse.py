@@ -38,6 +38,8 @@ _URL_PARTS_IN_QUERY = frozenset({"user", "user_name", "username", "password", "h
 _DATABASE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # chDB data directories this process opened: chDB holds their lock itself.
 _OPENED_HERE: set[Path] = set()
+# Beside a chDB directory's data: where the run holding it serves the HTTP API.
+_API_MARKER = "meterwax-api-url"
 
 
 # Instants go to the DateTime64(3) columns as epoch milliseconds: the driver
@@ -184,11 +186,41 @@ def _check_not_held(path: Path) -> None:
         raise DsnError(
             f"chDB data at {path} is in use by another process (a `meterwax run`, or a "
             "report still running); chDB lets one process open a directory at a time: "
-            "wait for that run to finish or stop it, or use a ClickHouse server "
-            "(http://...) to read while a run writes"
+            f"{_api_hint(path)}, wait for that run to finish or stop it, or use a ClickHouse "
+            "server (http://...) to read while a run writes"
         ) from None
     finally:
         os.close(fd)
+
+
+def _api_hint(path: Path) -> str:
+    try:
+        url = (path / _API_MARKER).read_text(encoding="utf-8").strip()
+    except OSError:
+        url = ""
+    if url:
+        return (
+            f"that run serves the API at {url}: read there (GET /v1/estimate, "
+            "/v1/invoice?period=YYYY-MM, /v1/usage with a read key)"
+        )
+    return (
+        "start the run with --api-port N to read through its HTTP API while it runs "
+        "(GET /v1/estimate, /v1/invoice, /v1/usage)"
+    )
+
+
+def advertise_api(dsn: str, url: str | None) -> None:
+    """Note beside chDB data (``dsn``) where this process serves the API; None clears it.
+
+    A report that finds the directory held names the URL. Nothing for a server DSN.
+    """
+    if dsn.partition("://")[0].lower() != "chdb":
+        return
+    marker = Path(dsn[len("chdb://") :]).expanduser().resolve() / _API_MARKER
+    if url is None:
+        marker.unlink(missing_ok=True)
+    else:
+        marker.write_text(url + "\n", encoding="utf-8")
 
 
 def _check_server_dsn(dsn: str, database: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from clickhouse_connect.driver.client import Client
@@ -114,6 +115,99 @@ def window_totals(client: Client, database: str) -> list[WindowTotal]:
             latest_ms=int(row[10]),
             distinct_values=frozenset(str(value) for value in row[11]),
             distinct_known=int(row[12]) == 0,
+        )
+        for row in result.result_rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class UsageBucket:
+    """One meter's windows gathered into one bucket and one combination of group values."""
+
+    meter: str
+    bucket: int
+    groups: tuple[str | None, ...]
+    currency: str
+    quantity_sum: Decimal
+    quantity_max: Decimal
+    amount: Decimal
+
+
+# Bucket expressions by window size: epoch milliseconds of the bucket's start in
+# the time zone, or (period) the index of the billing period in {bounds}.
+BUCKETS = {
+    "minute": "toUnixTimestamp(toStartOfMinute(window_start, {tz:String})) * 1000",
+    "hour": "toUnixTimestamp(toStartOfHour(window_start, {tz:String})) * 1000",
+    "day": "toUnixTimestamp(toStartOfDay(window_start, {tz:String})) * 1000",
+    "period": (
+        "arrayFirstIndex(b -> b > toUnixTimestamp64Milli(window_start), {bounds:Array(Int64)})"
+    ),
+}
+
+
+def usage_buckets(
+    client: Client,
+    database: str,
+    *,
+    tenant: str,
+    start_ms: int,
+    end_ms: int,
+    bucket: str,
+    time_zone: str,
+    bounds: list[int],
+    group_by: list[str],
+    filters: dict[str, list[str]],
+) -> list[UsageBucket]:
+    """The windows of ``tenant`` starting in [start_ms, end_ms), per meter, bucket, currency
+    and the values of ``group_by``, among windows whose group values pass ``filters``.
+
+    Group names and values go in as query parameters, never into the SQL text.
+    """
+    parameters: dict[str, object] = {
+        "tenant": tenant,
+        "start": start_ms,
+        "end": end_ms,
+        "tz": time_zone,
+        "bounds": bounds,
+    }
+    groups = []
+    for n, name in enumerate(group_by):
+        parameters[f"g{n}"] = name
+        groups.append(
+            f"if(mapContains(group_values, {{g{n}:String}}), group_values[{{g{n}:String}}], NULL)"
+        )
+    where = []
+    for n, (name, values) in enumerate(sorted(filters.items())):
+        parameters[f"f{n}"] = name
+        parameters[f"v{n}"] = values
+        where.append(
+            f"AND mapContains(group_values, {{f{n}:String}}) "
+            f"AND group_values[{{f{n}:String}}] IN {{v{n}:Array(String)}}"
+        )
+    group_columns = "".join(f", {g} AS g{n}" for n, g in enumerate(groups))
+    group_keys = "".join(f", g{n}" for n in range(len(groups)))
+    sql = f"""
+SELECT meter, {BUCKETS[bucket]} AS bucket{group_columns}, currency,
+       sum(quantity), max(quantity), sum(amount)
+FROM {quote_database(database)}.window_usage
+WHERE tenant = {{tenant:String}}
+  AND window_start >= fromUnixTimestamp64Milli({{start:Int64}})
+  AND window_start < fromUnixTimestamp64Milli({{end:Int64}})
+  {" ".join(where)}
+GROUP BY meter, bucket{group_keys}, currency
+ORDER BY meter, bucket{group_keys}, currency
+"""
+    result = client.query(sql, parameters=parameters)
+    width = len(groups)
+    return [
+        UsageBucket(
+            meter=str(row[0]),
+            bucket=int(row[1]),
+            groups=tuple(None if value is None else str(value) for value in row[2 : 2 + width]),
+            currency=str(row[2 + width]),
+            quantity_sum=Decimal(row[3 + width]),
+            quantity_max=Decimal(row[4 + width]),
+            amount=Decimal(row[5 + width]),
         )
         for row in result.result_rows
     ]

@@ -26,8 +26,9 @@ from selenium import webdriver
 from selenium.webdriver.support.ui import WebDriverWait
 from starlette.applications import Starlette
 
-from api.keys import KeyStore, add_key
-from api.portal import portal_routes
+from api.app import build_app
+from api.context import ApiContext
+from api.keys import KeyStore, Scope, create_key
 from api.portal_tokens import issue, verify
 from cli.main import main
 from config.clock import FixedClock
@@ -168,11 +169,20 @@ def reports(
 
 
 def _app(reports: UsageReports, keys_file: Path) -> Starlette:
-    add_key(keys_file, "nobody-yet")
-    routes = portal_routes(
-        reports, token_secret=SECRET, keys=KeyStore(keys_file), clock=FixedClock(NOW_MS)
+    """The API application, as `meterwax api serve` builds it, with the page mounted."""
+    _key(keys_file, "nobody-yet")
+    context = ApiContext(
+        reports=reports,
+        keys=KeyStore(keys_file),
+        clock=FixedClock(NOW_MS),
+        flow_window_ms=60_000,
+        portal_secret=SECRET,
     )
-    return Starlette(routes=routes)
+    return build_app(context)
+
+
+def _key(keys_file: Path, tenant: str, *scopes: Scope) -> str:
+    return create_key(keys_file, tenant, scopes or (Scope.READ,), "2026-11-01T00:00:00Z")[1]
 
 
 def _get(url: str, authorization: str | None = None) -> tuple[int, dict[str, str], str]:
@@ -212,9 +222,12 @@ def test_the_data_is_the_api_s_and_only_the_token_s_tenant(
     ]
     assert "globex" not in text and "77" not in text
     # A read key works too; the tenant is the key's.
-    key = add_key(keys_file, "globex")
+    key = _key(keys_file, "globex")
     globex = json.loads(_get(f"{served}/portal/data", f"Bearer {key}")[2])
     assert globex["usage"]["tenant"] == "globex"
+    # A key that may only send events does not open the page.
+    ingest_only = _key(keys_file, "globex", Scope.INGEST)
+    assert _get(f"{served}/portal/data", f"Bearer {ingest_only}")[0] == 401
 
     for authorization in (None, "Bearer ", f"Bearer {acme[:-2]}", "Basic YWNtZTpwYXNz"):
         status, headers, text = _get(f"{served}/portal/data", authorization)

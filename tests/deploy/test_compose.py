@@ -52,6 +52,7 @@ def test_the_stack_has_every_service(compose: dict[str, Any]) -> None:
         "redis",
         "clickhouse",
         "meterwax",
+        "meterwax-api",
         "prometheus",
         "alertmanager",
         "grafana",
@@ -208,3 +209,24 @@ def test_dockerfile_builds_the_package_from_files_the_context_keeps(
     # The recovery directory exists in the image, so a new volume takes its owner.
     assert str(settings.recovery.directory) in dockerfile
     assert 'CMD ["meterwax", "run", "--config", "/etc/meterwax/meterwax.yaml"]' in dockerfile
+
+
+def test_the_api_serves_where_its_port_and_readiness_check_point(
+    compose: dict[str, Any],
+) -> None:
+    api = compose["services"]["meterwax-api"]
+    script = api["command"][2]
+    assert "exec meterwax api serve --config /etc/meterwax/meterwax.yaml" in script
+    assert "--host 0.0.0.0 --port 8080" in script
+    assert api["ports"] == ["127.0.0.1:8080:8080"]
+    assert "http://127.0.0.1:8080/readyz" in " ".join(api["healthcheck"]["test"])
+    keys = script.split("--keys-file ")[1].split()[0]
+    assert any(
+        volume.startswith("meterwax-api-keys:") and keys.startswith(volume.split(":")[1])
+        for volume in api["volumes"]
+    )
+    assert api["image"] == compose["services"]["meterwax"]["image"]
+    # A fresh keys volume takes the owner of the directory the image has.
+    dockerfile = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+    assert str(Path(keys).parent) in dockerfile
+    assert re.search(r"^EXPOSE .*\b8080\b", dockerfile, re.MULTILINE)

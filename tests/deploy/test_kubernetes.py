@@ -36,6 +36,10 @@ def _statefulset(objects: Objects) -> dict[str, Any]:
     return sts
 
 
+def _api(objects: Objects) -> dict[str, Any]:
+    return objects[("Deployment", "meterwax-api")]
+
+
 def _container(sts: dict[str, Any], name: str) -> dict[str, Any]:
     spec = sts["spec"]["template"]["spec"]
     (container,) = (c for c in spec["containers"] + spec["initContainers"] if c["name"] == name)
@@ -90,9 +94,11 @@ def test_statefulset_runs_a_cluster_behind_the_headless_service(k8s_objects: Obj
     assert sts["spec"]["updateStrategy"]["type"] == "OnDelete"
     labels = sts["spec"]["template"]["metadata"]["labels"]
     assert sts["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    api_labels = _api(k8s_objects)["spec"]["template"]["metadata"]["labels"]
     for (kind, _name), doc in k8s_objects.items():
         if kind == "Service":
-            assert doc["spec"]["selector"].items() <= labels.items()
+            selector = doc["spec"]["selector"].items()
+            assert selector <= labels.items() or selector <= api_labels.items(), _name
     pdb = k8s_objects[("PodDisruptionBudget", "meterwax")]
     assert pdb["spec"]["selector"]["matchLabels"].items() <= labels.items()
     assert pdb["spec"]["maxUnavailable"] == 1
@@ -146,10 +152,15 @@ def test_volumes_mounts_config_map_and_secret_keys_line_up(
     keys = set(example["stringData"])
     assert volumes["secrets"]["secret"]["secretName"] == SECRET
     used = {item["key"] for item in volumes["secrets"]["secret"]["items"]}
-    for value in _env(_container(sts, "meterwax")).values():
-        if isinstance(value, dict) and "secretKeyRef" in value:
-            assert value["secretKeyRef"]["name"] == SECRET
-            used.add(value["secretKeyRef"]["key"])
+    api_spec = _api(k8s_objects)["spec"]["template"]["spec"]
+    (api_secrets,) = (v for v in api_spec["volumes"] if "secret" in v)
+    assert api_secrets["secret"]["secretName"] == SECRET
+    used |= {item["key"] for item in api_secrets["secret"]["items"]}
+    for container in (_container(sts, "meterwax"), *api_spec["containers"]):
+        for value in _env(container).values():
+            if isinstance(value, dict) and "secretKeyRef" in value:
+                assert value["secretKeyRef"]["name"] == SECRET
+                used.add(value["secretKeyRef"]["key"])
     assert used == keys
 
 
@@ -382,3 +393,43 @@ def test_kustomize_builds_the_manifests(kustomization: dict[str, Any]) -> None:
     for doc in docs:
         if doc["kind"] != "Namespace":
             assert doc["metadata"]["namespace"] == kustomization["namespace"], doc["kind"]
+
+
+def test_the_api_deployment_is_probed_served_and_configured(
+    kustomization: dict[str, Any], k8s_objects: Objects
+) -> None:
+    deployment = _api(k8s_objects)
+    spec = deployment["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    args = container["args"]
+    assert args[:3] == ["meterwax", "api", "serve"]
+    ports = {port["name"]: port["containerPort"] for port in container["ports"]}
+    assert ports["http"] == int(args[args.index("--port") + 1])
+    assert args[args.index("--host") + 1] == "0.0.0.0"
+    # Ready only while ClickHouse, Redis and Kafka answer; alive while it serves.
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    service = k8s_objects[("Service", "meterwax-api")]
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(80, "http")]
+    assert (
+        service["spec"]["selector"].items()
+        <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    )
+    # The keys file and the settings the args name are files the pod mounts.
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    files = {
+        f"{mounts[name]}/{item['path']}"
+        for name, volume in volumes.items()
+        for item in (volume.get("secret") or volume.get("configMap") or {}).get("items", [])
+    }
+    assert args[args.index("--keys-file") + 1] in files
+    assert args[args.index("--config") + 1] in files
+    assert (
+        volumes["config"]["configMap"]["items"]
+        == _statefulset(k8s_objects)["spec"]["template"]["spec"]["volumes"][0]["configMap"]["items"]
+    )
+    assert {"api-deployment.yaml", "service-api.yaml"} <= set(kustomization["resources"])
+    # The example Secret's keys file is one `meterwax api serve` loads.
+    example = read_yaml(K8S / "secret.example.yaml")
+    assert yaml.safe_load(example["stringData"]["api-keys"]) == {"keys": []}
