@@ -212,6 +212,7 @@ def test_a_key_reads_its_own_tenant(base_url: str, keys: dict[str, str]) -> None
             "projection": "2.4",
             "currency": "USD",
             "live": "current",
+            "priced_from": "windows",
         }
     ]
     # The default period is the one holding "now"; naming yourself is allowed.
