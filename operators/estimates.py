@@ -24,8 +24,9 @@ Rounding policy:
 
 Plan-level terms (fixed fee, minimum commitment, per-meter minimums) come from
 the plan version in force at the period's start, or, for a plan that starts
-during the period, its first version; usage lines keep the version each window
-was rated with.
+during the period, its first version; so does a meter's zero-usage fee, due
+once a period. Usage lines keep the version each window (or, for per-event
+prices, each event) was rated with.
 """
 
 from __future__ import annotations
@@ -296,9 +297,9 @@ def estimate(
         summed = quantities.get(meter) if aggregations.get(meter) in ADDITIVE else None
         source = PricedFrom.WINDOWS
         if meter in from_events:
-            source, priced = PricedFrom.EVENTS, from_events[meter]
+            source, priced, quantity = PricedFrom.EVENTS, from_events[meter], summed
             state = LiveState.MISSING if counter is None else LiveState.CURRENT
-            provisional, quantity = (ZERO, summed) if ended else (priced, summed)
+            provisional = ZERO if ended else priced
             if ended:
                 final_amount = exact_sum(final_amount, priced)
         elif counter is None:
