@@ -17,12 +17,12 @@ from config.display import iso_utc as iso
 from config.errors import ConfigError, error_report
 from operators.estimates import CurrencyMismatchError, Estimate, LiveState, PeriodError
 from reports.usage import (
-    ESTIMATE_NOTE,
     SourceUnavailable,
     UnknownTenantError,
     UsageReports,
     build_estimate,
     estimate_json,
+    estimate_note,
     exact,
 )
 from sinks.redis_live_usage import LiveUsageError
@@ -127,7 +127,7 @@ def _render(report: Estimate) -> str:
             f"live counters behind the closed windows for {', '.join(lagging)}: "
             "provisional shown as 0 until they catch up"
         )
-    lines.append(ESTIMATE_NOTE)
+    lines.append(estimate_note(report))
     return "\n".join(lines)
 
 

@@ -15,7 +15,7 @@ from cli.options import add_source_options
 from config.display import decimal_text as plain
 from config.display import iso_utc as iso
 from operators.estimates import Invoice, LineKind
-from reports.invoices import build_invoice, invoice_json
+from reports.invoices import build_invoice, invoice_json, invoice_note
 from reports.usage import UsageReports, exact
 
 _LABELS = {
@@ -78,4 +78,7 @@ def _render(bill: Invoice, now_ms: int) -> str:
     ]
     if not bill.lines:
         lines.append("  (no lines)")
+    note = invoice_note(bill, now_ms)
+    if note is not None:
+        lines.append(note)
     return "\n".join(lines)

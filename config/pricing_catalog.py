@@ -459,7 +459,18 @@ def _per_event_issues(
             "lower min_fee_per_event to at most max_fee_per_event",
         )
     model = _model(price)
-    if price.free_allowance and isinstance(model, PercentagePrice) and model.per_event:
+    if not price.free_allowance or not isinstance(model, PercentagePrice):
+        return
+    # A percentage meter's units are the amount itself, so both keys free the same thing.
+    if model.free_amount is not None:
+        total = _plain(price.free_allowance + model.free_amount)
+        yield ConfigIssue(
+            field_path(*where, "free_allowance"),
+            "free_allowance and free_amount would both make part of the amount free "
+            "(counted twice)",
+            f'write the whole free amount once, as free_amount: "{total}", and drop free_allowance',
+        )
+    elif model.per_event:
         yield ConfigIssue(
             field_path(*where, "free_allowance"),
             "a per-event percentage price takes its free amount as free_amount",

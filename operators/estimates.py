@@ -24,8 +24,9 @@ Rounding policy:
 
 Plan-level terms (fixed fee, minimum commitment, per-meter minimums) come from
 the plan version in force at the period's start, or, for a plan that starts
-during the period, its first version; usage lines keep the version each window
-was rated with.
+during the period, its first version; so does a meter's zero-usage fee, due
+once a period. Usage lines keep the version each window (or, for per-event
+prices, each event) was rated with.
 """
 
 from __future__ import annotations
@@ -39,10 +40,17 @@ from enum import StrEnum
 from zoneinfo import ZoneInfo
 
 from config.meters import Aggregation
-from config.pricing import MeterPrice, PercentagePrice, Plan, PlanVersion
+from config.pricing import PercentagePrice, Plan, PlanVersion
 from operators.money import EXACT, ZERO, exact_sum
 from operators.periods import billing_period
-from operators.pricing import PricedEvent, events_cost, period_cost, round_to_minor
+from operators.pricing import (
+    PricedEvent,
+    meter_price,
+    opening_version,
+    period_cost,
+    round_to_minor,
+    segment_events_cost,
+)
 from operators.timeparse import TimeFormatError, parse_rfc3339_ms
 
 # Window quantities of these meters add up to the period's usage; a period's
@@ -99,6 +107,14 @@ class LiveReading:
     updated_ms: int
 
 
+class PricedFrom(StrEnum):
+    """Where an amount comes from."""
+
+    WINDOWS = "windows"  # rated windows that closed (estimates: plus the live counter)
+    EVENTS = "events"  # the event log, every accepted event priced exactly (per-event prices)
+    CATALOG = "catalog"  # a zero-usage fee or a plan-level term, from the pricing catalog
+
+
 class LiveState(StrEnum):
     """How the live counter of a meter compares with its closed windows."""
 
@@ -115,7 +131,10 @@ class MeterEstimate:
     counter adds on top (never negative), ``total`` their sum and ``projection``
     the total extrapolated linearly to the end of the period. ``quantity`` is
     None when neither source knows the period's usage (a non-additive meter
-    without a live counter).
+    without a live counter). A meter priced per event (``priced_from`` EVENTS)
+    is priced from the events accepted so far, as its invoice line is: final
+    once the period has ended, provisional until then (a late event can move
+    its free units); its live counter only sets ``live``.
     """
 
     meter: str
@@ -126,6 +145,7 @@ class MeterEstimate:
     total: Decimal
     projection: Decimal
     live: LiveState
+    priced_from: PricedFrom = PricedFrom.WINDOWS
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +192,8 @@ class InvoiceLine:
     """One line: ``amount`` at full precision, ``rounded`` to the currency's minor unit.
 
     ``meter`` is None for plan-level lines; ``quantity`` is set on usage lines of
-    additive meters only.
+    additive meters only. A usage line's quantity and amount come from the same
+    source: closed windows, or (per-event prices) every event accepted so far.
     """
 
     kind: LineKind
@@ -182,6 +203,7 @@ class InvoiceLine:
     quantity: Decimal | None
     amount: Decimal
     rounded: Decimal
+    priced_from: PricedFrom = PricedFrom.CATALOG
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,27 +261,51 @@ def estimate(
     final: Iterable[SegmentUsage],
     live: Mapping[str, LiveReading],
     aggregations: Mapping[str, Aggregation],
+    events: Mapping[str, Sequence[PricedEvent]] | None = None,
 ) -> Estimate:
     """Per-meter final, provisional, total and projected spend of ``period`` at ``now_ms``.
 
-    Raises CurrencyMismatchError for usage or counters not in the plan's currency.
+    ``events`` are the period's events of the meters priced per event (see
+    ``usage_segments``): those meters are priced exactly as the invoice prices
+    them. Raises CurrencyMismatchError for usage or counters not in the plan's
+    currency.
     """
     start_ms, end_ms = period
+    ended = now_ms >= end_ms
     amounts: dict[str, Decimal] = {}
+    from_events: dict[str, Decimal] = {}
     quantities: dict[str, Decimal] = {}
-    for segment in final:
-        _check_currency(plan, segment.currency, f"meter {segment.meter!r}")
-        amounts[segment.meter] = exact_sum(amounts.get(segment.meter, ZERO), segment.amount)
-        quantities[segment.meter] = exact_sum(quantities.get(segment.meter, ZERO), segment.quantity)
-    meters = []
-    for meter in sorted(amounts.keys() | live.keys()):
-        counter = live.get(meter)
-        final_amount = amounts.get(meter, ZERO)
-        summed = quantities.get(meter) if aggregations.get(meter) in ADDITIVE else None
-        if counter is None:
-            state, provisional, quantity = LiveState.MISSING, ZERO, summed
+    segments = usage_segments(plan, start_ms, final, events or {})
+    for segment, source in segments:
+        if source is PricedFrom.EVENTS:
+            from_events[segment.meter] = exact_sum(
+                from_events.get(segment.meter, ZERO), segment.amount
+            )
         else:
+            amounts[segment.meter] = exact_sum(amounts.get(segment.meter, ZERO), segment.amount)
+        quantities[segment.meter] = exact_sum(quantities.get(segment.meter, ZERO), segment.quantity)
+    # The zero-usage fee is due whatever happens: final, and not extrapolated.
+    opening = invoice_version(plan, start_ms, end_ms)
+    fees = zero_usage_fees(plan, opening, [segment for segment, _ in segments])
+    meters = []
+    for meter in sorted(amounts.keys() | from_events.keys() | live.keys() | fees.keys()):
+        counter = live.get(meter)
+        if counter is not None:
             _check_currency(plan, counter.currency, f"the live counter of {meter!r}")
+        fee = fees.get(meter, ZERO)
+        final_amount = exact_sum(amounts.get(meter, ZERO), fee)
+        summed = quantities.get(meter) if aggregations.get(meter) in ADDITIVE else None
+        source = PricedFrom.WINDOWS
+        if meter in from_events:
+            source, priced, quantity = PricedFrom.EVENTS, from_events[meter], summed
+            state = LiveState.MISSING if counter is None else LiveState.CURRENT
+            provisional = ZERO if ended else priced
+            if ended:
+                final_amount = exact_sum(final_amount, priced)
+        elif counter is None:
+            state, provisional = LiveState.MISSING, ZERO
+            quantity = summed if meter in quantities else ZERO
+        else:
             ahead = EXACT.subtract(counter.amount, final_amount)
             if ahead < 0:
                 # The counter has not caught up with windows that already closed.
@@ -268,6 +314,7 @@ def estimate(
             else:
                 state, provisional, quantity = LiveState.CURRENT, ahead, counter.quantity
         total = exact_sum(final_amount, provisional)
+        usage = EXACT.subtract(total, fee)
         meters.append(
             MeterEstimate(
                 meter=meter,
@@ -276,19 +323,11 @@ def estimate(
                 final=final_amount,
                 provisional=provisional,
                 total=total,
-                projection=project(total, start_ms, end_ms, now_ms),
+                projection=exact_sum(project(usage, start_ms, end_ms, now_ms), fee),
                 live=state,
+                priced_from=source,
             )
         )
-    version = invoice_version(plan, start_ms, end_ms)
-    for meter, price in sorted(version.prices.items() if version is not None else []):
-        zero = period_cost(price, ZERO)
-        if zero and meter not in amounts and meter not in live:
-            # The zero-usage fee is due whatever happens: final, and not extrapolated.
-            meters.append(
-                MeterEstimate(meter, plan.currency, ZERO, zero, ZERO, zero, zero, LiveState.MISSING)
-            )
-    meters.sort(key=lambda m: m.meter)
     return Estimate(tenant, plan.id, plan.currency, start_ms, end_ms, now_ms, tuple(meters))
 
 
@@ -311,10 +350,65 @@ def project(total: Decimal, start_ms: int, end_ms: int, now_ms: int) -> Decimal:
 def invoice_version(plan: Plan, start_ms: int, end_ms: int) -> PlanVersion | None:
     """The version whose plan-level terms apply to [start, end): in force at the start,
     else the first that takes effect during the period, else None."""
-    version = plan.version_at(start_ms)
-    if version is not None:
-        return version
-    return next((v for v in plan.versions if start_ms <= v.effective_from_ms < end_ms), None)
+    version = opening_version(plan, start_ms)
+    return version if version is not None and version.effective_from_ms < end_ms else None
+
+
+def usage_segments(
+    plan: Plan,
+    period_start_ms: int,
+    windows: Iterable[SegmentUsage],
+    events: Mapping[str, Sequence[PricedEvent]],
+) -> list[tuple[SegmentUsage, PricedFrom]]:
+    """A period's usage per meter and price version, and where each segment comes from.
+
+    The one place invoices and estimates take usage from. Closed windows give
+    every segment, except those of a meter in ``events`` under a version that
+    prices it per event: those are priced exactly from the meter's events (every
+    event accepted so far, each under the version in force at its time, a
+    repeated key once), quantity and amount alike. Raises CurrencyMismatchError
+    for windows not in the plan's currency.
+    """
+    found: list[tuple[SegmentUsage, PricedFrom]] = []
+    for segment in windows:
+        _check_currency(plan, segment.currency, f"meter {segment.meter!r}")
+        version = plan.version_named(segment.price_version)
+        if (
+            segment.plan_id == plan.id
+            and segment.meter in events
+            and _per_event(version, segment.meter)
+        ):
+            continue
+        found.append((segment, PricedFrom.WINDOWS))
+    for meter, meter_events in sorted(events.items()):
+        by_version: dict[str, list[PricedEvent]] = {}
+        for event in {event.key: event for event in meter_events}.values():
+            version = plan.version_at(event.time_ms)
+            if version is not None and _per_event(version, meter):
+                by_version.setdefault(version.version, []).append(event)
+        for name, mine in by_version.items():
+            version = plan.version_named(name)
+            amount = segment_events_cost(plan, version, meter, mine, period_start_ms)
+            quantity = _sum(event.value for event in mine)
+            segment = SegmentUsage(meter, name, plan.id, plan.currency, quantity, amount)
+            found.append((segment, PricedFrom.EVENTS))
+    return found
+
+
+def zero_usage_fees(
+    plan: Plan, version: PlanVersion | None, segments: Iterable[SegmentUsage]
+) -> dict[str, Decimal]:
+    """Zero-usage fees due for meters without usage under ``version``, the opening one.
+
+    The fee (a first tier's flat price) is due once a period, under the version
+    whose plan-level terms apply (``invoice_version``); a segment under that
+    version already carries it, a later version's segments never do.
+    """
+    if version is None:
+        return {}
+    used = {s.meter for s in segments if (s.plan_id, s.price_version) == (plan.id, version.version)}
+    fees = {meter: period_cost(price, ZERO) for meter, price in version.prices.items()}
+    return {meter: fee for meter, fee in sorted(fees.items()) if fee and meter not in used}
 
 
 def invoice(
@@ -336,7 +430,11 @@ def invoice(
         period_start_ms=start_ms,
         period_end_ms=end_ms,
         price_version=None if version is None else version.version,
-        lines=tuple(invoice_lines(plan, version, usage, aggregations, events or {})),
+        lines=tuple(
+            invoice_lines(
+                plan, version, usage, aggregations, events or {}, period_start_ms=start_ms
+            )
+        ),
     )
 
 
@@ -346,14 +444,15 @@ def invoice_lines(
     usage: Iterable[SegmentUsage],
     aggregations: Mapping[str, Aggregation],
     events: Mapping[str, Sequence[PricedEvent]],
+    *,
+    period_start_ms: int,
 ) -> list[InvoiceLine]:
     """Invoice lines, in order, each rounded to the plan currency's minor unit.
 
-    1. usage: one line per meter, plan and price version, from the window amounts
-       (per-event prices: from ``events``, the meter's events of the period, each
-       under the version in force at its time); then, for every meter ``version``
-       prices that has no usage line, what zero usage costs (a first tier's flat
-       price) when that is not zero;
+    1. usage: one line per meter, plan and price version (``usage_segments``:
+       closed windows, or for per-event prices every event in ``events``); then,
+       for every meter ``version`` prices that has no usage line under it, what
+       zero usage costs (a first tier's flat price) when that is not zero;
     2. minimum: per meter whose ``version`` price has a minimum above the meter's
        rounded usage lines (meters without usage included), the difference;
     3. fixed fee of ``version``, when it is not zero;
@@ -364,25 +463,19 @@ def invoice_lines(
     """
     currency = plan.currency
     order = {v.version: index for index, v in enumerate(plan.versions)}
-    segments: dict[tuple[str, str, str], tuple[Decimal, Decimal]] = {}
-    for segment in usage:
-        _check_currency(plan, segment.currency, f"meter {segment.meter!r}")
+    segments: dict[tuple[str, str, str], tuple[Decimal, Decimal, PricedFrom]] = {}
+    for segment, source in usage_segments(plan, period_start_ms, usage, events):
         key = (segment.meter, segment.plan_id, segment.price_version)
-        quantity, amount = segments.get(key, (ZERO, ZERO))
+        quantity, amount, _ = segments.get(key, (ZERO, ZERO, source))
         segments[key] = (
             exact_sum(quantity, segment.quantity),
             exact_sum(amount, segment.amount),
+            source,
         )
     lines: list[InvoiceLine] = []
-    for (meter, plan_id, price_version), (quantity, streamed) in sorted(
+    for (meter, plan_id, price_version), (quantity, amount, source) in sorted(
         segments.items(), key=lambda item: (item[0][0], order.get(item[0][2], -1), item[0])
     ):
-        amount = streamed
-        priced = plan.version_named(price_version) if plan_id == plan.id else None
-        price = None if priced is None else priced.prices.get(meter)
-        if price is not None and meter in events and _per_event(price):
-            mine = [e for e in events[meter] if _version_name(plan, e.time_ms) == price_version]
-            amount = events_cost(price, mine)
         lines.append(
             InvoiceLine(
                 kind=LineKind.USAGE,
@@ -392,15 +485,18 @@ def invoice_lines(
                 quantity=quantity if aggregations.get(meter) in ADDITIVE else None,
                 amount=amount,
                 rounded=round_to_minor(amount, currency),
+                priced_from=source,
             )
         )
     if version is None:
         return lines
-    for meter, price in sorted(version.prices.items()):
-        zero = period_cost(price, ZERO)
-        if zero and not any(key[0] == meter for key in segments):
-            # A subscribed meter without usage still owes its zero-usage fee.
-            lines.append(_plan_line(LineKind.USAGE, meter, plan, version, zero, quantity=ZERO))
+    used = [
+        SegmentUsage(meter, price_version, plan_id, currency, ZERO, ZERO)
+        for meter, plan_id, price_version in segments
+    ]
+    for meter, zero in zero_usage_fees(plan, version, used).items():
+        # A subscribed meter without usage under this version still owes its zero-usage fee.
+        lines.append(_plan_line(LineKind.USAGE, meter, plan, version, zero, quantity=ZERO))
     for meter, price in sorted(version.prices.items()):
         if price.minimum is None:
             continue
@@ -418,13 +514,9 @@ def invoice_lines(
     return lines
 
 
-def _per_event(price: MeterPrice) -> bool:
-    return isinstance(price.model, PercentagePrice) and price.model.per_event
-
-
-def _version_name(plan: Plan, at_ms: int) -> str:
-    version = plan.version_at(at_ms)
-    return "" if version is None else version.version
+def _per_event(version: PlanVersion | None, meter: str) -> bool:
+    price = meter_price(version, meter)
+    return price is not None and isinstance(price.model, PercentagePrice) and price.model.per_event
 
 
 def _plan_line(

@@ -27,7 +27,7 @@ from operators.contributions import Contribution, accumulator_of
 from operators.model import Event
 from operators.money import EXACT, ZERO
 from operators.periods import BillingSegment, billing_segment
-from operators.pricing import version_cost
+from operators.pricing import opening_version, segment_cost
 
 # tenant, meter, period start (epoch ms)
 CounterKey = tuple[str, str, int]
@@ -133,7 +133,7 @@ class LiveUsage:
         segments = {version: accumulator_of(aggregation, part) for version, part in stored.items()}
         period = _Period(end_ms, currency, segments, set())
         quantity = self._quantity(meter, segments.values())
-        _, quota = self._priced(pricing, tenant, meter, period)
+        _, quota = self._priced(pricing, key, period)
         period.crossed.update(kind for kind, _, _ in _crossings(quota, quantity, set()))
         self.periods[key] = period
 
@@ -152,7 +152,7 @@ class LiveUsage:
             tenant, meter, start = key
             period = self.periods[key]
             quantity = self._quantity(meter, period.segments.values())
-            amount, quota = self._priced(pricing, tenant, meter, period)
+            amount, quota = self._priced(pricing, key, period)
             new = _crossings(quota, quantity, period.crossed)
             period.crossed.update(kind for kind, _, _ in new)
             crossings += [
@@ -206,18 +206,23 @@ class LiveUsage:
 
     @staticmethod
     def _priced(
-        pricing: PricingCatalog, tenant: str, meter: str, period: _Period
+        pricing: PricingCatalog, key: CounterKey, period: _Period
     ) -> tuple[Decimal, Quota | None]:
+        tenant, meter, start = key
         subscription = pricing.subscription_for(tenant)
         if subscription is None:
             return ZERO, None
         plan = pricing.plans[subscription.plan]
         amount, quota, quota_from = ZERO, None, None
+        opening = opening_version(plan, start)
+        if opening is not None and opening.version not in period.segments:
+            # No usage under the opening version yet: its zero-usage fee is still due.
+            amount = segment_cost(plan, opening, meter, ZERO, start)
         for name, acc in period.segments.items():
             version = plan.version_named(name)
             if version is None:
                 continue
-            amount = EXACT.add(amount, version_cost(version, meter, acc.quantity()))
+            amount = EXACT.add(amount, segment_cost(plan, version, meter, acc.quantity(), start))
             # The quotas of the latest version in effect apply, whatever order the
             # segments were first seen in (out-of-order partitions, seeding).
             if meter in version.quotas and (

@@ -9,7 +9,8 @@ revision's amount. The amounts of a period's windows therefore always add up
 to the price of the period's whole usage, in whatever order windows and
 adjustments came. A price version change mid-period starts a new segment:
 windows starting on or after it are priced as a period of their own under
-the new version.
+the new version, less its zero-usage fee (due once a period, under the
+opening version: ``operators.pricing.segment_cost``).
 
 A flow started without recovery state is seeded with what earlier
 incarnations stored for a period (``seed``), so its windows' amounts are
@@ -29,7 +30,7 @@ from operators.contributions import Contribution, accumulator_of, contribution_o
 from operators.model import RatedWindow, WindowUsage
 from operators.money import EXACT, ZERO
 from operators.periods import billing_segment
-from operators.pricing import version_cost
+from operators.pricing import segment_cost
 
 
 class PeriodKey(NamedTuple):
@@ -95,7 +96,7 @@ class PeriodLedger:
         window: Accumulator = usage.accumulator
         period.merge(window, EXACT.subtract(usage.quantity, usage.previous_quantity))  # type: ignore[arg-type]
         period_quantity = period.quantity()
-        cost = version_cost(version, usage.meter, period_quantity)
+        cost = segment_cost(plan, version, usage.meter, period_quantity, key.period_start_ms)
         self.periods[key] = LedgerEntry(period, cost, end)
         previous_amount = window.amount
         window.amount = EXACT.add(previous_amount, EXACT.subtract(cost, charged))

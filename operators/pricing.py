@@ -17,6 +17,7 @@ from config.pricing import (
     MeterPrice,
     PackagePrice,
     PercentagePrice,
+    Plan,
     PlanVersion,
     PriceModel,
     Tier,
@@ -134,14 +135,54 @@ def meter_price(version: PlanVersion | None, meter: str) -> MeterPrice | None:
     return None if version is None else version.prices.get(meter)
 
 
-def version_cost(version: PlanVersion | None, meter: str, quantity: Decimal) -> Decimal:
-    """What a period's ``quantity`` of ``meter`` costs under ``version``; 0 when unpriced.
+def opening_version(plan: Plan, period_start_ms: int) -> PlanVersion | None:
+    """The version whose once-a-period terms apply to the period starting at ``period_start_ms``.
 
-    The one lookup plan version -> meter price -> period cost that rating, live
-    usage and reconciliation share.
+    The one in force at the start, else (a plan that starts during the period)
+    the plan's first; None for a plan without versions.
+    """
+    return plan.version_at(period_start_ms) or next(iter(plan.versions), None)
+
+
+def segment_cost(
+    plan: Plan, version: PlanVersion | None, meter: str, quantity: Decimal, period_start_ms: int
+) -> Decimal:
+    """What ``quantity`` of ``meter`` used under ``version`` costs in one period's segment.
+
+    The one lookup plan version -> meter price -> cost that rating, live usage,
+    reconciliation and invoices share; 0 when unpriced. A version that takes
+    effect mid-period prices its windows as a period of their own, but the
+    zero-usage fee (a first tier's flat price) is due once a period, under the
+    opening version (``opening_version``): a later version's segment is charged
+    its cost less its own zero-usage fee.
     """
     price = meter_price(version, meter)
-    return ZERO if price is None else period_cost(price, quantity)
+    if price is None:
+        return ZERO
+    return _segment(plan, version, price, period_cost(price, quantity), period_start_ms)
+
+
+def segment_events_cost(
+    plan: Plan,
+    version: PlanVersion | None,
+    meter: str,
+    events: Iterable[PricedEvent],
+    period_start_ms: int,
+) -> Decimal:
+    """``segment_cost`` of a segment's events, priced exactly (``events_cost``)."""
+    price = meter_price(version, meter)
+    if price is None:
+        return ZERO
+    return _segment(plan, version, price, events_cost(price, events), period_start_ms)
+
+
+def _segment(
+    plan: Plan, version: PlanVersion | None, price: MeterPrice, cost: Decimal, start_ms: int
+) -> Decimal:
+    opening = opening_version(plan, start_ms)
+    if version is None or opening is None or version.version == opening.version:
+        return cost
+    return EXACT.subtract(cost, period_cost(price, ZERO))
 
 
 def model_cost(model: PriceModel, quantity: Decimal) -> Decimal:

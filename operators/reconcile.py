@@ -18,7 +18,7 @@ from config.pricing import PricingCatalog
 from operators.contributions import Contribution, combine
 from operators.money import ZERO
 from operators.periods import billing_segment
-from operators.pricing import version_cost
+from operators.pricing import segment_cost
 
 
 class WindowKey(NamedTuple):
@@ -155,4 +155,5 @@ def _period_quantity(windows: list[RecomputedWindow]) -> Decimal:
 def _price(pricing: PricingCatalog, key: SegmentKey, quantity: Decimal) -> Decimal:
     plan = pricing.plan_for(key.tenant)
     assert plan is not None, "a located segment has a plan"
-    return version_cost(plan.version_named(key.price_version), key.meter, quantity)
+    version = plan.version_named(key.price_version)
+    return segment_cost(plan, version, key.meter, quantity, key.period_start_ms)

@@ -15,7 +15,7 @@ from typing import Any
 
 from config.display import decimal_text as plain
 from config.display import iso_utc as iso
-from operators.estimates import Invoice, invoice
+from operators.estimates import Invoice, PricedFrom, invoice
 from operators.pricing import minor_units
 from reports.usage import UsageReports, exact
 
@@ -37,8 +37,10 @@ def invoice_json(bill: Invoice, now_ms: int) -> dict[str, Any]:
     """The invoice as JSON-ready data: exact amounts and rounded ones as decimal strings.
 
     ``open`` is true while the period has not ended at ``now_ms`` (more usage may come).
+    Each line says where it is ``priced_from``; an open invoice with lines of
+    both sources says what each counts.
     """
-    return {
+    data: dict[str, Any] = {
         "tenant": bill.tenant,
         "plan": bill.plan_id,
         "currency": bill.currency,
@@ -56,8 +58,24 @@ def invoice_json(bill: Invoice, now_ms: int) -> dict[str, Any]:
                 "quantity": None if line.quantity is None else exact(line.quantity),
                 "amount": exact(line.amount),
                 "amount_rounded": plain(line.rounded),
+                "priced_from": line.priced_from.value,
             }
             for line in bill.lines
         ],
         "total": plain(bill.total),
     }
+    note = invoice_note(bill, now_ms)
+    if note is not None:
+        data["note"] = note
+    return data
+
+
+def invoice_note(bill: Invoice, now_ms: int) -> str | None:
+    """For an open period with lines priced from events: what windows and events count."""
+    sources = {line.priced_from for line in bill.lines}
+    if now_ms >= bill.period_end_ms or PricedFrom.EVENTS not in sources:
+        return None
+    return (
+        "open period: lines priced from windows count the windows closed so far; lines "
+        "priced from events count every event accepted so far (quantity and amount alike)"
+    )

@@ -138,7 +138,9 @@ def build_quote(
         amount=amount,
         rounded=round_to_minor(amount, plan.currency),
         zero_usage_fee=period_cost(price, Decimal(0)),
-        lines=tuple(invoice_lines(plan, version, [usage], {meter: Aggregation.SUM}, {})),
+        lines=tuple(
+            invoice_lines(plan, version, [usage], {meter: Aggregation.SUM}, {}, period_start_ms=at)
+        ),
     )
 
 

@@ -29,6 +29,7 @@ from config.settings import Settings
 from operators.estimates import (
     Estimate,
     LiveReading,
+    PricedFrom,
     SegmentUsage,
     estimate,
     resolve_period,
@@ -45,6 +46,12 @@ _REDIS_TIMEOUT_S = 5.0
 ESTIMATE_NOTE = (
     "usage amounts at full precision, before the invoice's minimums, fixed fee and "
     "minimum commitment"
+)
+# Said for an open period with a meter priced per event (its amount is all provisional).
+PER_EVENT_NOTE = (
+    "meters priced from events: the exact price of the events accepted so far, as the "
+    "invoice prices them, provisional until the period ends (a late event can move "
+    "free units)"
 )
 
 
@@ -213,6 +220,7 @@ def build_estimate(reports: UsageReports, tenant: str, period: str | None, now_m
         final=reports.closed_usage(tenant, bounds),
         live=reports.live_usage(tenant, bounds[0]),
         aggregations=reports.aggregations,
+        events=reports.per_event_usage(tenant, plan, bounds),
     )
 
 
@@ -235,13 +243,22 @@ def estimate_json(report: Estimate) -> dict[str, Any]:
                 "projection": exact(m.projection),
                 "currency": m.currency,
                 "live": m.live.value,
+                "priced_from": m.priced_from.value,
             }
             for m in report.meters
         ],
         "total": exact(report.total),
         "projection": exact(report.projection),
-        "note": ESTIMATE_NOTE,
+        "note": estimate_note(report),
     }
+
+
+def estimate_note(report: Estimate) -> str:
+    """What the estimate's amounts include, and what is provisional in them."""
+    open_period = report.now_ms < report.period_end_ms
+    if open_period and any(m.priced_from is PricedFrom.EVENTS for m in report.meters):
+        return f"{ESTIMATE_NOTE}; {PER_EVENT_NOTE}"
+    return ESTIMATE_NOTE
 
 
 def exact(value: Decimal) -> str:

@@ -719,6 +719,13 @@ def test_float_version_fee_is_rejected(tmp_path: Path, keys: str, key: str) -> N
             'write free_amount: "500" instead',
         ),
         (
+            '{ model: percentage, rate_percent: "1", free_amount: "500", free_allowance: "100" }',
+            "free_allowance",
+            "free_allowance and free_amount would both make part of the amount free "
+            "(counted twice)",
+            'write the whole free amount once, as free_amount: "600", and drop free_allowance',
+        ),
+        (
             '{ model: package, package_size: 10, package_price: "1", round: sideways }',
             "round",
             "Input should be 'up' or 'down' (got 'sideways')",

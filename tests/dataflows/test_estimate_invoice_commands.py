@@ -269,6 +269,7 @@ def test_estimate_adds_live_counters_to_closed_windows_and_projects(
             "projection": "0.3",
             "currency": "USD",
             "live": "lagging",
+            "priced_from": "windows",
         },
         "peak_gb": {
             "meter": "peak_gb",
@@ -279,6 +280,7 @@ def test_estimate_adds_live_counters_to_closed_windows_and_projects(
             "projection": "4",
             "currency": "USD",
             "live": "current",
+            "priced_from": "windows",
         },
         "tokens": {
             "meter": "tokens",
@@ -289,6 +291,7 @@ def test_estimate_adds_live_counters_to_closed_windows_and_projects(
             "projection": "4.2",
             "currency": "USD",
             "live": "current",
+            "priced_from": "windows",
         },
     }
     assert (result["total"], result["projection"]) == ("4.25", "8.5")
@@ -508,3 +511,24 @@ def test_invoice_prices_per_event_charges_from_the_event_log_and_shows_zero_usag
         for line in result["lines"]
     ] == [("usage", "tokens", "450", "0.70"), ("usage", "peak_gb", "0", "3.00")]
     assert result["total"] == "3.70"
+    assert [line["priced_from"] for line in result["lines"]] == ["events", "catalog"]
+    assert result["note"].startswith("open period: lines priced from windows count")
+
+    # The estimate prices the same events with the same function (November is still open).
+    estimate = run_json(
+        capsys,
+        *("estimate", "--tenant", "payco", "--period", "2026-11"),
+        *("--dsn", chdb_dsn, "--database", ch_database),
+        *catalogs,
+    )
+
+    tokens = next(m for m in estimate["meters"] if m["meter"] == "tokens")
+    assert (tokens["usage"], tokens["final"], tokens["provisional"], tokens["total"]) == (
+        "450",
+        "0",
+        "0.7",
+        "0.7",
+    )
+    assert tokens["priced_from"] == "events"
+    assert estimate["total"] == "3.7"
+    assert "provisional until the period ends" in estimate["note"]

@@ -25,6 +25,7 @@ from operators.estimates import (
     LiveReading,
     LiveState,
     PeriodError,
+    PricedFrom,
     SegmentUsage,
     estimate,
     invoice,
@@ -514,3 +515,115 @@ def test_estimate_shows_the_zero_usage_fee() -> None:
     assert [(m.meter, m.quantity, m.total, m.projection) for m in report.meters] == [
         ("storage_gb", D(0), D(5), D(5))
     ]
+
+
+def _versioned_tiered_plan() -> Plan:
+    """storage_gb with a 5.00 first-tier fee in v1 and a 7.00 one in v2 (from November 16)."""
+
+    def graduated(fee: str) -> MeterPrice:
+        return MeterPrice(GraduatedPrice((Tier(D(100), D("0.02"), D(fee)), Tier(None, D("0.01")))))
+
+    mid = NOV_2026_MS + LENGTH // 2
+    return Plan(
+        "p",
+        "USD",
+        (
+            PlanVersion("v1", 0, {"storage_gb": graduated("5")}),
+            PlanVersion("v2", mid, {"storage_gb": graduated("7")}),
+        ),
+    )
+
+
+def test_usage_only_after_a_version_change_still_owes_the_opening_fee_once() -> None:
+    # The windows after v2 took effect were rated without v2's fee (segment_cost).
+    usage = [segment("storage_gb", "0.20", "10", version="v2")]
+
+    bill = invoice(
+        "acme",
+        _versioned_tiered_plan(),
+        NOVEMBER,
+        usage=usage,
+        aggregations={"storage_gb": Aggregation.SUM},
+    )
+
+    # The fee is the opening version's (v1, 5.00), once; v2's 7.00 is not charged.
+    assert lines_of(bill) == [
+        ("usage", "storage_gb", "v2", "0.20"),
+        ("usage", "storage_gb", "v1", "5.00"),
+    ]
+    assert bill.total == D("5.20")
+
+
+_LAGO_EVENTS = [  # 400, 200, 100, 50: the free $500 runs out in the second (3.30)
+    PricedEvent(NOV_2026_MS + 1, "s\x00a", D(400)),
+    PricedEvent(NOV_2026_MS + 2, "s\x00b", D(200)),
+    PricedEvent(NOV_2026_MS + 3, "s\x00c", D(100)),
+    PricedEvent(DEC_2026_MS - 1, "s\x00d", D(50)),
+]
+
+
+@pytest.mark.parametrize(
+    ("now_ms", "final", "provisional"),
+    [(DEC_2026_MS, D("3.30"), D(0)), (DEC_2026_MS - 1, D(0), D("3.30"))],
+    ids=["closed period", "open period"],
+)
+def test_estimate_prices_per_event_meters_as_the_invoice_does(
+    now_ms: int, final: Decimal, provisional: Decimal
+) -> None:
+    # Closed windows streamed 1.2% of their sum (700 x 1.2% = 8.40), provisionally;
+    # the live counter likewise.
+    windows = [SegmentUsage("payments", "v1", "p", "USD", D(700), D("8.40"))]
+    events = {"payments": _LAGO_EVENTS}
+    plan = _tiered_and_per_event_plan()
+    aggregations = {"payments": Aggregation.SUM}
+
+    report = estimate(
+        "acme",
+        plan,
+        NOVEMBER,
+        now_ms=now_ms,
+        final=windows,
+        live={"payments": live("payments", "9.00", "750")},
+        aggregations=aggregations,
+        events=events,
+    )
+    bill = invoice("acme", plan, NOVEMBER, usage=windows, aggregations=aggregations, events=events)
+
+    payments = next(m for m in report.meters if m.meter == "payments")
+    line = next(line for line in bill.lines if line.meter == "payments")
+    assert (payments.quantity, payments.final, payments.provisional) == (D(750), final, provisional)
+    assert payments.priced_from is PricedFrom.EVENTS
+    assert (line.quantity, line.amount) == (payments.quantity, payments.total)
+
+
+def test_an_open_invoice_takes_per_event_quantity_and_amount_from_the_same_events() -> None:
+    # Only the window holding the first event has closed; all four events are accepted.
+    windows = [SegmentUsage("payments", "v1", "p", "USD", D(400), D("4.80"))]
+
+    bill = invoice(
+        "acme",
+        _tiered_and_per_event_plan(),
+        NOVEMBER,
+        usage=windows,
+        aggregations={"payments": Aggregation.SUM},
+        events={"payments": _LAGO_EVENTS},
+    )
+
+    line = next(line for line in bill.lines if line.meter == "payments")
+    assert (line.quantity, line.amount, line.priced_from) == (D(750), D("3.30"), PricedFrom.EVENTS)
+    storage = next(line for line in bill.lines if line.meter == "storage_gb")
+    assert storage.priced_from is PricedFrom.CATALOG
+
+
+def test_events_of_a_version_with_no_closed_window_still_make_a_line() -> None:
+    bill = invoice(
+        "acme",
+        _tiered_and_per_event_plan(),
+        NOVEMBER,
+        usage=[],
+        aggregations={"payments": Aggregation.SUM},
+        events={"payments": _LAGO_EVENTS},
+    )
+
+    line = next(line for line in bill.lines if line.meter == "payments")
+    assert (line.quantity, line.amount) == (D(750), D("3.30"))

@@ -6,12 +6,14 @@ from decimal import Decimal
 
 from config.meters import Aggregation
 from config.pricing import (
+    GraduatedPrice,
     MeterPrice,
     Plan,
     PlanVersion,
     PricingCatalog,
     Quota,
     Subscription,
+    Tier,
     UnitPrice,
 )
 from operators.live_usage import LiveUsage
@@ -49,3 +51,26 @@ def test_the_latest_versions_quota_applies_whatever_order_its_segments_came_in()
     assert [c.quantity for c in counters] == [Decimal(7)]
     assert crossings == []
     assert not counters[0].hard_limited
+
+
+def test_a_live_counter_owes_the_opening_versions_zero_usage_fee_once() -> None:
+    def graduated(fee: int) -> MeterPrice:
+        return MeterPrice(GraduatedPrice((Tier(Decimal(100), Decimal("0.02"), Decimal(fee)),)))
+
+    # First-tier fees: 5.00 in the old version, 7.00 in the new one.
+    versions = (
+        PlanVersion("old", 0, {"tokens": graduated(5)}),
+        PlanVersion("new", NOV_15, {"tokens": graduated(7)}),
+    )
+    pricing = PricingCatalog(
+        plans={"p": Plan("p", "USD", versions)}, subscriptions={"acme": Subscription("p")}
+    )
+    live = LiveUsage({"tokens": Aggregation.SUM})
+    live.fold([make_event(NOV_15 + 1_000, Decimal(10))], pricing, 60_000)
+    after, _ = live.changes(pricing, NOV_15 + 2_000)
+    live.fold([make_event(NOV_1 + 1_000, Decimal(10), event_id="b")], pricing, 60_000)
+    both, _ = live.changes(pricing, NOV_15 + 3_000)
+
+    # The old version's fee is due once a period, with or without usage under it.
+    assert [c.amount for c in after] == [Decimal("5.20")]
+    assert [c.amount for c in both] == [Decimal("5.40")]

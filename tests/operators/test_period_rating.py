@@ -186,3 +186,25 @@ def test_unknown_tenant_is_refused() -> None:
     empty = PricingCatalog(plans={}, subscriptions={})
     with pytest.raises(UnratableError):
         ledger.rate(usage, empty, 0)
+
+
+def test_a_version_change_mid_period_charges_the_zero_usage_fee_once() -> None:
+    # A 5.00 first-tier fee in both versions; v2 takes effect on November 16.
+    tiers = (Tier(D(100), D("0.02"), D(5)), Tier(None, D("0.01")))
+    price = MeterPrice(GraduatedPrice(tiers))
+    mid = NOV_2026_MS + 15 * 24 * 60 * MINUTE
+    versions = (PlanVersion("v1", 0, {"m": price}), PlanVersion("v2", mid, {"m": price}))
+    pricing = PricingCatalog(
+        plans={"p": Plan("p", "USD", versions)}, subscriptions={"acme": Subscription("p")}
+    )
+    ledger = PeriodLedger({"m": Aggregation.SUM})
+    before, after = ACCUMULATORS[Aggregation.SUM](), ACCUMULATORS[Aggregation.SUM]()
+    before.fold(D(10), NOV_2026_MS)
+    after.fold(D(10), mid)
+
+    a = ledger.rate(emit(before, NOV_2026_MS, WindowKind.WINDOW), pricing, 0)
+    b = ledger.rate(emit(after, mid, WindowKind.WINDOW), pricing, 0)
+
+    # v1: 5.00 + 10 x 0.02; v2 prices its 10 units as a period of its own, without the fee.
+    assert (a.price_version, a.amount) == ("v1", D("5.20"))
+    assert (b.price_version, b.amount) == ("v2", D("0.20"))
