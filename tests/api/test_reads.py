@@ -151,6 +151,7 @@ def test_estimate_of_the_keys_tenant(api: httpx.Client, keys: Keys) -> None:
             "projection": "2.4",
             "currency": "USD",
             "live": "current",
+            "priced_from": "windows",
         }
     ]
     # The default period is the one holding "now".
