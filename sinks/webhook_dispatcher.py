@@ -98,6 +98,8 @@ class WebhookDispatcher:
         self._send = send
         self._rng = rng or random.Random()
         self._holder = uuid.uuid4().hex
+        # Renewed before each attempt, so it must outlast one that runs into the timeout.
+        self._lease_ms = max(LEASE_MS, 2 * settings.timeout + 5_000)
         # Whether the last round held the lease (False: another dispatcher delivers).
         self.leased = False
         self._unlogged: list[Attempt] = []
@@ -107,8 +109,7 @@ class WebhookDispatcher:
 
     def run_once(self) -> int:
         """Attempt every delivery that is due; returns how many attempts were made."""
-        self.leased = self._outbox.acquire(self._holder, LEASE_MS)
-        if not self.leased:
+        if not self._renew():
             return 0
         now_ms = self._clock.now_ms()
         if self._watch is not None and (
@@ -122,6 +123,9 @@ class WebhookDispatcher:
                 pending = self._outbox.head(target.name)
                 if pending is None or pending.next_ms > self._clock.now_ms():
                     break
+                if not self._renew():
+                    self._flush_log()
+                    return attempts  # another dispatcher took over: it delivers from here
                 attempts += 1
                 if not self._attempt(target, pending):
                     break  # it is the head again, not due yet: later ones wait
@@ -144,6 +148,10 @@ class WebhookDispatcher:
         """Give up the lease and write what the log still holds."""
         self._outbox.release(self._holder)
         self._flush_log()
+
+    def _renew(self) -> bool:
+        self.leased = self._outbox.acquire(self._holder, self._lease_ms)
+        return self.leased
 
     def _attempt(self, target: Target, pending: Pending) -> bool:
         now_ms = self._clock.now_ms()

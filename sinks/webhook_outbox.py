@@ -44,6 +44,33 @@ end
 return added
 """
 
+# KEYS[1] the queue, KEYS[2] the message hash. ARGV: msg id, attempts, next_ms.
+# Only a message still queued is updated: one delivered (or given up) meanwhile by
+# a dispatcher that took the lease over must not come back as a hash without a
+# queue entry, which would keep it from ever being queued again.
+_FAILED = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('HSET', KEYS[2], 'attempts', ARGV[2], 'next_ms', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+# KEYS[1] the lease; ARGV: holder, ttl_ms. Take it if free, renew it if held.
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class Pending:
@@ -66,6 +93,9 @@ class WebhookOutbox:
         self._client = client
         self._prefix = prefix
         self._enqueue = client.register_script(_ENQUEUE)
+        self._failed = client.register_script(_FAILED)
+        self._acquire = client.register_script(_ACQUIRE)
+        self._release = client.register_script(_RELEASE)
 
     def enqueue(self, message: WebhookMessage, endpoints: Sequence[str], created_ms: int) -> int:
         """Queue ``message`` for each of ``endpoints``; returns how many were newly queued."""
@@ -115,11 +145,9 @@ class WebhookOutbox:
         return int(self._client.zcard(self._queue(endpoint)))
 
     def failed_attempt(self, pending: Pending, next_ms: int) -> None:
-        """Count a failed attempt and set when the next one is due."""
-        self._client.hset(
-            self._hash(pending.endpoint, pending.msg_id),
-            mapping={"attempts": pending.attempts + 1, "next_ms": next_ms},
-        )
+        """Count a failed attempt and set when the next one is due (if still queued)."""
+        keys = [self._queue(pending.endpoint), self._hash(pending.endpoint, pending.msg_id)]
+        self._failed(keys=keys, args=[pending.msg_id, pending.attempts + 1, next_ms])
 
     def done(self, pending: Pending) -> None:
         """Take a delivered (or given up) message off its endpoint's queue."""
@@ -130,19 +158,12 @@ class WebhookOutbox:
 
     def acquire(self, holder: str, ttl_ms: int) -> bool:
         """Take or renew the dispatcher lease for ``holder``; False while another holds it."""
-        key = f"{self._prefix}:webhook-dispatcher"
-        if self._client.set(key, holder, nx=True, px=ttl_ms):
-            return True
-        if _text(self._client.get(key) or b"") == holder:
-            self._client.pexpire(key, ttl_ms)
-            return True
-        return False
+        keys = [f"{self._prefix}:webhook-dispatcher"]
+        return bool(self._acquire(keys=keys, args=[holder, ttl_ms]))
 
     def release(self, holder: str) -> None:
         """Give the dispatcher lease up if ``holder`` holds it."""
-        key = f"{self._prefix}:webhook-dispatcher"
-        if _text(self._client.get(key) or b"") == holder:
-            self._client.delete(key)
+        self._release(keys=[f"{self._prefix}:webhook-dispatcher"], args=[holder])
 
     def _queue(self, endpoint: str) -> str:
         return f"{self._prefix}:webhook-queue:{endpoint}"

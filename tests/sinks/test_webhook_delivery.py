@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 import random
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -222,3 +223,55 @@ def test_one_dispatcher_delivers_at_a_time(
     first.close()
     assert second.run_once() == 1 and second.leased
     assert [r.msg_id for r in webhook_receiver.accepted] == ["msg_lease"]
+
+
+def test_a_dispatcher_whose_lease_lapsed_mid_attempt_leaves_the_queue_to_its_successor(
+    redis_url: str, webhook_receiver: Receiver, ch_client: Client, ch_database: str
+) -> None:
+    clock = MovableClock(mid_month_clock(0).now_ms())
+    outbox, settings, log = _setup(redis_url, webhook_receiver, ch_client, ch_database, clock)
+    targets = [Target(e.name, e.url, e.secret_value()) for e in settings.endpoints]
+    successor = _dispatcher(outbox, settings, log, clock)
+    client = redis.Redis.from_url(redis_url)
+    prefix = outbox._prefix
+    sends: list[str] = []
+
+    def stalled(
+        url: str, head: Mapping[str, str], body: bytes, timeout_s: float
+    ) -> tuple[int, str]:
+        # The receiver does not answer this attempt until the lease has expired and
+        # another dispatcher has taken over and delivered the queue.
+        sends.append(head["webhook-id"])
+        client.delete(f"{prefix}:webhook-dispatcher")
+        assert successor.run_once() == 2 and successor.leased
+        return 0, "TimeoutError: timed out"
+
+    stale = WebhookDispatcher(outbox, targets, settings, log, clock=clock, send=stalled)
+    events = _quota_events(clock.at_ms - DAY_MS, clock.at_ms)
+    first, second = quota_message(events[0]), quota_message(events[1])
+    outbox.enqueue(first, ["billing"], clock.at_ms)
+    outbox.enqueue(second, ["billing"], clock.at_ms)
+    stale.run_once()
+
+    assert sends == [first.msg_id]
+    assert [r.msg_id for r in webhook_receiver.unique()] == [first.msg_id, second.msg_id]
+    # The late failure of the stale dispatcher resurrects nothing: the delivered message
+    # can be redelivered by hand, and a replay of the flow can queue it again.
+    assert client.exists(f"{prefix}:webhook-msg:billing:{first.msg_id}") == 0
+    assert outbox.enqueue(first, ["billing"], clock.at_ms) == 1
+    head = outbox.head("billing")
+    assert head is not None and head.msg_id == first.msg_id and head.attempts == 0
+
+
+def test_the_lease_outlasts_an_attempt_that_runs_into_the_timeout(
+    redis_url: str, webhook_receiver: Receiver, ch_client: Client, ch_database: str
+) -> None:
+    clock = MovableClock(mid_month_clock(0).now_ms())
+    outbox, settings, log = _setup(redis_url, webhook_receiver, ch_client, ch_database, clock)
+    slow = settings.model_copy(update={"timeout": 120_000})
+    dispatcher = _dispatcher(outbox, slow, log, clock)
+    dispatcher.run_once()
+    ttl_ms = redis.Redis.from_url(redis_url).pttl(f"{outbox._prefix}:webhook-dispatcher")
+    # Renewed before each attempt: an attempt that lasts the whole timeout cannot let
+    # the lease lapse (another dispatcher would send the same messages meanwhile).
+    assert ttl_ms > slow.timeout
