@@ -56,6 +56,19 @@ def test_endpoints_need_redis() -> None:
         load_settings(overrides=overrides)
 
 
+def test_period_closed_waits_for_the_settlement_horizon() -> None:
+    overrides = {**_settings({}, period_closed_after="1h"), "window": {"settlement_horizon": "3d"}}
+    with pytest.raises(ConfigError) as error:
+        load_settings(overrides=overrides)
+    assert str(error.value) == (
+        "webhooks.period_closed_after (1h) must be at least window.settlement_horizon (3d): "
+        "late events change a period's usage until then; raise period_closed_after"
+    )
+    # Without period.closed, the setting does not matter.
+    quiet = _settings({"events": ["quota.hard_limit"]}, period_closed_after="1h")
+    load_settings(overrides={**quiet, "window": {"settlement_horizon": "3d"}})
+
+
 def test_run_refuses_in_one_line_without_the_secret(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
