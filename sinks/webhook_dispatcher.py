@@ -15,14 +15,16 @@ thread of ``meterwax run`` or ``meterwax webhooks deliver``.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import logging
 import random
+import socket
 import threading
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from config.clock import SYSTEM_CLOCK, Clock
 from config.redaction import redact_url
@@ -53,26 +55,41 @@ class Target:
     secret: str
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # A redirect would turn the POST into a GET: it counts as a failed attempt.
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
-
-
 def post(url: str, head: Mapping[str, str], body: bytes, timeout_s: float) -> tuple[int, str]:
-    """POST ``body``; the HTTP status (0: no answer) and a one-line error, secrets masked."""
-    request = urllib.request.Request(url, data=body, headers=dict(head), method="POST")
+    """POST ``body``; the HTTP status (0: no answer) and a one-line error, secrets masked.
+
+    ``timeout_s`` bounds the whole attempt, not each read: a receiver trickling
+    its answer a byte at a time is cut off too. Redirects are not followed (a
+    3xx counts as a failed attempt).
+    """
+    parts = urlsplit(url)
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = kind(parts.hostname or "", parts.port, timeout=timeout_s)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    expired = threading.Event()
+
+    def cut_off() -> None:
+        # Shutting the socket down wakes the read that waits on it.
+        expired.set()
+        if conn.sock is not None:
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_RDWR)
+
+    watchdog = threading.Timer(timeout_s, cut_off)
+    watchdog.start()
     try:
-        with _OPENER.open(request, timeout=timeout_s) as response:
-            return int(response.status), ""
-    except urllib.error.HTTPError as exc:
-        return exc.code, f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return 0, redact_url(f"{type(exc).__name__}: {reason}")
+        conn.request("POST", path, body=body, headers=dict(head))
+        status = conn.getresponse().status
+    except (http.client.HTTPException, OSError) as exc:
+        if expired.is_set():
+            return 0, f"TimeoutError: timed out after {timeout_s:g}s"
+        return 0, redact_url(f"{type(exc).__name__}: {exc}")
+    finally:
+        watchdog.cancel()
+        conn.close()
+    if expired.is_set():
+        return 0, f"TimeoutError: timed out after {timeout_s:g}s"
+    return status, "" if 200 <= status < 300 else f"HTTP {status}"
 
 
 class WebhookDispatcher:

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import itertools
 import random
+import socket
+import threading
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,7 +22,7 @@ from clickhouse_connect.driver.client import Client
 from config.webhooks import WebhookEndpoint, WebhookSettings
 from operators.live_usage import QuotaEvent
 from operators.webhooks import WebhookMessage, quota_message
-from sinks.webhook_dispatcher import Target, WebhookDispatcher
+from sinks.webhook_dispatcher import Target, WebhookDispatcher, post
 from sinks.webhook_log import WebhookLog
 from sinks.webhook_outbox import WebhookOutbox
 from tests.clocks import CLOCK_OFFSETS, DAY_MS, mid_month_clock
@@ -275,3 +278,32 @@ def test_the_lease_outlasts_an_attempt_that_runs_into_the_timeout(
     # Renewed before each attempt: an attempt that lasts the whole timeout cannot let
     # the lease lapse (another dispatcher would send the same messages meanwhile).
     assert ttl_ms > slow.timeout
+
+
+def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_timeout() -> None:
+    # Accepts the request, then sends its status line a byte at a time: each byte
+    # comes within the timeout, the whole answer long after it.
+    server = socket.create_server(("127.0.0.1", 0))
+    answer = b"HTTP/1.1 204 No Content\r\n\r\n"
+    done = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65_536)
+            for byte in answer:
+                if done.wait(0.2):
+                    return
+                conn.sendall(bytes([byte]))
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/hooks"
+    started = time.monotonic()
+    status, error = post(url, {"content-type": "application/json"}, b"{}", 0.5)
+    elapsed = time.monotonic() - started
+    done.set()
+    thread.join()
+    server.close()
+    assert status == 0 and "timed out" in error
+    assert elapsed < 2.0
