@@ -23,9 +23,7 @@ from dataclasses import dataclass
 import redis
 
 from operators.webhooks import WebhookMessage
-
-# How long a webhook-sent marker keeps a message from being enqueued again.
-SENT_MARKER_TTL_MS = 40 * 86_400_000
+from sinks.redis_live_writer import MIN_MARKER_TTL_MS, RETAIN_MS
 
 # KEYS[1] the sequence, then (queue, message hash) per endpoint. ARGV: msg id,
 # type, tenant, body, created_ms. A message already queued for an endpoint is
@@ -111,9 +109,14 @@ class WebhookOutbox:
         """Whether ``mark_sent(msg_id)`` was called (within the marker's lifetime)."""
         return bool(self._client.exists(f"{self._prefix}:webhook-sent:{msg_id}"))
 
-    def mark_sent(self, msg_id: str) -> None:
-        """Remember that ``msg_id`` was enqueued, so a replay does not enqueue it again."""
-        self._client.set(f"{self._prefix}:webhook-sent:{msg_id}", 1, px=SENT_MARKER_TTL_MS)
+    def mark_sent(self, msg_id: str, period_end_ms: int, now_ms: int) -> None:
+        """Remember that ``msg_id`` was enqueued, so a replay does not enqueue it again.
+
+        Kept as long as the live counters of its period (which a replay rewrites),
+        like the quota-sent markers.
+        """
+        ttl_ms = max(period_end_ms + RETAIN_MS - now_ms, MIN_MARKER_TTL_MS)
+        self._client.set(f"{self._prefix}:webhook-sent:{msg_id}", 1, px=ttl_ms)
 
     def head(self, endpoint: str) -> Pending | None:
         """The oldest delivery queued for ``endpoint``."""
