@@ -88,6 +88,12 @@ class WebhookEndpoint(BaseModel):
                 f"url {redact_url(self.url)!r} is not an http(s) URL; "
                 "write it as https://host[:port]/path"
             )
+        if parts.username is not None or parts.password is not None:
+            # Not sent as credentials: receivers authenticate deliveries by their signature.
+            raise ValueError(
+                f"url {redact_url(self.url)!r} must not hold user:password@; receivers check "
+                "the webhook-signature header instead"
+            )
         unknown = sorted(set(self.events) - set(EVENT_TYPES))
         if unknown:
             raise ValueError(

@@ -30,6 +30,7 @@ def _settings(endpoint: dict[str, Any], **extra: Any) -> dict[str, Any]:
     ("endpoint", "extra", "expected"),
     [
         ({"url": "ftp://hooks.example.com"}, {}, "is not an http(s) URL"),
+        ({"url": f"https://u:{RAW}@hooks.example.com/m"}, {}, "must not hold user:password@"),
         ({"events": ["quota.threshold", "invoice.paid"]}, {}, "unknown event type(s) invoice.paid"),
         ({"secret": "not-whsec"}, {}, "must start with 'whsec_'"),
         ({"secret": "whsec_@@@"}, {}, "must be valid base64"),
