@@ -64,7 +64,10 @@ def post(url: str, head: Mapping[str, str], body: bytes, timeout_s: float) -> tu
     """
     parts = urlsplit(url)
     kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    conn = kind(parts.hostname or "", parts.port, timeout=timeout_s)
+    try:
+        conn = kind(parts.hostname or "", parts.port, timeout=timeout_s)
+    except ValueError as exc:  # a URL that cannot work: a failed attempt, not a stuck queue
+        return 0, redact_url(f"{type(exc).__name__}: {exc}")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     expired = threading.Event()
 
@@ -80,7 +83,7 @@ def post(url: str, head: Mapping[str, str], body: bytes, timeout_s: float) -> tu
     try:
         conn.request("POST", path, body=body, headers=dict(head))
         status = conn.getresponse().status
-    except (http.client.HTTPException, OSError) as exc:
+    except (http.client.HTTPException, OSError, ValueError, OverflowError) as exc:
         if expired.is_set():
             return 0, f"TimeoutError: timed out after {timeout_s:g}s"
         return 0, redact_url(f"{type(exc).__name__}: {exc}")

@@ -31,6 +31,8 @@ def _settings(endpoint: dict[str, Any], **extra: Any) -> dict[str, Any]:
     [
         ({"url": "ftp://hooks.example.com"}, {}, "is not an http(s) URL"),
         ({"url": f"https://u:{RAW}@hooks.example.com/m"}, {}, "must not hold user:password@"),
+        ({"url": "https://hooks.example.com:99999/m"}, {}, "port from 1 to 65535"),
+        ({"url": "https://hooks.example.com:abc/m"}, {}, "port from 1 to 65535"),
         ({"events": ["quota.threshold", "invoice.paid"]}, {}, "unknown event type(s) invoice.paid"),
         ({"secret": "not-whsec"}, {}, "must start with 'whsec_'"),
         ({"secret": "whsec_@@@"}, {}, "must be valid base64"),

@@ -307,3 +307,10 @@ def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_timeout() -> None
     server.close()
     assert status == 0 and "timed out" in error
     assert elapsed < 2.0
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:abc/hooks", "http://127.0.0.1:99999/hooks"])
+def test_a_url_that_cannot_work_is_a_failed_attempt_not_an_exception(url: str) -> None:
+    # An exception here would stop every endpoint's deliveries, round after round.
+    status, error = post(url, {}, b"{}", 0.5)
+    assert status == 0 and error
