@@ -173,9 +173,11 @@ def _redeliver(args: argparse.Namespace, settings: Settings, clock: Clock) -> in
         )
     outbox = WebhookOutbox(redis_from_url(r.url.get_secret_value(), r.password()), r.key_prefix)
     now_ms = clock.now_ms()
+    queued: list[Attempt] = []
+    waiting: list[Attempt] = []
     for a in logged:
         message = WebhookMessage(a.msg_id, a.type, a.tenant, now_ms, a.body)
-        outbox.enqueue(message, [a.endpoint], now_ms)
+        (queued if outbox.enqueue(message, [a.endpoint], now_ms) else waiting).append(a)
     log_.write(
         [
             Attempt(
@@ -192,10 +194,17 @@ def _redeliver(args: argparse.Namespace, settings: Settings, clock: Clock) -> in
                 now_ms,
                 a.body,
             )
-            for a in logged
+            for a in queued
         ]
     )
-    print(f"queued {args.msg_id} again for {', '.join(sorted(a.endpoint for a in logged))}")
+    if queued:
+        print(f"queued {args.msg_id} again for {', '.join(sorted(a.endpoint for a in queued))}")
+    if waiting:
+        # Still in the queue (being retried): queuing it again would change nothing.
+        print(
+            f"{args.msg_id} is still queued for {', '.join(sorted(a.endpoint for a in waiting))}; "
+            "the dispatcher retries it (see `meterwax webhooks list`)"
+        )
     return 0
 
 

@@ -195,3 +195,34 @@ def test_nothing_is_sent_twice_across_runs_and_deliveries(
     assert main(["run", "--config", str(config), "--no-progress"], clock=clock) == 0
     assert main(deliver, clock=clock) == 0
     assert len(webhook_receiver.accepted) == first
+
+
+def test_redeliver_of_a_message_still_being_retried_says_so(
+    tmp_path: Path,
+    webhook_receiver: Receiver,
+    redis_url: str,
+    chdb_dsn: str,
+    ch_database: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clock = FixedClock(mid_month_clock(0).now_ms())
+    config = _config(tmp_path, webhook_receiver.url, redis_url, chdb_dsn, ch_database)
+    prefix = yaml.safe_load(config.read_text())["redis"]["key_prefix"]
+    pending = message("quota.threshold", "retried", "acme", clock.now_ms(), {"tenant": "acme"})
+    WebhookOutbox(redis.Redis.from_url(redis_url), prefix).enqueue(
+        pending, ["platform"], clock.now_ms()
+    )
+    webhook_receiver.fail_first = 1
+    deliver = ["webhooks", "deliver", "--config", str(config), "--until-idle"]
+    assert main(deliver, clock=clock) == 0
+    capsys.readouterr()
+
+    assert (
+        main(["webhooks", "redeliver", pending.msg_id, "--config", str(config)], clock=clock) == 0
+    )
+    out = capsys.readouterr().out
+    assert out.startswith(f"{pending.msg_id} is still queued for platform;")
+    assert main(["webhooks", "list", "--config", str(config), "--json"], clock=clock) == 0
+    [row] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    # The log still tells the truth: the message waits for its next attempt.
+    assert row["status"] == "retrying" and row["attempts"] == 1
