@@ -23,7 +23,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from config.clock import SYSTEM_CLOCK, Clock
@@ -52,7 +52,8 @@ class Target:
 
     name: str
     url: str
-    secret: str
+    # Out of repr: a Target in a log line or a traceback must not show it.
+    secret: str = field(repr=False)
 
 
 def post(url: str, head: Mapping[str, str], body: bytes, timeout_s: float) -> tuple[int, str]:

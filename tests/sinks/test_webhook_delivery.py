@@ -314,3 +314,8 @@ def test_a_url_that_cannot_work_is_a_failed_attempt_not_an_exception(url: str) -
     # An exception here would stop every endpoint's deliveries, round after round.
     status, error = post(url, {}, b"{}", 0.5)
     assert status == 0 and error
+
+
+def test_a_target_shows_no_secret() -> None:
+    target = Target("billing", "https://hooks.example.com/m", SECRET)
+    assert SECRET not in repr(target) and SECRET not in str([target])
