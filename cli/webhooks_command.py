@@ -12,12 +12,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import redis
 from clickhouse_connect.driver.client import Client
 
 from cli.options import settings_from
 from cli.signals import stop_on_signals
 from config.clock import SYSTEM_CLOCK, Clock
 from config.errors import ConfigError
+from config.redaction import redact_url
 from config.settings import Settings
 from dataflows.shutdown import StopRequest
 from operators.webhooks import WebhookMessage
@@ -251,4 +253,9 @@ def main(args: argparse.Namespace) -> int:
         return 2
     except (SinkError, OSError) as exc:
         print(f"meterwax webhooks: {exc}", file=sys.stderr)
+        return 1
+    except redis.RedisError as exc:
+        # The queue is in Redis: nothing can be delivered or redelivered without it.
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"meterwax webhooks: cannot reach Redis: {redact_url(first)}", file=sys.stderr)
         return 1
