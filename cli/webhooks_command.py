@@ -12,12 +12,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+import redis
 from clickhouse_connect.driver.client import Client
 
 from cli.options import settings_from
 from cli.signals import stop_on_signals
 from config.clock import SYSTEM_CLOCK, Clock
 from config.errors import ConfigError
+from config.redaction import redact_url
 from config.settings import Settings
 from dataflows.shutdown import StopRequest
 from operators.webhooks import WebhookMessage
@@ -173,9 +175,11 @@ def _redeliver(args: argparse.Namespace, settings: Settings, clock: Clock) -> in
         )
     outbox = WebhookOutbox(redis_from_url(r.url.get_secret_value(), r.password()), r.key_prefix)
     now_ms = clock.now_ms()
+    queued: list[Attempt] = []
+    waiting: list[Attempt] = []
     for a in logged:
         message = WebhookMessage(a.msg_id, a.type, a.tenant, now_ms, a.body)
-        outbox.enqueue(message, [a.endpoint], now_ms)
+        (queued if outbox.enqueue(message, [a.endpoint], now_ms) else waiting).append(a)
     log_.write(
         [
             Attempt(
@@ -192,10 +196,17 @@ def _redeliver(args: argparse.Namespace, settings: Settings, clock: Clock) -> in
                 now_ms,
                 a.body,
             )
-            for a in logged
+            for a in queued
         ]
     )
-    print(f"queued {args.msg_id} again for {', '.join(sorted(a.endpoint for a in logged))}")
+    if queued:
+        print(f"queued {args.msg_id} again for {', '.join(sorted(a.endpoint for a in queued))}")
+    if waiting:
+        # Still in the queue (being retried): queuing it again would change nothing.
+        print(
+            f"{args.msg_id} is still queued for {', '.join(sorted(a.endpoint for a in waiting))}; "
+            "the dispatcher retries it (see `meterwax webhooks list`)"
+        )
     return 0
 
 
@@ -242,4 +253,9 @@ def main(args: argparse.Namespace) -> int:
         return 2
     except (SinkError, OSError) as exc:
         print(f"meterwax webhooks: {exc}", file=sys.stderr)
+        return 1
+    except redis.RedisError as exc:
+        # The queue is in Redis: nothing can be delivered or redelivered without it.
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"meterwax webhooks: cannot reach Redis: {redact_url(first)}", file=sys.stderr)
         return 1

@@ -303,6 +303,15 @@ class Settings(BaseSettings):
                 "webhooks.endpoints need redis.url: quota and spend webhooks come from live "
                 "usage, and the delivery queue is kept in Redis; set redis.url"
             )
+        w, horizon = self.webhooks, self.window.settlement_horizon
+        closing = any("period.closed" in e.events for e in w.endpoints)
+        if closing and w.period_closed_after < horizon:
+            # Late events adjust a period until then: period.closed would not be final.
+            raise ConfigError(
+                f"webhooks.period_closed_after ({format_duration_ms(w.period_closed_after)}) "
+                f"must be at least window.settlement_horizon ({format_duration_ms(horizon)}): "
+                "late events change a period's usage until then; raise period_closed_after"
+            )
         return self
 
     @property

@@ -88,6 +88,19 @@ class WebhookEndpoint(BaseModel):
                 f"url {redact_url(self.url)!r} is not an http(s) URL; "
                 "write it as https://host[:port]/path"
             )
+        try:
+            port = parts.port
+        except ValueError:
+            port = 0
+        if port == 0:
+            # Caught here: at delivery time it failed every attempt of every endpoint.
+            raise ValueError(f"url {redact_url(self.url)!r} needs a port from 1 to 65535 (or none)")
+        if parts.username is not None or parts.password is not None:
+            # Not sent as credentials: receivers authenticate deliveries by their signature.
+            raise ValueError(
+                f"url {redact_url(self.url)!r} must not hold user:password@; receivers check "
+                "the webhook-signature header instead"
+            )
         unknown = sorted(set(self.events) - set(EVENT_TYPES))
         if unknown:
             raise ValueError(

@@ -75,16 +75,18 @@ def spend_message(
 ) -> WebhookMessage:
     """``spend.threshold``: the tenant's ``amount`` in the period reached ``threshold``."""
     tenant, start = counter.tenant, counter.period_start_ms
+    # One amount, one id: 100, 100.0 and 1E+2 in the settings are the same threshold.
+    threshold_text = _exact(threshold.normalize())
     data = {
         "tenant": tenant,
-        "threshold": _exact(threshold),
+        "threshold": threshold_text,
         "amount": _exact(amount),
         "currency": counter.currency,
         "period_start_ms": start,
         "period_end_ms": counter.period_end_ms,
         "at_ms": at_ms,
     }
-    return message("spend.threshold", f"{tenant}|{start}|{_exact(threshold)}", tenant, at_ms, data)
+    return message("spend.threshold", f"{tenant}|{start}|{threshold_text}", tenant, at_ms, data)
 
 
 def period_closed_message(counters: Sequence[LiveCounter], at_ms: int) -> WebhookMessage:

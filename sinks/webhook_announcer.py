@@ -77,15 +77,17 @@ class WebhookAnnouncer:
             thresholds = self._spend.for_tenant(c.tenant, self._plan_of(c.tenant))
             announced = self._announced.setdefault(period, set())
             for threshold in spend_crossings(total, thresholds, announced):
-                self._announce_once(spend_message(c, threshold, total, self._clock.now_ms()))
+                msg = spend_message(c, threshold, total, self._clock.now_ms())
+                self._announce_once(msg, c.period_end_ms)
                 announced.add(threshold)
         self._forget_old(touched)
 
-    def _announce_once(self, msg: WebhookMessage) -> None:
+    def _announce_once(self, msg: WebhookMessage, period_end_ms: int) -> None:
         # Enqueue, then mark: a crash in between repeats the message, never loses it.
         if not _retry(lambda: self._outbox.was_sent(msg.msg_id)):
             self._enqueue(msg)
-            _retry(lambda: self._outbox.mark_sent(msg.msg_id))
+            now_ms = self._clock.now_ms()
+            _retry(lambda: self._outbox.mark_sent(msg.msg_id, period_end_ms, now_ms))
 
     def _enqueue(self, msg: WebhookMessage) -> None:
         names = [e.name for e in self._endpoints if e.wants(msg.type, msg.tenant)]

@@ -15,14 +15,16 @@ thread of ``meterwax run`` or ``meterwax webhooks deliver``.
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import logging
 import random
+import socket
 import threading
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from config.clock import SYSTEM_CLOCK, Clock
 from config.redaction import redact_url
@@ -50,29 +52,48 @@ class Target:
 
     name: str
     url: str
-    secret: str
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # A redirect would turn the POST into a GET: it counts as a failed attempt.
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirect)
+    # Out of repr: a Target in a log line or a traceback must not show it.
+    secret: str = field(repr=False)
 
 
 def post(url: str, head: Mapping[str, str], body: bytes, timeout_s: float) -> tuple[int, str]:
-    """POST ``body``; the HTTP status (0: no answer) and a one-line error, secrets masked."""
-    request = urllib.request.Request(url, data=body, headers=dict(head), method="POST")
+    """POST ``body``; the HTTP status (0: no answer) and a one-line error, secrets masked.
+
+    ``timeout_s`` bounds the whole attempt, not each read: a receiver trickling
+    its answer a byte at a time is cut off too. Redirects are not followed (a
+    3xx counts as a failed attempt).
+    """
+    parts = urlsplit(url)
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     try:
-        with _OPENER.open(request, timeout=timeout_s) as response:
-            return int(response.status), ""
-    except urllib.error.HTTPError as exc:
-        return exc.code, f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return 0, redact_url(f"{type(exc).__name__}: {reason}")
+        conn = kind(parts.hostname or "", parts.port, timeout=timeout_s)
+    except ValueError as exc:  # a URL that cannot work: a failed attempt, not a stuck queue
+        return 0, redact_url(f"{type(exc).__name__}: {exc}")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    expired = threading.Event()
+
+    def cut_off() -> None:
+        # Shutting the socket down wakes the read that waits on it.
+        expired.set()
+        if conn.sock is not None:
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_RDWR)
+
+    watchdog = threading.Timer(timeout_s, cut_off)
+    watchdog.start()
+    try:
+        conn.request("POST", path, body=body, headers=dict(head))
+        status = conn.getresponse().status
+    except (http.client.HTTPException, OSError, ValueError, OverflowError) as exc:
+        if expired.is_set():
+            return 0, f"TimeoutError: timed out after {timeout_s:g}s"
+        return 0, redact_url(f"{type(exc).__name__}: {exc}")
+    finally:
+        watchdog.cancel()
+        conn.close()
+    if expired.is_set():
+        return 0, f"TimeoutError: timed out after {timeout_s:g}s"
+    return status, "" if 200 <= status < 300 else f"HTTP {status}"
 
 
 class WebhookDispatcher:
@@ -98,6 +119,8 @@ class WebhookDispatcher:
         self._send = send
         self._rng = rng or random.Random()
         self._holder = uuid.uuid4().hex
+        # Renewed before each attempt, so it must outlast one that runs into the timeout.
+        self._lease_ms = max(LEASE_MS, 2 * settings.timeout + 5_000)
         # Whether the last round held the lease (False: another dispatcher delivers).
         self.leased = False
         self._unlogged: list[Attempt] = []
@@ -107,8 +130,7 @@ class WebhookDispatcher:
 
     def run_once(self) -> int:
         """Attempt every delivery that is due; returns how many attempts were made."""
-        self.leased = self._outbox.acquire(self._holder, LEASE_MS)
-        if not self.leased:
+        if not self._renew():
             return 0
         now_ms = self._clock.now_ms()
         if self._watch is not None and (
@@ -122,6 +144,9 @@ class WebhookDispatcher:
                 pending = self._outbox.head(target.name)
                 if pending is None or pending.next_ms > self._clock.now_ms():
                     break
+                if not self._renew():
+                    self._flush_log()
+                    return attempts  # another dispatcher took over: it delivers from here
                 attempts += 1
                 if not self._attempt(target, pending):
                     break  # it is the head again, not due yet: later ones wait
@@ -144,6 +169,10 @@ class WebhookDispatcher:
         """Give up the lease and write what the log still holds."""
         self._outbox.release(self._holder)
         self._flush_log()
+
+    def _renew(self) -> bool:
+        self.leased = self._outbox.acquire(self._holder, self._lease_ms)
+        return self.leased
 
     def _attempt(self, target: Target, pending: Pending) -> bool:
         now_ms = self._clock.now_ms()

@@ -23,9 +23,7 @@ from dataclasses import dataclass
 import redis
 
 from operators.webhooks import WebhookMessage
-
-# How long a webhook-sent marker keeps a message from being enqueued again.
-SENT_MARKER_TTL_MS = 40 * 86_400_000
+from sinks.redis_live_writer import MIN_MARKER_TTL_MS, RETAIN_MS
 
 # KEYS[1] the sequence, then (queue, message hash) per endpoint. ARGV: msg id,
 # type, tenant, body, created_ms. A message already queued for an endpoint is
@@ -42,6 +40,33 @@ for i = 2, #KEYS, 2 do
   end
 end
 return added
+"""
+
+# KEYS[1] the queue, KEYS[2] the message hash. ARGV: msg id, attempts, next_ms.
+# Only a message still queued is updated: one delivered (or given up) meanwhile by
+# a dispatcher that took the lease over must not come back as a hash without a
+# queue entry, which would keep it from ever being queued again.
+_FAILED = """
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then
+  redis.call('HSET', KEYS[2], 'attempts', ARGV[2], 'next_ms', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+# KEYS[1] the lease; ARGV: holder, ttl_ms. Take it if free, renew it if held.
+_ACQUIRE = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 
@@ -66,6 +91,9 @@ class WebhookOutbox:
         self._client = client
         self._prefix = prefix
         self._enqueue = client.register_script(_ENQUEUE)
+        self._failed = client.register_script(_FAILED)
+        self._acquire = client.register_script(_ACQUIRE)
+        self._release = client.register_script(_RELEASE)
 
     def enqueue(self, message: WebhookMessage, endpoints: Sequence[str], created_ms: int) -> int:
         """Queue ``message`` for each of ``endpoints``; returns how many were newly queued."""
@@ -81,9 +109,14 @@ class WebhookOutbox:
         """Whether ``mark_sent(msg_id)`` was called (within the marker's lifetime)."""
         return bool(self._client.exists(f"{self._prefix}:webhook-sent:{msg_id}"))
 
-    def mark_sent(self, msg_id: str) -> None:
-        """Remember that ``msg_id`` was enqueued, so a replay does not enqueue it again."""
-        self._client.set(f"{self._prefix}:webhook-sent:{msg_id}", 1, px=SENT_MARKER_TTL_MS)
+    def mark_sent(self, msg_id: str, period_end_ms: int, now_ms: int) -> None:
+        """Remember that ``msg_id`` was enqueued, so a replay does not enqueue it again.
+
+        Kept as long as the live counters of its period (which a replay rewrites),
+        like the quota-sent markers.
+        """
+        ttl_ms = max(period_end_ms + RETAIN_MS - now_ms, MIN_MARKER_TTL_MS)
+        self._client.set(f"{self._prefix}:webhook-sent:{msg_id}", 1, px=ttl_ms)
 
     def head(self, endpoint: str) -> Pending | None:
         """The oldest delivery queued for ``endpoint``."""
@@ -115,11 +148,9 @@ class WebhookOutbox:
         return int(self._client.zcard(self._queue(endpoint)))
 
     def failed_attempt(self, pending: Pending, next_ms: int) -> None:
-        """Count a failed attempt and set when the next one is due."""
-        self._client.hset(
-            self._hash(pending.endpoint, pending.msg_id),
-            mapping={"attempts": pending.attempts + 1, "next_ms": next_ms},
-        )
+        """Count a failed attempt and set when the next one is due (if still queued)."""
+        keys = [self._queue(pending.endpoint), self._hash(pending.endpoint, pending.msg_id)]
+        self._failed(keys=keys, args=[pending.msg_id, pending.attempts + 1, next_ms])
 
     def done(self, pending: Pending) -> None:
         """Take a delivered (or given up) message off its endpoint's queue."""
@@ -130,19 +161,12 @@ class WebhookOutbox:
 
     def acquire(self, holder: str, ttl_ms: int) -> bool:
         """Take or renew the dispatcher lease for ``holder``; False while another holds it."""
-        key = f"{self._prefix}:webhook-dispatcher"
-        if self._client.set(key, holder, nx=True, px=ttl_ms):
-            return True
-        if _text(self._client.get(key) or b"") == holder:
-            self._client.pexpire(key, ttl_ms)
-            return True
-        return False
+        keys = [f"{self._prefix}:webhook-dispatcher"]
+        return bool(self._acquire(keys=keys, args=[holder, ttl_ms]))
 
     def release(self, holder: str) -> None:
         """Give the dispatcher lease up if ``holder`` holds it."""
-        key = f"{self._prefix}:webhook-dispatcher"
-        if _text(self._client.get(key) or b"") == holder:
-            self._client.delete(key)
+        self._release(keys=[f"{self._prefix}:webhook-dispatcher"], args=[holder])
 
     def _queue(self, endpoint: str) -> str:
         return f"{self._prefix}:webhook-queue:{endpoint}"

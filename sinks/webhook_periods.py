@@ -53,7 +53,7 @@ def announce_closed_periods(
                 continue
             names = [e.name for e in endpoints if e.wants(msg.type, tenant)]
             outbox.enqueue(msg, names, now_ms)
-            outbox.mark_sent(msg.msg_id)
+            outbox.mark_sent(msg.msg_id, counters[0].period_end_ms, now_ms)
             queued += 1
     return queued
 

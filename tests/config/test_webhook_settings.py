@@ -30,6 +30,9 @@ def _settings(endpoint: dict[str, Any], **extra: Any) -> dict[str, Any]:
     ("endpoint", "extra", "expected"),
     [
         ({"url": "ftp://hooks.example.com"}, {}, "is not an http(s) URL"),
+        ({"url": f"https://u:{RAW}@hooks.example.com/m"}, {}, "must not hold user:password@"),
+        ({"url": "https://hooks.example.com:99999/m"}, {}, "port from 1 to 65535"),
+        ({"url": "https://hooks.example.com:abc/m"}, {}, "port from 1 to 65535"),
         ({"events": ["quota.threshold", "invoice.paid"]}, {}, "unknown event type(s) invoice.paid"),
         ({"secret": "not-whsec"}, {}, "must start with 'whsec_'"),
         ({"secret": "whsec_@@@"}, {}, "must be valid base64"),
@@ -54,6 +57,19 @@ def test_endpoints_need_redis() -> None:
     del overrides["redis"]
     with pytest.raises(ConfigError, match=r"webhooks\.endpoints need redis\.url"):
         load_settings(overrides=overrides)
+
+
+def test_period_closed_waits_for_the_settlement_horizon() -> None:
+    overrides = {**_settings({}, period_closed_after="1h"), "window": {"settlement_horizon": "3d"}}
+    with pytest.raises(ConfigError) as error:
+        load_settings(overrides=overrides)
+    assert str(error.value) == (
+        "webhooks.period_closed_after (1h) must be at least window.settlement_horizon (3d): "
+        "late events change a period's usage until then; raise period_closed_after"
+    )
+    # Without period.closed, the setting does not matter.
+    quiet = _settings({"events": ["quota.hard_limit"]}, period_closed_after="1h")
+    load_settings(overrides={**quiet, "window": {"settlement_horizon": "3d"}})
 
 
 def test_run_refuses_in_one_line_without_the_secret(

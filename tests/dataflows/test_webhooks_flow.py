@@ -22,7 +22,10 @@ import yaml
 from cli.main import main
 from config.clock import FixedClock
 from operators.webhooks import message
+from sinks.clickhouse import connect
+from sinks.clickhouse_schema import migrate
 from sinks.local_services import free_port
+from sinks.webhook_log import Attempt, WebhookLog
 from sinks.webhook_outbox import WebhookOutbox
 from tests.clocks import CLOCK_OFFSETS, DAY_MS, mid_month_clock, month_start_ms
 from tests.dataflows.conftest import METERS_YAML
@@ -195,3 +198,73 @@ def test_nothing_is_sent_twice_across_runs_and_deliveries(
     assert main(["run", "--config", str(config), "--no-progress"], clock=clock) == 0
     assert main(deliver, clock=clock) == 0
     assert len(webhook_receiver.accepted) == first
+
+
+def test_redeliver_of_a_message_still_being_retried_says_so(
+    tmp_path: Path,
+    webhook_receiver: Receiver,
+    redis_url: str,
+    chdb_dsn: str,
+    ch_database: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    clock = FixedClock(mid_month_clock(0).now_ms())
+    config = _config(tmp_path, webhook_receiver.url, redis_url, chdb_dsn, ch_database)
+    prefix = yaml.safe_load(config.read_text())["redis"]["key_prefix"]
+    pending = message("quota.threshold", "retried", "acme", clock.now_ms(), {"tenant": "acme"})
+    WebhookOutbox(redis.Redis.from_url(redis_url), prefix).enqueue(
+        pending, ["platform"], clock.now_ms()
+    )
+    webhook_receiver.fail_first = 1
+    deliver = ["webhooks", "deliver", "--config", str(config), "--until-idle"]
+    assert main(deliver, clock=clock) == 0
+    capsys.readouterr()
+
+    assert (
+        main(["webhooks", "redeliver", pending.msg_id, "--config", str(config)], clock=clock) == 0
+    )
+    out = capsys.readouterr().out
+    assert out.startswith(f"{pending.msg_id} is still queued for platform;")
+    assert main(["webhooks", "list", "--config", str(config), "--json"], clock=clock) == 0
+    [row] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    # The log still tells the truth: the message waits for its next attempt.
+    assert row["status"] == "retrying" and row["attempts"] == 1
+
+
+@pytest.mark.parametrize("action", [["deliver", "--until-idle"], ["redeliver", "msg_x"]])
+def test_an_unreachable_redis_is_one_line_without_its_password(
+    tmp_path: Path,
+    chdb_dsn: str,
+    ch_database: str,
+    capsys: pytest.CaptureFixture[str],
+    action: list[str],
+) -> None:
+    down = f"redis://:hunter2-redis-pw@127.0.0.1:{free_port()}/0"
+    config = _config(tmp_path, "http://127.0.0.1:9/hooks", down, chdb_dsn, ch_database)
+    clock = FixedClock(mid_month_clock(0).now_ms())
+    if action[0] == "redeliver":
+        # Logged, so redeliver goes on to Redis.
+        client = connect(chdb_dsn, ch_database)
+        migrate(client, ch_database)
+        WebhookLog(client, ch_database).write(
+            [
+                Attempt(
+                    "msg_x",
+                    "platform",
+                    "quota.threshold",
+                    "acme",
+                    1,
+                    "failed",
+                    503,
+                    "",
+                    clock.now_ms(),
+                    None,
+                    clock.now_ms(),
+                    "{}",
+                )
+            ]
+        )
+    assert main(["webhooks", *action, "--config", str(config)], clock=clock) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("meterwax webhooks: cannot reach Redis") and err.count("\n") == 1
+    assert "Traceback" not in err and "hunter2-redis-pw" not in err

@@ -57,6 +57,19 @@ def test_ids_are_stable_across_replays_and_differ_by_event() -> None:
     assert first.msg_id.startswith("msg_")
 
 
+def test_a_spend_threshold_keeps_its_id_however_the_amount_is_written() -> None:
+    # YAML 100.0 (a float) and "100" are one amount: rewriting the settings must not
+    # announce a crossing again under a new id.
+    counter = LiveCounter("acme", "tokens", START, END, Decimal(1), Decimal(1), "EUR", False)
+    ids = {
+        spend_message(counter, Decimal(text), Decimal("120"), START).msg_id
+        for text in ("100", "100.0", "1E+2", "100.00")
+    }
+    assert len(ids) == 1
+    body = json.loads(spend_message(counter, Decimal("100.0"), Decimal("120"), START).body)
+    assert body["data"]["threshold"] == "100"
+
+
 def test_payload_shape_and_exact_decimals() -> None:
     msg = quota_message(_quota("threshold", Decimal("80.5"), START))
     payload = json.loads(msg.body)

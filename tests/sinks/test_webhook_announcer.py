@@ -9,9 +9,10 @@ from decimal import Decimal
 import pytest
 import redis
 
+from config.clock import FixedClock
 from config.webhooks import WebhookEndpoint, WebhookSettings
 from operators.live_usage import LiveCounter
-from sinks.redis_live_writer import LiveUsageWriter
+from sinks.redis_live_writer import RETAIN_MS, LiveUsageWriter
 from sinks.webhook_announcer import WebhookAnnouncer
 from sinks.webhook_outbox import WebhookOutbox
 from tests.clocks import CLOCK_OFFSETS, DAY_MS, mid_month_clock, month_start_ms
@@ -70,3 +71,21 @@ def test_spend_sums_meters_published_before_a_restart(redis_url: str, offset_ms:
     restarted.counters([counter("acme", "tokens", "20")])
     assert [d["threshold"] for d in _queued(outbox, "all")] == ["25"]
     assert [d["threshold"] for d in _queued(outbox, "acme-only")] == ["10", "25"]
+
+
+def test_a_spend_crossing_stays_announced_while_its_period_can_be_replayed(
+    redis_url: str,
+) -> None:
+    # Crossed on the first day of a 31-day period: the counters of that period are
+    # kept (and rewritten by a replay) until RETAIN_MS after it ends, so the marker
+    # that keeps the crossing from being announced again must last as long.
+    start = month_start_ms(mid_month_clock(0).now_ms())
+    end = start + 31 * DAY_MS
+    clock = FixedClock(start + 3_600_000)
+    client = redis.Redis.from_url(redis_url)
+    prefix = f"an{uuid.uuid4().hex[:8]}"
+    counter = LiveCounter("acme", "calls", start, end, Decimal(1), Decimal(12), "USD", False)
+    announcer = WebhookAnnouncer(client, prefix, SETTINGS, lambda tenant: "metered", clock)
+    announcer.counters([counter])
+    [marker] = client.keys(f"{prefix}:webhook-sent:*")
+    assert client.pttl(marker) >= end + RETAIN_MS - clock.now_ms() - 60_000

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import itertools
 import random
+import socket
+import threading
+import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -18,7 +22,7 @@ from clickhouse_connect.driver.client import Client
 from config.webhooks import WebhookEndpoint, WebhookSettings
 from operators.live_usage import QuotaEvent
 from operators.webhooks import WebhookMessage, quota_message
-from sinks.webhook_dispatcher import Target, WebhookDispatcher
+from sinks.webhook_dispatcher import Target, WebhookDispatcher, post
 from sinks.webhook_log import WebhookLog
 from sinks.webhook_outbox import WebhookOutbox
 from tests.clocks import CLOCK_OFFSETS, DAY_MS, mid_month_clock
@@ -222,3 +226,96 @@ def test_one_dispatcher_delivers_at_a_time(
     first.close()
     assert second.run_once() == 1 and second.leased
     assert [r.msg_id for r in webhook_receiver.accepted] == ["msg_lease"]
+
+
+def test_a_dispatcher_whose_lease_lapsed_mid_attempt_leaves_the_queue_to_its_successor(
+    redis_url: str, webhook_receiver: Receiver, ch_client: Client, ch_database: str
+) -> None:
+    clock = MovableClock(mid_month_clock(0).now_ms())
+    outbox, settings, log = _setup(redis_url, webhook_receiver, ch_client, ch_database, clock)
+    targets = [Target(e.name, e.url, e.secret_value()) for e in settings.endpoints]
+    successor = _dispatcher(outbox, settings, log, clock)
+    client = redis.Redis.from_url(redis_url)
+    prefix = outbox._prefix
+    sends: list[str] = []
+
+    def stalled(
+        url: str, head: Mapping[str, str], body: bytes, timeout_s: float
+    ) -> tuple[int, str]:
+        # The receiver does not answer this attempt until the lease has expired and
+        # another dispatcher has taken over and delivered the queue.
+        sends.append(head["webhook-id"])
+        client.delete(f"{prefix}:webhook-dispatcher")
+        assert successor.run_once() == 2 and successor.leased
+        return 0, "TimeoutError: timed out"
+
+    stale = WebhookDispatcher(outbox, targets, settings, log, clock=clock, send=stalled)
+    events = _quota_events(clock.at_ms - DAY_MS, clock.at_ms)
+    first, second = quota_message(events[0]), quota_message(events[1])
+    outbox.enqueue(first, ["billing"], clock.at_ms)
+    outbox.enqueue(second, ["billing"], clock.at_ms)
+    stale.run_once()
+
+    assert sends == [first.msg_id]
+    assert [r.msg_id for r in webhook_receiver.unique()] == [first.msg_id, second.msg_id]
+    # The late failure of the stale dispatcher resurrects nothing: the delivered message
+    # can be redelivered by hand, and a replay of the flow can queue it again.
+    assert client.exists(f"{prefix}:webhook-msg:billing:{first.msg_id}") == 0
+    assert outbox.enqueue(first, ["billing"], clock.at_ms) == 1
+    head = outbox.head("billing")
+    assert head is not None and head.msg_id == first.msg_id and head.attempts == 0
+
+
+def test_the_lease_outlasts_an_attempt_that_runs_into_the_timeout(
+    redis_url: str, webhook_receiver: Receiver, ch_client: Client, ch_database: str
+) -> None:
+    clock = MovableClock(mid_month_clock(0).now_ms())
+    outbox, settings, log = _setup(redis_url, webhook_receiver, ch_client, ch_database, clock)
+    slow = settings.model_copy(update={"timeout": 120_000})
+    dispatcher = _dispatcher(outbox, slow, log, clock)
+    dispatcher.run_once()
+    ttl_ms = redis.Redis.from_url(redis_url).pttl(f"{outbox._prefix}:webhook-dispatcher")
+    # Renewed before each attempt: an attempt that lasts the whole timeout cannot let
+    # the lease lapse (another dispatcher would send the same messages meanwhile).
+    assert ttl_ms > slow.timeout
+
+
+def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_timeout() -> None:
+    # Accepts the request, then sends its status line a byte at a time: each byte
+    # comes within the timeout, the whole answer long after it.
+    server = socket.create_server(("127.0.0.1", 0))
+    answer = b"HTTP/1.1 204 No Content\r\n\r\n"
+    done = threading.Event()
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65_536)
+            for byte in answer:
+                if done.wait(0.2):
+                    return
+                conn.sendall(bytes([byte]))
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.getsockname()[1]}/hooks"
+    started = time.monotonic()
+    status, error = post(url, {"content-type": "application/json"}, b"{}", 0.5)
+    elapsed = time.monotonic() - started
+    done.set()
+    thread.join()
+    server.close()
+    assert status == 0 and "timed out" in error
+    assert elapsed < 2.0
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:abc/hooks", "http://127.0.0.1:99999/hooks"])
+def test_a_url_that_cannot_work_is_a_failed_attempt_not_an_exception(url: str) -> None:
+    # An exception here would stop every endpoint's deliveries, round after round.
+    status, error = post(url, {}, b"{}", 0.5)
+    assert status == 0 and error
+
+
+def test_a_target_shows_no_secret() -> None:
+    target = Target("billing", "https://hooks.example.com/m", SECRET)
+    assert SECRET not in repr(target) and SECRET not in str([target])
