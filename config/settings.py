@@ -118,8 +118,8 @@ class FlowSettings(_Section):
     """Engine-side knobs, and the cluster this process belongs to."""
 
     shards: int = Field(8, ge=1, le=4096)
-    # Where parse, split and shard run: the Python operators or the native core,
-    # which does not yet do Redis idempotency, live usage, seeding or the event log.
+    # Where parse, split, dedup, windows, claims, live usage and the event log rows
+    # are computed: the Python operators (the specification) or the native core.
     engine: Literal["python", "native"] = "python"
     max_event_bytes: int = Field(65_536, ge=256, le=16 * 1024 * 1024)
     workers: int = Field(1, ge=1, le=256)
@@ -267,15 +267,6 @@ class Settings(BaseSettings):
     recovery: RecoverySettings = RecoverySettings()
     metrics: MetricsSettings = MetricsSettings()
 
-    @model_validator(mode="after")
-    def _check_engine(self) -> Settings:
-        # A ConfigError (not a ValueError) leaves pydantic as it is: one line per problem.
-        if self.flow.engine == "native":
-            problems = native_engine_problems(self)
-            if problems:
-                raise ConfigError("\n".join(problems))
-        return self
-
     @property
     def quota_events_enabled(self) -> bool:
         """Whether quota events go to the Kafka quota topic (they need live usage: Redis)."""
@@ -328,22 +319,6 @@ class Settings(BaseSettings):
             for key, value in self.kafka.config.items()
         }
         return data
-
-
-def native_engine_problems(settings: Settings) -> list[str]:
-    """What ``flow.engine: native`` cannot do yet that ``settings`` ask for, one line each."""
-    problems = []
-    if settings.redis.url is not None:
-        problems.append(
-            "flow.engine: native does not yet support redis.url (idempotency, live counters, "
-            "seeding); use flow.engine: python or remove redis.url"
-        )
-    if settings.clickhouse.event_log:
-        problems.append(
-            "flow.engine: native does not yet support clickhouse.event_log; "
-            "use flow.engine: python or set clickhouse.event_log: false"
-        )
-    return problems
 
 
 class _FileSettingsSource(PydanticBaseSettingsSource):
