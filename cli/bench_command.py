@@ -546,7 +546,9 @@ def _bench_mode(
         brokers=args.brokers,
         topic=topic,
         redis_url=args.redis_url,
-        prefix=f"bench-{run_id}-{mode}",
+        # Each flow its own store: the engines share the layout, so a second full flow
+        # on the first one's claims would find every event already counted.
+        prefix=f"bench-{run_id}-{label}",
         workers=args.workers,
         catalogs=catalogs,
         window=window,
