@@ -49,6 +49,8 @@ class AdmittedRows(NamedTuple):
     rows: bytes
     size: int
     at_ms: int
+    # When a sample of the events arrived (for the latency metric).
+    arrivals_ms: tuple[int, ...] = ()
 
 
 class LiveUpdate(NamedTuple):
@@ -325,8 +327,10 @@ class NativeMeteringLogic(_ShardLogic[NativeShardState, NativeShardBatch]):
             state.admit(batch, fresh, live, pricing if self._ctx.live_usage else None)
             out.extend(screened.too_late)
             timer.lap("fold")
+            arrivals = batch.arrivals(list(sample(fresh, SAMPLES))) if fresh else []
             if fresh and self._ctx.event_log:
-                out.append(AdmittedRows(*state.event_log(batch, fresh, now_ms), now_ms))
+                rows, size = state.event_log(batch, fresh, now_ms)
+                out.append(AdmittedRows(rows, size, now_ms, tuple(arrivals)))
                 timer.lap("event_log")
             usages = state.finish(batch.partition, batch.max_time_ms, time.monotonic())
             timer.lap("finish")
@@ -340,6 +344,8 @@ class NativeMeteringLogic(_ShardLogic[NativeShardState, NativeShardBatch]):
             )
             if screened.too_late:
                 stats.reject(Counter(r.reason.value for r in screened.too_late))
+            if self._ctx.live_usage and len(self._arrivals) < MAX_ARRIVAL_SAMPLES:
+                self._arrivals.extend(arrivals)
             timer.lap("count")
         self._publish_live(out, now_ms, force=False)
         timer.lap("live")

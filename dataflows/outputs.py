@@ -206,8 +206,11 @@ class EventLogSink(_WriterSink[Admitted | AdmittedRows]):
             )
             if metrics is not None:
                 now_ms = metrics.clock.now_ms()
-                for item in events:
-                    arrivals = [e.message.arrived_ms for e in sample(item.events, SAMPLES)]
+                for item in items:
+                    if isinstance(item, AdmittedRows):
+                        arrivals = list(item.arrivals_ms)
+                    else:
+                        arrivals = [e.message.arrived_ms for e in sample(item.events, SAMPLES)]
                     metrics.observe_latency("clickhouse", now_ms, arrivals)
             return written
 

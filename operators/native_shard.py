@@ -71,9 +71,18 @@ class NativeSplitter:
         payloads = b"".join(raw)
         ends = array("Q", accumulate(map(len, raw)))
         offsets = array("q", [m.offset for m in batch])
+        arrivals = array("q", [m.arrived_ms for m in batch])
         origin, number = partition
         parts = split_batch(
-            columns, self._group_counts, payloads, ends, offsets, origin, number, self.shards
+            columns,
+            self._group_counts,
+            payloads,
+            ends,
+            offsets,
+            arrivals,
+            origin,
+            number,
+            self.shards,
         )
         return {str(s): part for s, part in enumerate(parts)}
 

@@ -117,6 +117,19 @@ impl PyShardBatch {
         ))
     }
 
+    /// When the messages of `rows` arrived (epoch ms).
+    fn arrivals(&self, rows: Vec<usize>) -> PyResult<Vec<i64>> {
+        rows.into_iter()
+            .map(|row| {
+                self.batch
+                    .arrived_ms
+                    .get(row)
+                    .copied()
+                    .ok_or_else(|| PyValueError::new_err(format!("row {row} is beyond this batch")))
+            })
+            .collect()
+    }
+
     /// The batch as bytes (`from_bytes` reads them back).
     fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &snapshot::encode(&self.batch))
@@ -141,9 +154,9 @@ impl PyShardBatch {
 /// Split parsed `columns` of one input partition's batch by shard, without the GIL.
 ///
 /// `group_counts[m]`: group-by values per measure of meter `m`; the messages are
-/// `payloads` cut at `ends` (running totals), at `offsets`.
+/// `payloads` cut at `ends` (running totals), at `offsets`, arrived at `arrivals`.
 #[pyfunction]
-#[pyo3(signature = (columns, group_counts, payloads, ends, offsets, origin, partition, shards))]
+#[pyo3(signature = (columns, group_counts, payloads, ends, offsets, arrivals, origin, partition, shards))]
 #[allow(clippy::too_many_arguments)]
 fn split_batch(
     py: Python<'_>,
@@ -152,6 +165,7 @@ fn split_batch(
     payloads: &Bound<'_, PyBytes>,
     ends: PyBuffer<u64>,
     offsets: PyBuffer<i64>,
+    arrivals: PyBuffer<i64>,
     origin: &str,
     partition: i64,
     shards: u32,
@@ -162,10 +176,14 @@ fn split_batch(
     let columns = parsed(columns)?;
     let ends = ends.to_vec(py)?;
     let offsets = offsets.to_vec(py)?;
+    let arrivals = arrivals.to_vec(py)?;
     let payloads = payloads.as_bytes();
-    if ends.len() != offsets.len() || ends.last().is_some_and(|&e| e != payloads.len() as u64) {
+    if ends.len() != offsets.len()
+        || ends.len() != arrivals.len()
+        || ends.last().is_some_and(|&e| e != payloads.len() as u64)
+    {
         return Err(PyValueError::new_err(
-            "ends and offsets need one entry per message, ends the running total of the lengths",
+            "ends, offsets and arrivals need one entry per message, ends the running total of the lengths",
         ));
     }
     if columns.index.iter().any(|&i| i as usize >= ends.len()) {
@@ -194,6 +212,7 @@ fn split_batch(
         payloads,
         ends: &ends,
         offsets: &offsets,
+        arrivals: &arrivals,
     };
     let parts = py.detach(|| split::split(&columns, &messages, &group_counts, shards));
     Ok(parts

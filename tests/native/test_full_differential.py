@@ -71,6 +71,7 @@ from tests.operators.conftest import JAN_2026_MS, NOV_2026_MS
 pytestmark = pytest.mark.integration
 
 CONFIG = WindowConfig(MINUTE, 10 * SECOND, 10 * MINUTE, 0)
+ARRIVED_MS = RATED_AT_MS - 5 * SECOND
 HORIZON_MS = 2 * MINUTE
 QUOTAS = {
     "tokens": Quota(
@@ -214,6 +215,11 @@ class Rig:
             expected = self.python.feed(key, shard_batch)
             got = self.native.feed(key, pickle.loads(pickle.dumps(native_parts[key])))
             assert outcome(got) == outcome(expected)
+            # Latency samples: when some of the batch's messages arrived, as for Python.
+            arrived = {m.arrived_ms for m in batch}
+            for engine_out in (expected, got):
+                for update in (o for o in engine_out if isinstance(o, LiveUpdate)):
+                    assert update.arrivals_ms and set(update.arrivals_ms) <= arrived
             assert self.native.stats == self.python.stats
             _, _, counters, quota_events = outcome(expected)
             self.verdicts["counters"] += len(counters)
@@ -267,7 +273,10 @@ def play(
 
     def batch(p: int, size: int) -> None:
         payloads = partitions[p][read[p] : read[p] + size]
-        messages = [RawMessage(data, *NAMES[p], read[p] + i) for i, data in enumerate(payloads)]
+        messages = [
+            RawMessage(data, *NAMES[p], read[p] + i, arrived_ms=ARRIVED_MS + read[p] + i)
+            for i, data in enumerate(payloads)
+        ]
         read[p] += len(payloads)
         if messages:
             rig.batch(p, messages)
