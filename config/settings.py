@@ -119,8 +119,8 @@ class FlowSettings(_Section):
     """Engine-side knobs, and the cluster this process belongs to."""
 
     shards: int = Field(8, ge=1, le=4096)
-    # Where parse, split and shard run: the Python operators or the native core,
-    # which does not yet do Redis idempotency, live usage, seeding or the event log.
+    # Where parse, split, dedup, windows, claims, live usage and the event log rows
+    # are computed: the Python operators (the specification) or the native core.
     engine: Literal["python", "native"] = "python"
     max_event_bytes: int = Field(65_536, ge=256, le=16 * 1024 * 1024)
     workers: int = Field(1, ge=1, le=256)
@@ -288,15 +288,6 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
 
     @model_validator(mode="after")
-    def _check_engine(self) -> Settings:
-        # A ConfigError (not a ValueError) leaves pydantic as it is: one line per problem.
-        if self.flow.engine == "native":
-            problems = native_engine_problems(self)
-            if problems:
-                raise ConfigError("\n".join(problems))
-        return self
-
-    @model_validator(mode="after")
     def _check_webhooks(self) -> Settings:
         if self.webhooks.endpoints and self.redis.url is None:
             raise ConfigError(
@@ -368,22 +359,6 @@ class Settings(BaseSettings):
         for endpoint in data["webhooks"]["endpoints"]:
             endpoint["url"] = redact_url(endpoint["url"], secrets)
         return data
-
-
-def native_engine_problems(settings: Settings) -> list[str]:
-    """What ``flow.engine: native`` cannot do yet that ``settings`` ask for, one line each."""
-    problems = []
-    if settings.redis.url is not None:
-        problems.append(
-            "flow.engine: native does not yet support redis.url (idempotency, live counters, "
-            "seeding); use flow.engine: python or remove redis.url"
-        )
-    if settings.clickhouse.event_log:
-        problems.append(
-            "flow.engine: native does not yet support clickhouse.event_log; "
-            "use flow.engine: python or set clickhouse.event_log: false"
-        )
-    return problems
 
 
 class _FileSettingsSource(PydanticBaseSettingsSource):

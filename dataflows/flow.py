@@ -21,6 +21,7 @@ from config.meters import MeterCatalog
 from config.pricing import PricingCatalog
 from dataflows.metering_step import (
     Admitted,
+    AdmittedRows,
     LiveUpdate,
     MeteringLogic,
     NativeMeteringLogic,
@@ -80,7 +81,7 @@ def build_flow(
     window_sink: Sink[tuple[str, RatedWindow]],
     rejection_sink: Sink[tuple[str, Rejection]],
     stats: RunStats,
-    event_log_sink: Sink[tuple[str, Admitted]] | None = None,
+    event_log_sink: Sink[tuple[str, Admitted | AdmittedRows]] | None = None,
     live_sink: Sink[tuple[str, LiveUpdate]] | None = None,
     flow_id: str = "meterwax",
     metrics: Metrics | None = None,
@@ -140,7 +141,7 @@ def build_flow(
         op.output("live_out", op.key_on("key_live", rest.trues, _sink_key), live_sink)
     if event_log_sink is not None:
         # What is left after windows, rejections and live updates: admitted events.
-        events = cast("Stream[Admitted]", rest.falses)
+        events = cast("Stream[Admitted | AdmittedRows]", rest.falses)
         admitted = op.key_on("key_events", events, _sink_key)
         op.output("events_out", admitted, event_log_sink)
     return flow

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pickle
 import time
+from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,10 +26,10 @@ from dataflows.shutdown import StopRequest
 from dataflows.stats import RunStats
 from operators._native import ShardBatch as NativeShardBatch
 from operators.contributions import Contribution
-from operators.idempotency import ClaimStatus, IdempotencyStore
+from operators.idempotency import DUPLICATE_DIGIT, ClaimStatus, IdempotencyStore
 from operators.live_usage import LiveCounter, QuotaEvent
 from operators.model import Event, RatedWindow, Rejection, WindowKind, WindowUsage
-from operators.native_shard import NativeShardState
+from operators.native_shard import NativeScreened, NativeShardState
 from operators.period_rating import PeriodKey, PeriodRef
 from operators.shard import Screened, ShardState
 from operators.windowing import NO_WATERMARK, PartitionKey
@@ -39,6 +40,17 @@ class Admitted(NamedTuple):
 
     events: list[Event]
     at_ms: int
+
+
+class AdmittedRows(NamedTuple):
+    """Admitted, from the native engine: ``size`` event log rows already encoded
+    (RowBinary of operators._native.EVENT_LOG_COLUMNS)."""
+
+    rows: bytes
+    size: int
+    at_ms: int
+    # When a sample of the events arrived (for the latency metric).
+    arrivals_ms: tuple[int, ...] = ()
 
 
 class LiveUpdate(NamedTuple):
@@ -53,7 +65,7 @@ class LiveUpdate(NamedTuple):
     arrivals_ms: tuple[int, ...] = ()
 
 
-Output = RatedWindow | Rejection | Admitted | LiveUpdate
+Output = RatedWindow | Rejection | Admitted | AdmittedRows | LiveUpdate
 # (own incarnation, periods) -> what other incarnations stored for them.
 SeedReader = Callable[[str, Sequence[PeriodRef]], Mapping[PeriodKey, Contribution]]
 DUPLICATE = ClaimStatus.DUPLICATE
@@ -119,6 +131,9 @@ class _ShardLogic(StatefulBatchLogic[B, Output, bytes | None], Generic[S, B]):
         self._state.resume(time.monotonic())
         if context.metrics is not None:
             context.metrics.watch_watermark(self)
+        self._next_live_s = 0.0
+        # Arrival times of a sample of the events behind the pending live update.
+        self._arrivals: list[int] = []
 
     def watermark_ms(self) -> int | None:
         """The shard's event-time watermark (None before it has one)."""
@@ -126,11 +141,25 @@ class _ShardLogic(StatefulBatchLogic[B, Output, bytes | None], Generic[S, B]):
         return None if watermark == NO_WATERMARK else watermark
 
     def _publish_live(self, out: list[Output], now_ms: int, *, force: bool) -> None:
-        """Emit live counters when due (only the Python engine keeps them)."""
+        """Emit the changed live counters when the publish interval is up (or ``force``)."""
+        if not self._ctx.live_usage or not self._state.live.pending:
+            return
+        now_s = time.monotonic()
+        if not force and now_s < self._next_live_s:
+            return
+        self._next_live_s = now_s + self._ctx.live_interval_s
+        counters, quota_events = self._state.live_changes(self._ctx.pricing, now_ms)
+        if counters:
+            out.append(LiveUpdate(counters, quota_events, now_ms, tuple(self._arrivals)))
+        self._arrivals = []
+        metrics = self._ctx.metrics
+        if metrics is not None:
+            for event in quota_events:
+                metrics.quota_events.labels(event.kind).inc()
 
     def _live_wakeup(self) -> float | None:
         """Monotonic time at which live counters are next due (None: nothing pending)."""
-        return None
+        return self._next_live_s if self._ctx.live_usage and self._state.live.pending else None
 
     def on_notify(self) -> tuple[Iterable[Output], bool]:
         out: list[Output] = []
@@ -197,12 +226,6 @@ class _ShardLogic(StatefulBatchLogic[B, Output, bytes | None], Generic[S, B]):
 class MeteringLogic(_ShardLogic[ShardState, ShardBatch]):
     """Adapts ShardState to Bytewax's batch stateful operator."""
 
-    def __init__(self, context: StepContext[ShardState], resume: bytes | None) -> None:
-        super().__init__(context, resume)
-        self._next_live_s = 0.0
-        # Arrival times of a sample of the events behind the pending live update.
-        self._arrivals: list[int] = []
-
     def on_batch(self, values: list[ShardBatch]) -> tuple[Iterable[Output], bool]:
         state, stats, metrics = self._state, self._ctx.stats, self._ctx.metrics
         started = time.perf_counter()
@@ -243,26 +266,6 @@ class MeteringLogic(_ShardLogic[ShardState, ShardBatch]):
             metrics.observe_stages(timer.seconds)
         return out, self.RETAIN
 
-    def _publish_live(self, out: list[Output], now_ms: int, *, force: bool) -> None:
-        """Emit the changed live counters when the publish interval is up (or ``force``)."""
-        if not self._ctx.live_usage or not self._state.live.pending:
-            return
-        now_s = time.monotonic()
-        if not force and now_s < self._next_live_s:
-            return
-        self._next_live_s = now_s + self._ctx.live_interval_s
-        counters, quota_events = self._state.live_changes(self._ctx.pricing, now_ms)
-        if counters:
-            out.append(LiveUpdate(counters, quota_events, now_ms, tuple(self._arrivals)))
-        self._arrivals = []
-        metrics = self._ctx.metrics
-        if metrics is not None:
-            for event in quota_events:
-                metrics.quota_events.labels(event.kind).inc()
-
-    def _live_wakeup(self) -> float | None:
-        return self._next_live_s if self._ctx.live_usage and self._state.live.pending else None
-
     def _seed(self, events: list[Event]) -> None:
         """Seed the periods ``events`` are the first of, from what other incarnations stored."""
         state, pricing, read = self._state, self._ctx.pricing, self._ctx.seeds
@@ -296,12 +299,13 @@ class MeteringLogic(_ShardLogic[ShardState, ShardBatch]):
 class NativeMeteringLogic(_ShardLogic[NativeShardState, NativeShardBatch]):
     """Adapts NativeShardState (flow.engine: native) to Bytewax's batch stateful operator.
 
-    The native engine has no durable claims, live usage, seeding or event log
-    (config.settings refuses them), so a batch is screen -> admit -> finish -> rate.
+    MeteringLogic's steps, on rows of columns: screen -> claim -> seed -> admit
+    (+ live usage) -> event log -> finish -> rate.
     """
 
     def on_batch(self, values: list[NativeShardBatch]) -> tuple[Iterable[Output], bool]:
         state, stats, metrics = self._state, self._ctx.stats, self._ctx.metrics
+        pricing = self._ctx.pricing
         started = time.perf_counter()
         timer = StageTimer()
         now_ms = self._ctx.clock.now_ms()
@@ -309,23 +313,63 @@ class NativeMeteringLogic(_ShardLogic[NativeShardState, NativeShardBatch]):
         for batch in values:
             screened = state.screen(batch, now_ms)
             timer.lap("screen")
-            state.admit(batch, screened.fresh)
+            fresh, late = self._claim(batch, screened)
+            timer.lap("claim")
+            durable_duplicates = len(screened.fresh) - len(fresh)
+            # The usage per tenant, meter and window: what live usage and seeding need.
+            wanted = self._ctx.live_usage or self._ctx.seeds is not None
+            live = state.live_partials(batch, fresh) if wanted and fresh else []
+            if live and self._ctx.seeds is not None:
+                periods = state.unseeded(live, pricing)
+                if periods:
+                    read = self._ctx.seeds(state.ledger.incarnation, periods)
+                    state.seed(periods, read, pricing)
+            state.admit(batch, fresh, live, pricing if self._ctx.live_usage else None)
             out.extend(screened.too_late)
             timer.lap("fold")
+            arrivals = batch.arrivals(list(sample(fresh, SAMPLES))) if fresh else []
+            if fresh and self._ctx.event_log:
+                rows, size = state.event_log(batch, fresh, now_ms)
+                out.append(AdmittedRows(rows, size, now_ms, tuple(arrivals)))
+                timer.lap("event_log")
             usages = state.finish(batch.partition, batch.max_time_ms, time.monotonic())
             timer.lap("finish")
             self._rate_into(out, usages, now_ms)
             timer.lap("rate")
             stats.add(
-                accepted=len(screened.fresh),
-                duplicates=screened.duplicates,
-                redis_duplicates=0,
-                late=screened.late,
+                accepted=len(fresh),
+                duplicates=screened.duplicates + durable_duplicates,
+                redis_duplicates=durable_duplicates,
+                late=late,
             )
             if screened.too_late:
                 stats.reject(Counter(r.reason.value for r in screened.too_late))
+            if self._ctx.live_usage and len(self._arrivals) < MAX_ARRIVAL_SAMPLES:
+                self._arrivals.extend(arrivals)
             timer.lap("count")
+        self._publish_live(out, now_ms, force=False)
+        timer.lap("live")
         if metrics is not None:
             metrics.batch_seconds.observe(time.perf_counter() - started)
             metrics.observe_stages(timer.seconds)
         return out, self.RETAIN
+
+    def _claim(self, batch: NativeShardBatch, screened: NativeScreened) -> tuple[array[int], int]:
+        """Ask the durable store; keep NEW and REPLAY rows. Returns them and how many are late."""
+        rows, store = screened.fresh, self._ctx.idempotency
+        if store is None or not rows:
+            return rows, screened.late
+        started = time.perf_counter()
+        digits = store.claim_packed(
+            self._state.claims(batch, rows), lambda: self._state.unpacked_claims(batch, rows)
+        )
+        if self._ctx.metrics is not None:
+            self._ctx.metrics.redis_seconds.labels("claim").observe(time.perf_counter() - started)
+        if DUPLICATE_DIGIT not in digits:
+            return rows, screened.late
+        kept, late = array("I"), 0
+        for row, is_late, digit in zip(rows, screened.fresh_late, digits, strict=True):
+            if digit != DUPLICATE_DIGIT:
+                kept.append(row)
+                late += is_late
+        return kept, late

@@ -19,7 +19,7 @@ from typing import Generic, TypeVar
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
 
-from dataflows.metering_step import Admitted, LiveUpdate
+from dataflows.metering_step import Admitted, AdmittedRows, LiveUpdate
 from dataflows.metrics import LATENCY_SAMPLES_PER_BATCH as SAMPLES
 from dataflows.metrics import Metrics, sample
 from operators.live_usage import QuotaEvent
@@ -169,8 +169,11 @@ class RatedWindowSink(_WriterSink[RatedWindow]):
         return self._buffer(self._writer().write_windows)
 
 
-class EventLogSink(_WriterSink[Admitted]):
-    """Accepted events into the append-only ``accepted_events`` table."""
+class EventLogSink(_WriterSink[Admitted | AdmittedRows]):
+    """Accepted events into the append-only ``accepted_events`` table.
+
+    Items are the Python engine's events or the native engine's encoded rows.
+    """
 
     SINK = "clickhouse_events"
     # Items are whole batches of events: flush after this many.
@@ -190,19 +193,26 @@ class EventLogSink(_WriterSink[Admitted]):
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: None
-    ) -> BufferedPartition[Admitted]:
+    ) -> BufferedPartition[Admitted | AdmittedRows]:
         writer = self._writer()
         aggregations = self._aggregations
         metrics = self._metrics
 
-        def write(items: Sequence[Admitted]) -> int:
+        def write(items: Sequence[Admitted | AdmittedRows]) -> int:
+            events = [item for item in items if isinstance(item, Admitted)]
             written = writer.write_events(
-                [(item.events, item.at_ms) for item in items], aggregations
+                [(item.events, item.at_ms) for item in events], aggregations
+            )
+            written += writer.write_event_rows(
+                [(item.rows, item.size) for item in items if isinstance(item, AdmittedRows)]
             )
             if metrics is not None:
                 now_ms = metrics.clock.now_ms()
                 for item in items:
-                    arrivals = [e.message.arrived_ms for e in sample(item.events, SAMPLES)]
+                    if isinstance(item, AdmittedRows):
+                        arrivals = list(item.arrivals_ms)
+                    else:
+                        arrivals = [e.message.arrived_ms for e in sample(item.events, SAMPLES)]
                     metrics.observe_latency("clickhouse", now_ms, arrivals)
             return written
 

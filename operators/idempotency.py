@@ -10,12 +10,15 @@ Events are told apart by (tenant, source, id) within the UTC day of their
 event time (``claim_day``): a durable store keeps its claims in day buckets,
 so a copy whose ``time`` falls on another day is not the same event to it.
 The compact forms a store keeps are defined here: ``key_hash`` (the native
-core's hash of the idempotency key) and ``token_tag``.
+core's hash of the idempotency key) and ``token_tag``; ``pack_claims`` packs a
+batch of claims into one bytes string of records (date, key hash, token tag),
+which the native core builds from its columns (``NativeShard.claim_records``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime
+from collections.abc import Callable, Sequence
 from enum import IntEnum
 from typing import NamedTuple, Protocol
 
@@ -45,11 +48,25 @@ class ClaimStatus(IntEnum):
     DUPLICATE = 2  # claimed before by another token: do not count
 
 
+# A packed claim: UTC date of event time (YYYY-MM-DD), key_hash, token_tag.
+RECORD_BYTES = 10 + 16 + 8
+# ClaimStatus values as the digits claim_packed returns.
+DUPLICATE_DIGIT = ord("2")
+
+
 class IdempotencyStore(Protocol):
     """A batch claim, one round trip; raises only for errors a retry cannot fix."""
 
     def claim(self, claims: Sequence[Claim]) -> list[ClaimStatus]:
         """Claim every event; results are in the order of ``claims``."""
+        ...
+
+    def claim_packed(self, records: bytes, claims: Callable[[], Sequence[Claim]]) -> bytes:
+        """Claim packed ``records`` (``pack_claims``); one ClaimStatus digit each, in order.
+
+        ``claims`` gives the same claims unpacked, for a store that needs more than
+        the records (the Redis store while keys of its old layout may exist).
+        """
         ...
 
 
@@ -65,6 +82,25 @@ def claim_day(time_ms: int) -> int:
     on another day is another event to a durable store.
     """
     return time_ms // DAY_MS
+
+
+def claim_date(day: int) -> str:
+    """The date (YYYY-MM-DD) of a ``claim_day``: how stores name a day's bucket."""
+    return (_EPOCH + datetime.timedelta(days=day)).isoformat()
+
+
+_EPOCH = datetime.date(1970, 1, 1)
+
+
+def pack_claims(claims: Sequence[Claim]) -> bytes:
+    """``claims`` as ``RECORD_BYTES`` records: claim date, ``key_hash``, ``token_tag``."""
+    dates: dict[int, bytes] = {}
+    parts: list[bytes] = []
+    for c in claims:
+        day = claim_day(c.time_ms)
+        date = dates.get(day) or dates.setdefault(day, claim_date(day).encode())
+        parts += (date, key_hash(c.tenant, c.source, c.id), token_tag(c.token))
+    return b"".join(parts)
 
 
 def key_hash(tenant: str, source: str, id: str) -> bytes:
@@ -96,17 +132,22 @@ class MemoryIdempotencyStore:
     """In-process store with the same semantics (for single-process runs and tests)."""
 
     def __init__(self) -> None:
-        self._tokens: dict[tuple[str, str, str, int], str] = {}
+        # (date, key hash) -> token tag, as the Redis store keeps them.
+        self._tags: dict[bytes, bytes] = {}
 
     def claim(self, claims: Sequence[Claim]) -> list[ClaimStatus]:
         """Claim every event; results are in the order of ``claims``."""
-        out: list[ClaimStatus] = []
-        for tenant, source, event_id, token, time_ms in claims:
-            key = (tenant, source, event_id, claim_day(time_ms))
-            held = self._tokens.get(key)
+        digits = self.claim_packed(pack_claims(claims), lambda: claims)
+        return [ClaimStatus(digit - ord("0")) for digit in digits]
+
+    def claim_packed(self, records: bytes, claims: Callable[[], Sequence[Claim]]) -> bytes:
+        """Claim packed ``records``; one ClaimStatus digit each, in order."""
+        out = bytearray()
+        tags = self._tags
+        for at in range(0, len(records), RECORD_BYTES):
+            key, tag = records[at : at + 26], records[at + 26 : at + RECORD_BYTES]
+            held = tags.get(key)
             if held is None:
-                self._tokens[key] = token
-                out.append(ClaimStatus.NEW)
-            else:
-                out.append(ClaimStatus.REPLAY if held == token else ClaimStatus.DUPLICATE)
-        return out
+                tags[key] = tag
+            out += b"0" if held is None else b"1" if held == tag else b"2"
+        return bytes(out)

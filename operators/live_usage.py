@@ -31,6 +31,8 @@ from operators.pricing import opening_version, segment_cost
 
 # tenant, meter, period start (epoch ms)
 CounterKey = tuple[str, str, int]
+# A batch's usage of one tenant, meter and window start, folded.
+Partial = tuple[str, str, int, Accumulator]
 _HUNDRED = Decimal(100)
 _UNSEEN: Any = object()
 
@@ -115,6 +117,34 @@ class LiveUsage:
                     ]()
                 acc.fold(measure.value, event.time_ms)
                 dirty[key] = None
+
+    def merge(self, partials: Iterable[Partial], pricing: PricingCatalog) -> None:
+        """Add a batch's usage folded per (tenant, meter, window start) to its periods.
+
+        The same as ``fold`` of the batch's events: accumulators merge as they fold.
+        """
+        periods, dirty = self.periods, self._dirty
+        segments: dict[tuple[str, int], BillingSegment | None] = {}
+        for tenant, meter, window_start, part in partials:
+            segment = segments.get((tenant, window_start), _UNSEEN)
+            if segment is _UNSEEN:
+                segment = segments[(tenant, window_start)] = billing_segment(
+                    pricing, tenant, window_start
+                )
+            if segment is None:
+                continue
+            start, version = segment.period_start_ms, segment.version_name
+            key = (tenant, meter, start)
+            period = periods.get(key)
+            if period is None:
+                period = periods[key] = _Period(
+                    segment.period_end_ms, segment.plan.currency, {}, set()
+                )
+            acc = period.segments.get(version)
+            if acc is None:
+                acc = period.segments[version] = ACCUMULATORS[self.aggregations[meter]]()
+            acc.merge(part, part.quantity())  # type: ignore[arg-type]
+            dirty[key] = None
 
     def seed(
         self,

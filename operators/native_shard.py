@@ -13,7 +13,7 @@ holds both to operators/shard.py.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import accumulate
@@ -24,19 +24,25 @@ from config.pricing import PricingCatalog
 from operators._native import NativeShard, ParsedColumns, Revisions, ShardBatch, split_batch
 from operators.aggregation import (
     ACCUMULATORS,
+    CountAccumulator,
     LatestAccumulator,
     MaxAccumulator,
     SumAccumulator,
     UniqueCountAccumulator,
 )
+from operators.contributions import Contribution
+from operators.idempotency import Claim, claim_token
+from operators.live_usage import CounterKey, LiveCounter, LiveUsage, Partial, QuotaEvent
 from operators.model import RatedWindow, RawMessage, Rejection, WindowKind, WindowUsage
 from operators.money import ZERO
-from operators.period_rating import PeriodLedger
+from operators.period_rating import PeriodKey, PeriodLedger, PeriodRef
 from operators.shard import (
     IncompatibleStateError,
     check_priced,
     check_shards,
+    seed_periods,
     too_late_rejection,
+    unseeded_periods,
 )
 from operators.windowing import PartitionKey, WindowConfig
 
@@ -65,9 +71,18 @@ class NativeSplitter:
         payloads = b"".join(raw)
         ends = array("Q", accumulate(map(len, raw)))
         offsets = array("q", [m.offset for m in batch])
+        arrivals = array("q", [m.arrived_ms for m in batch])
         origin, number = partition
         parts = split_batch(
-            columns, self._group_counts, payloads, ends, offsets, origin, number, self.shards
+            columns,
+            self._group_counts,
+            payloads,
+            ends,
+            offsets,
+            arrivals,
+            origin,
+            number,
+            self.shards,
         )
         return {str(s): part for s, part in enumerate(parts)}
 
@@ -111,7 +126,16 @@ class NativeShardState:
         self.aggregations = {m.slug: m.aggregation for m in meters.meters}
         self.ledger = PeriodLedger(self.aggregations, incarnation)
         self.instance = instance
+        self.live = LiveUsage(self.aggregations)
+        # Periods already seeded from the stores (or found empty there), with their ends.
+        self.seeded: dict[CounterKey, int] = {}
+        self._catalog(meters)
         self._emitted: list[WindowUsage] = []
+
+    def _catalog(self, meters: MeterCatalog) -> None:
+        # The catalog in the order batches number meters.
+        self._slugs = [m.slug for m in meters.meters]
+        self._event_types = [m.event_type for m in meters.meters]
 
     def __getstate__(self) -> dict[str, object]:
         return {
@@ -121,6 +145,8 @@ class NativeShardState:
             "ledger": self.ledger,
             "instance": self.instance,
             "shards": self.shards,
+            "live": self.live,
+            "seeded": self.seeded,
         }
 
     def __setstate__(self, state: dict[str, object]) -> None:
@@ -130,6 +156,10 @@ class NativeShardState:
         self.ledger = state["ledger"]  # type: ignore[assignment]
         self.instance = state["instance"]  # type: ignore[assignment]
         self.shards = state.get("shards", 0)  # type: ignore[assignment]
+        self.live = state.get("live") or LiveUsage(self.aggregations)  # type: ignore[assignment]
+        self.seeded = state.get("seeded", {})  # type: ignore[assignment]
+        # The catalog's order: reconfigure() follows every restore and sets it.
+        self._slugs, self._event_types = [], []
         self._emitted = []
 
     def reconfigure(
@@ -175,6 +205,8 @@ class NativeShardState:
         self.aggregations = {**self.aggregations, **{m.slug: m.aggregation for m in meters.meters}}
         self.config = window
         self.ledger.aggregations = dict(self.aggregations)
+        self.live.aggregations = dict(self.aggregations)
+        self._catalog(meters)
 
     @property
     def watermark(self) -> int:
@@ -207,9 +239,81 @@ class NativeShardState:
             )
         return NativeScreened(rows, fresh_late, rejections, duplicates, late)
 
-    def admit(self, batch: ShardBatch, rows: array[int]) -> None:
-        """Fold the accepted ``rows`` of ``batch`` into their windows."""
+    def claims(self, batch: ShardBatch, rows: array[int]) -> bytes:
+        """Durable-store claims of ``rows`` of ``batch``, packed (operators.idempotency)."""
+        return self.shard.claim_records(batch, rows.tobytes(), self.instance)
+
+    def unpacked_claims(self, batch: ShardBatch, rows: array[int]) -> list[Claim]:
+        """The same claims as ``claims`` as Claim objects (ShardState.claims)."""
+        origin, partition = batch.partition
+        out = []
+        for row in rows:
+            tenant, source, event_id, time_ms, offset, _ = batch.event(row)
+            token = claim_token(self.instance, origin, partition, offset)
+            out.append(Claim(tenant, source, event_id, token, time_ms))
+        return out
+
+    def live_partials(self, batch: ShardBatch, rows: array[int]) -> list[Partial]:
+        """The usage of ``rows`` of ``batch`` per (tenant, meter, window start), folded."""
+        slugs, aggregations = self._slugs, self.aggregations
+        out: list[Partial] = []
+        for tenant, meter, start, quantity, latest_ms, distinct in self.shard.live_partials(
+            batch, rows.tobytes()
+        ):
+            slug = slugs[meter]
+            acc = ACCUMULATORS[aggregations[slug]]()
+            value = Decimal(quantity)
+            if isinstance(acc, SumAccumulator):
+                acc.total = value
+            elif isinstance(acc, CountAccumulator):
+                acc.count = int(value)
+            elif isinstance(acc, MaxAccumulator):
+                acc.best = value
+            elif isinstance(acc, UniqueCountAccumulator):
+                acc.values = set(distinct)
+            else:
+                acc.time_ms, acc.latest = latest_ms, value
+            out.append((tenant, slug, start, acc))
+        return out
+
+    def unseeded(self, partials: Sequence[Partial], pricing: PricingCatalog) -> list[PeriodRef]:
+        """The billing periods ``partials`` touch that were not seeded yet."""
+        places = ((tenant, meter, start) for tenant, meter, start, _ in partials)
+        return unseeded_periods(places, pricing, self.seeded)
+
+    def seed(
+        self,
+        periods: Sequence[PeriodRef],
+        stored: Mapping[PeriodKey, Contribution],
+        pricing: PricingCatalog,
+    ) -> None:
+        """Start ``periods`` from what other incarnations stored for them (by price version)."""
+        seed_periods(
+            periods, stored, pricing, ledger=self.ledger, live=self.live, seeded=self.seeded
+        )
+
+    def admit(
+        self,
+        batch: ShardBatch,
+        rows: array[int],
+        live: Sequence[Partial] = (),
+        pricing: PricingCatalog | None = None,
+    ) -> None:
+        """Fold the accepted ``rows`` of ``batch`` into their windows (and, given
+        pricing, their ``live`` partials into the live usage)."""
         self.shard.admit(batch, rows.tobytes())
+        if pricing is not None:
+            self.live.merge(live, pricing)
+
+    def event_log(self, batch: ShardBatch, rows: array[int], at_ms: int) -> tuple[bytes, int]:
+        """The event log rows of ``rows`` (RowBinary of EVENT_LOG_COLUMNS) and how many."""
+        return self.shard.event_log(batch, rows.tobytes(), self._event_types, at_ms)
+
+    def live_changes(
+        self, pricing: PricingCatalog, now_ms: int
+    ) -> tuple[list[LiveCounter], list[QuotaEvent]]:
+        """Live counters changed since the last call, and quota levels first reached."""
+        return self.live.changes(pricing, now_ms)
 
     def finish(
         self, partition: PartitionKey | None, max_time_ms: int | None, now_s: float
@@ -240,7 +344,11 @@ class NativeShardState:
         config = self.config
         # A period's last window can change until the slowest input partition has
         # passed its end plus the settlement horizon.
-        self.ledger.expire(self.shard.slowest_progress() - config.size_ms - config.settlement_ms)
+        done_before = self.shard.slowest_progress() - config.size_ms - config.settlement_ms
+        self.ledger.expire(done_before)
+        self.live.expire(done_before)
+        if self.seeded:
+            self.seeded = {key: end for key, end in self.seeded.items() if end > done_before}
         return rated
 
     def _usages(self, cols: Revisions) -> list[WindowUsage]:

@@ -218,22 +218,13 @@ class ShardState:
 
     def unseeded(self, events: Sequence[Event], pricing: PricingCatalog) -> list[PeriodRef]:
         """The billing periods ``events`` touch that were not seeded yet."""
-        size, seeded = self.windows.config.size_ms, self.seeded
-        segments: dict[tuple[str, int], BillingSegment | None] = {}
-        found: dict[CounterKey, PeriodRef] = {}
-        for event in events:
-            start = event.time_ms - event.time_ms % size
-            place = (event.tenant, start)
-            if place not in segments:
-                segments[place] = billing_segment(pricing, event.tenant, start)
-            segment = segments[place]
-            if segment is None:
-                continue
-            for measure in event.measures:
-                key = (event.tenant, measure.meter, segment.period_start_ms)
-                if key not in seeded and key not in found:
-                    found[key] = PeriodRef(*key, segment.period_end_ms)
-        return list(found.values())
+        size = self.windows.config.size_ms
+        places = (
+            (event.tenant, measure.meter, event.time_ms - event.time_ms % size)
+            for event in events
+            for measure in event.measures
+        )
+        return unseeded_periods(places, pricing, self.seeded)
 
     def seed(
         self,
@@ -242,16 +233,9 @@ class ShardState:
         pricing: PricingCatalog,
     ) -> None:
         """Start ``periods`` from what other incarnations stored for them (by price version)."""
-        by_period: dict[CounterKey, dict[str, Contribution]] = {}
-        for (tenant, meter, start, version), part in stored.items():
-            by_period.setdefault((tenant, meter, start), {})[version] = part
-        for ref in periods:
-            key = (ref.tenant, ref.meter, ref.start_ms)
-            self.seeded[key] = ref.end_ms
-            versions = by_period.get(key, {})
-            for version, part in versions.items():
-                self.ledger.seed(PeriodKey(*key, version), part, ref.end_ms)
-            self.live.seed(key, ref.end_ms, versions, pricing)
+        seed_periods(
+            periods, stored, pricing, ledger=self.ledger, live=self.live, seeded=self.seeded
+        )
 
     def live_changes(
         self, pricing: PricingCatalog, now_ms: int
@@ -288,6 +272,49 @@ class ShardState:
         if self.seeded:
             self.seeded = {key: end for key, end in self.seeded.items() if end > done_before}
         return rated
+
+
+def unseeded_periods(
+    places: Iterable[tuple[str, str, int]],
+    pricing: PricingCatalog,
+    seeded: Mapping[CounterKey, int],
+) -> list[PeriodRef]:
+    """The billing periods of ``places`` (tenant, meter, window start) not in ``seeded``."""
+    segments: dict[tuple[str, int], BillingSegment | None] = {}
+    found: dict[CounterKey, PeriodRef] = {}
+    for tenant, meter, start in places:
+        place = (tenant, start)
+        if place not in segments:
+            segments[place] = billing_segment(pricing, tenant, start)
+        segment = segments[place]
+        if segment is None:
+            continue
+        key = (tenant, meter, segment.period_start_ms)
+        if key not in seeded and key not in found:
+            found[key] = PeriodRef(*key, segment.period_end_ms)
+    return list(found.values())
+
+
+def seed_periods(
+    periods: Sequence[PeriodRef],
+    stored: Mapping[PeriodKey, Contribution],
+    pricing: PricingCatalog,
+    *,
+    ledger: PeriodLedger,
+    live: LiveUsage,
+    seeded: dict[CounterKey, int],
+) -> None:
+    """Start ``periods`` in ``ledger`` and ``live`` from what other incarnations stored."""
+    by_period: dict[CounterKey, dict[str, Contribution]] = {}
+    for (tenant, meter, start, version), part in stored.items():
+        by_period.setdefault((tenant, meter, start), {})[version] = part
+    for ref in periods:
+        key = (ref.tenant, ref.meter, ref.start_ms)
+        seeded[key] = ref.end_ms
+        versions = by_period.get(key, {})
+        for version, part in versions.items():
+            ledger.seed(PeriodKey(*key, version), part, ref.end_ms)
+        live.seed(key, ref.end_ms, versions, pricing)
 
 
 def check_priced(tenants: Iterable[str], pricing: PricingCatalog) -> None:

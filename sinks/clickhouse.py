@@ -26,6 +26,7 @@ from clickhouse_connect.driver.exceptions import (
 )
 
 from config.redaction import redact_url, url_secrets
+from operators._native import EVENT_LOG_COLUMNS
 from operators.model import Event, GroupValues, RatedWindow, Rejection
 from sinks.clickhouse_schema import quote_database
 from sinks.retry import RetryPolicy, clickhouse_transient
@@ -282,6 +283,11 @@ class SupportsInsert(Protocol):
     ) -> object:
         """Insert ``data`` rows with the named columns into ``database.table``."""
 
+    def raw_insert(
+        self, table: str, column_names: Sequence[str], insert_block: bytes, *, fmt: str
+    ) -> object:
+        """Insert rows already encoded in ``fmt`` into ``table`` (``database.table``)."""
+
 
 class ClickHouseWriter:
     """Batched, retrying inserts of rated windows and rejections.
@@ -328,6 +334,22 @@ class ClickHouseWriter:
                 rows.extend(_event_rows(event, aggregations, ingested_at_ms))
         return self._insert("accepted_events", _EVENT_COLUMNS, rows)
 
+    def write_event_rows(self, blocks: Sequence[tuple[bytes, int]]) -> int:
+        """Append event log rows the native core encoded: (RowBinary, rows) pairs.
+
+        The same rows as ``write_events`` writes, in the core's column order.
+        """
+        rows = sum(count for _, count in blocks)
+        if not rows:
+            return 0
+        data = b"".join(block for block, _ in blocks)
+        table = f"{quote_database(self._database)}.accepted_events"
+
+        def insert() -> object:
+            return self._client.raw_insert(table, EVENT_LOG_COLUMNS, data, fmt="RowBinary")
+
+        return self._attempt("accepted_events", rows, insert)
+
     def write_rejections(self, rows: Sequence[Rejection]) -> int:
         """Insert rejected events with their original payload bytes."""
         return self._insert(
@@ -338,6 +360,15 @@ class ClickHouseWriter:
         """Insert ``data``; the number of rows written."""
         if not data:
             return 0
+        client, database = self._client, self._database
+
+        def insert() -> object:
+            return client.insert(table, data, column_names=columns, database=database)
+
+        return self._attempt(table, len(data), insert)
+
+    def _attempt(self, table: str, rows: int, send: Callable[[], object]) -> int:
+        """``send`` ``rows`` rows to ``table``, retrying; the number of rows written."""
         attempts = 0
 
         def failed(exc: BaseException, failures: int) -> None:
@@ -358,8 +389,8 @@ class ClickHouseWriter:
 
         def insert() -> int:
             self.before_attempt()
-            self._client.insert(table, data, column_names=columns, database=self._database)
-            return len(data)
+            send()
+            return rows
 
         try:
             return self._retry.run(
@@ -371,7 +402,7 @@ class ClickHouseWriter:
             )
         except (ClickHouseError, OSError) as exc:
             raise SinkError(
-                f"insert of {len(data)} rows into {self._database}.{table} failed "
+                f"insert of {rows} rows into {self._database}.{table} failed "
                 f"after {attempts} attempt(s): {_describe(exc)}",
                 attempts=attempts,
             ) from exc

@@ -41,7 +41,6 @@ Sentinel), not Redis Cluster.
 
 from __future__ import annotations
 
-import datetime
 import logging
 import re
 import time
@@ -60,7 +59,13 @@ from redis.exceptions import (
 from redis.retry import Retry
 
 from config.redaction import redact_url
-from operators.idempotency import Claim, ClaimStatus, claim_day, key_hash, token_tag
+from operators.idempotency import (
+    RECORD_BYTES,
+    Claim,
+    ClaimStatus,
+    claim_date,
+    pack_claims,
+)
 from sinks.redis_client import redis_from_url
 from sinks.redis_keys import lease_key
 from sinks.redis_lease import Fence, fence_check
@@ -76,16 +81,16 @@ _SPLIT_EVERY = 40
 
 # KEYS[1] is the lease and ARGV[1] the fence (see sinks.redis_lease), ARGV[2]
 # the TTL, ARGV[3] '1' to look up the old layout too, ARGV[4] the key base
-# ('{prefix}:idem-day:'); then per claim: day, key hash, token tag (and with
-# the old layout: its key and token). The reply is one digit per claim (a
+# ('{prefix}:idem-day:'), ARGV[5] the claims packed (operators.idempotency
+# .pack_claims: date, key hash, token tag); with the old layout, then per
+# claim its old key and token. The reply is one digit per claim (a
 # ClaimStatus value): one bulk string is far cheaper to send and parse than an
 # array of thousands of integers. 'L': the lease is lost, nothing was claimed.
 _CLAIM_SCRIPT = (
     fence_check("'L'")
     + """
-local ttl, legacy, base = ARGV[2], ARGV[3] == '1', ARGV[4]
-local every = $SPLIT_EVERY
-local stride = legacy and 5 or 3
+local ttl, legacy, base, packed = ARGV[2], ARGV[3] == '1', ARGV[4], ARGV[5]
+local every, size = $SPLIT_EVERY, $RECORD_BYTES
 local counts, grown, days, touched, out = {}, {}, {}, {}, {}
 
 local function bits(field)
@@ -124,9 +129,11 @@ local function split(day, m)
   end
 end
 
-for k = 0, (#ARGV - 4) / stride - 1 do
-  local at = 5 + k * stride
-  local day, field, token = ARGV[at], ARGV[at + 1], ARGV[at + 2]
+for k = 0, #packed / size - 1 do
+  local at = k * size
+  local day = string.sub(packed, at + 1, at + 10)
+  local field = string.sub(packed, at + 11, at + 26)
+  local token = string.sub(packed, at + 27, at + size)
   local count = counts[day]
   if count == nil then
     count = tonumber(redis.call('GET', base .. day) or '0')
@@ -140,8 +147,8 @@ for k = 0, (#ARGV - 4) / stride - 1 do
   elseif not held then
     status = '0'
     if legacy then
-      local old = redis.call('GET', ARGV[at + 3])
-      if old == ARGV[at + 4] then status = '1' elseif old then status = '2' end
+      local old = redis.call('GET', ARGV[6 + 2 * k])
+      if old == ARGV[7 + 2 * k] then status = '1' elseif old then status = '2' end
     end
     if status ~= '2' then
       redis.call('HSET', key, field, token)
@@ -166,7 +173,7 @@ for key in pairs(touched) do
   redis.call('EXPIRE', key, ttl)
 end
 return table.concat(out)
-""".replace("$SPLIT_EVERY", str(_SPLIT_EVERY))
+""".replace("$SPLIT_EVERY", str(_SPLIT_EVERY)).replace("$RECORD_BYTES", str(RECORD_BYTES))
 )
 
 _STATUS_BY_DIGIT = {str(int(status)): status for status in ClaimStatus}
@@ -203,7 +210,7 @@ def day_key(prefix: str, day: int) -> str:
 
     ``day`` counts days since 1970-01-01 (``operators.idempotency.claim_day``).
     """
-    return f"{prefix}:idem-day:{_date(day)}"
+    return f"{prefix}:idem-day:{claim_date(day)}"
 
 
 def legacy_key(prefix: str, tenant: str, source: str, id: str) -> str:
@@ -213,13 +220,6 @@ def legacy_key(prefix: str, tenant: str, source: str, id: str) -> str:
     in characters, so the key is unambiguous when parts contain ':'.
     """
     return f"{prefix}:idem:{len(tenant)}:{tenant}:{len(source)}:{source}:{id}"
-
-
-def _date(day: int) -> str:
-    return (_EPOCH + datetime.timedelta(days=day)).isoformat()
-
-
-_EPOCH = datetime.date(1970, 1, 1)
 
 
 def _glob_escape(text: str) -> str:
@@ -283,8 +283,6 @@ class RedisIdempotencyStore:
         self._ttl_s = ttl_s
         # Until when (time.monotonic) claims also look up the old layout; see ping().
         self._legacy_until = 0.0
-        # Day number -> its date as sent to the script (few distinct days per run).
-        self._dates: dict[int, bytes] = {}
         kwargs = client.connection_pool.connection_kwargs
         self._address = _address(kwargs)
         password = kwargs.get("password")
@@ -353,32 +351,43 @@ class RedisIdempotencyStore:
 
         Blocks while Redis is unavailable (see ``max_wait_s``).
         """
-        out: list[ClaimStatus] = []
-        for start in range(0, len(claims), self._chunk_size):
-            out.extend(self._claim_chunk(claims[start : start + self._chunk_size]))
-        return out
+        digits = self.claim_packed(pack_claims(claims), lambda: claims)
+        return [_STATUS_BY_DIGIT[d] for d in digits.decode()]
 
-    def _claim_chunk(self, chunk: Sequence[Claim]) -> list[ClaimStatus]:
+    def claim_packed(self, records: bytes, claims: Callable[[], Sequence[Claim]]) -> bytes:
+        """Claim packed ``records`` (``pack_claims``); one ClaimStatus digit each, in order.
+
+        ``claims`` (the same claims, unpacked) is called only while keys of the
+        old layout may exist. Blocks while Redis is unavailable (see ``max_wait_s``).
+        """
         legacy = time.monotonic() < self._legacy_until
-        args = [_encode(self.fence.token), self._ttl, b"1" if legacy else b"0", self._base]
-        add = args.extend
-        prefix, dates = self._prefix, self._dates
-        for c in chunk:
-            day = claim_day(c.time_ms)
-            date = dates.get(day) or dates.setdefault(day, _date(day).encode())
-            add((date, key_hash(c.tenant, c.source, c.id), token_tag(c.token)))
-            if legacy:
-                add((_encode(legacy_key(prefix, c.tenant, c.source, c.id)), _encode(c.token)))
-        reply = self._run(args, len(chunk))
-        digits = reply.decode() if isinstance(reply, bytes) else str(reply)
-        if digits == "L":
-            self.fence.lost(f"Redis at {self._address} refused {len(chunk)} claims")
-        if len(digits) != len(chunk):
+        unpacked = claims() if legacy else ()
+        step = self._chunk_size * RECORD_BYTES
+        out = []
+        for start in range(0, len(records), step):
+            chunk = records[start : start + step]
+            first = start // RECORD_BYTES
+            old = unpacked[first : first + len(chunk) // RECORD_BYTES]
+            out.append(self._claim_chunk(chunk, old, legacy))
+        return b"".join(out)
+
+    def _claim_chunk(self, records: bytes, claims: Sequence[Claim], legacy: bool) -> bytes:
+        count = len(records) // RECORD_BYTES
+        args = [_encode(self.fence.token), self._ttl, b"1" if legacy else b"0", self._base, records]
+        if legacy:
+            prefix = self._prefix
+            for c in claims:
+                args += (_encode(legacy_key(prefix, c.tenant, c.source, c.id)), _encode(c.token))
+        reply = self._run(args, count)
+        digits = reply if isinstance(reply, bytes) else str(reply).encode()
+        if digits == b"L":
+            self.fence.lost(f"Redis at {self._address} refused {count} claims")
+        if len(digits) != count:
             raise IdempotencyError(
                 f"Redis at {self._address} answered {len(digits)} results "
-                f"for {len(chunk)} claims; is another script loaded under the same SHA?"
+                f"for {count} claims; is another script loaded under the same SHA?"
             )
-        return [_STATUS_BY_DIGIT[d] for d in digits]
+        return digits
 
     def _run(self, args: list[bytes], claims: int) -> object:
         """Run the claim script, waiting out outages.

@@ -6,9 +6,12 @@
 
 mod aggregate;
 mod batch;
+mod claims;
 mod dedup;
+mod event_log;
 mod json;
 mod keyhash;
+mod live;
 mod number;
 mod parse;
 mod py;

@@ -14,6 +14,7 @@ use crate::shard::{MeterSpec, Shard};
 use crate::snapshot;
 use crate::split::{self, Messages, ShardBatch};
 use crate::window::{Kind, PartitionKey, Revision, WindowConfig};
+use crate::{claims, event_log, live};
 
 /// Native-endian bytes of a column, for `memoryview(...).cast(...)`.
 fn column<T: Copy, const N: usize>(
@@ -116,6 +117,19 @@ impl PyShardBatch {
         ))
     }
 
+    /// When the messages of `rows` arrived (epoch ms).
+    fn arrivals(&self, rows: Vec<usize>) -> PyResult<Vec<i64>> {
+        rows.into_iter()
+            .map(|row| {
+                self.batch
+                    .arrived_ms
+                    .get(row)
+                    .copied()
+                    .ok_or_else(|| PyValueError::new_err(format!("row {row} is beyond this batch")))
+            })
+            .collect()
+    }
+
     /// The batch as bytes (`from_bytes` reads them back).
     fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &snapshot::encode(&self.batch))
@@ -140,9 +154,9 @@ impl PyShardBatch {
 /// Split parsed `columns` of one input partition's batch by shard, without the GIL.
 ///
 /// `group_counts[m]`: group-by values per measure of meter `m`; the messages are
-/// `payloads` cut at `ends` (running totals), at `offsets`.
+/// `payloads` cut at `ends` (running totals), at `offsets`, arrived at `arrivals`.
 #[pyfunction]
-#[pyo3(signature = (columns, group_counts, payloads, ends, offsets, origin, partition, shards))]
+#[pyo3(signature = (columns, group_counts, payloads, ends, offsets, arrivals, origin, partition, shards))]
 #[allow(clippy::too_many_arguments)]
 fn split_batch(
     py: Python<'_>,
@@ -151,6 +165,7 @@ fn split_batch(
     payloads: &Bound<'_, PyBytes>,
     ends: PyBuffer<u64>,
     offsets: PyBuffer<i64>,
+    arrivals: PyBuffer<i64>,
     origin: &str,
     partition: i64,
     shards: u32,
@@ -161,10 +176,14 @@ fn split_batch(
     let columns = parsed(columns)?;
     let ends = ends.to_vec(py)?;
     let offsets = offsets.to_vec(py)?;
+    let arrivals = arrivals.to_vec(py)?;
     let payloads = payloads.as_bytes();
-    if ends.len() != offsets.len() || ends.last().is_some_and(|&e| e != payloads.len() as u64) {
+    if ends.len() != offsets.len()
+        || ends.len() != arrivals.len()
+        || ends.last().is_some_and(|&e| e != payloads.len() as u64)
+    {
         return Err(PyValueError::new_err(
-            "ends and offsets need one entry per message, ends the running total of the lengths",
+            "ends, offsets and arrivals need one entry per message, ends the running total of the lengths",
         ));
     }
     if columns.index.iter().any(|&i| i as usize >= ends.len()) {
@@ -193,6 +212,7 @@ fn split_batch(
         payloads,
         ends: &ends,
         offsets: &offsets,
+        arrivals: &arrivals,
     };
     let parts = py.detach(|| split::split(&columns, &messages, &group_counts, shards));
     Ok(parts
@@ -200,6 +220,21 @@ fn split_batch(
         .map(|batch| PyShardBatch { batch })
         .collect())
 }
+
+/// Rows of `batch` from native-endian uint32 bytes.
+fn rows_of(batch: &ShardBatch, rows: &[u8]) -> PyResult<Vec<u32>> {
+    let rows: Vec<u32> = rows
+        .chunks_exact(4)
+        .map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes")))
+        .collect();
+    if rows.iter().any(|&r| r as usize >= batch.len()) {
+        return Err(PyValueError::new_err("rows must be rows of the batch"));
+    }
+    Ok(rows)
+}
+
+/// One live usage partial as Python receives it (see `NativeShard.live_partials`).
+type LivePartial = (String, u32, i64, String, i64, Vec<String>);
 
 /// Meters as Python passes them: (slug, aggregation value, sorted group-by names).
 type MeterArg = (String, String, Vec<String>);
@@ -511,14 +546,8 @@ impl PyShard {
         batch: &Bound<'_, PyShardBatch>,
         rows: &[u8],
     ) -> PyResult<()> {
-        let rows: Vec<u32> = rows
-            .chunks_exact(4)
-            .map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes")))
-            .collect();
         let batch = &batch.get().batch;
-        if rows.iter().any(|&r| r as usize >= batch.len()) {
-            return Err(PyValueError::new_err("rows must be rows of the batch"));
-        }
+        let rows = rows_of(batch, rows)?;
         if batch
             .meter
             .iter()
@@ -531,6 +560,84 @@ impl PyShard {
         let shard = &mut self.shard;
         py.detach(|| shard.admit(batch, &rows));
         Ok(())
+    }
+
+    /// Durable claims of `rows` of `batch` (native-endian uint32 bytes), packed as
+    /// sinks/redis_idempotency.py sends them, tokened with `instance`.
+    fn claim_records<'py>(
+        &self,
+        py: Python<'py>,
+        batch: &Bound<'_, PyShardBatch>,
+        rows: &[u8],
+        instance: &str,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let batch = &batch.get().batch;
+        let rows = rows_of(batch, rows)?;
+        let packed = py.detach(|| claims::records(batch, &rows, instance));
+        Ok(PyBytes::new(py, &packed))
+    }
+
+    /// The event log rows of `rows` of `batch` in RowBinary (columns: `EVENT_LOG_COLUMNS`)
+    /// and how many; `event_types[m]` is meter `m`'s event type.
+    fn event_log<'py>(
+        &self,
+        py: Python<'py>,
+        batch: &Bound<'_, PyShardBatch>,
+        rows: &[u8],
+        event_types: Vec<String>,
+        ingested_at_ms: i64,
+    ) -> PyResult<(Bound<'py, PyBytes>, usize)> {
+        let batch = &batch.get().batch;
+        let rows = rows_of(batch, rows)?;
+        let meters = &self.shard.meters;
+        if event_types.len() != meters.len()
+            || batch.meter.iter().any(|&m| m as usize >= meters.len())
+        {
+            return Err(PyValueError::new_err(
+                "the batch, the shard and event_types must come from the same catalog",
+            ));
+        }
+        let (out, count) =
+            py.detach(|| event_log::rows(batch, &rows, meters, &event_types, ingested_at_ms));
+        Ok((PyBytes::new(py, &out), count))
+    }
+
+    /// Live usage of `rows` of `batch` per (tenant, meter index, window start), in
+    /// first-seen order: (tenant, meter, start, quantity text, latest_ms, distinct values).
+    fn live_partials(
+        &self,
+        py: Python<'_>,
+        batch: &Bound<'_, PyShardBatch>,
+        rows: &[u8],
+    ) -> PyResult<Vec<LivePartial>> {
+        let batch = &batch.get().batch;
+        let rows = rows_of(batch, rows)?;
+        let meters = &self.shard.meters;
+        if batch.meter.iter().any(|&m| m as usize >= meters.len()) {
+            return Err(PyValueError::new_err(
+                "the batch names a meter this shard does not know: give both the same catalog",
+            ));
+        }
+        let size_ms = self.shard.windows.config.size_ms;
+        let parts = py.detach(|| live::partials(batch, &rows, meters, size_ms));
+        Ok(parts
+            .into_iter()
+            .map(|((tenant, meter, start), acc)| {
+                let (latest_ms, distinct) = match acc.fold {
+                    Fold::Latest(time_ms, _) => (time_ms, Vec::new()),
+                    Fold::UniqueCount(ref values) => (-1, values.iter().cloned().collect()),
+                    _ => (-1, Vec::new()),
+                };
+                (
+                    batch.tenants[tenant as usize].clone(),
+                    meter,
+                    start,
+                    decimal_text(acc.quantity()),
+                    latest_ms,
+                    distinct,
+                )
+            })
+            .collect())
     }
 
     /// After a batch of `partition` (or a wake-up: None): move the watermark, emit
@@ -583,6 +690,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyShard>()?;
     m.add_class::<Revisions>()?;
     m.add_function(wrap_pyfunction!(split_batch, m)?)?;
+    m.add("EVENT_LOG_COLUMNS", event_log::COLUMNS.to_vec())?;
     Ok(())
 }
 

@@ -28,6 +28,8 @@ pub struct ShardBatch {
     pub key_hash: Vec<u128>,
     /// The message's offset in its partition, its bytes, CloudEvents source and id.
     pub offset: Vec<i64>,
+    /// When the message reached the input (epoch ms; for latency metrics).
+    pub arrived_ms: Vec<i64>,
     pub payload: Vec<Span>,
     pub source: Vec<Span>,
     pub id: Vec<Span>,
@@ -99,13 +101,15 @@ pub fn shard_of(tenant: &str, shards: u32) -> u32 {
     crc32fast::hash(tenant.as_bytes()) % shards
 }
 
-/// The messages of a batch: all bytes end to end, where each ends, and offsets.
+/// The messages of a batch: all bytes end to end, where each ends, offsets and
+/// when each arrived.
 pub struct Messages<'a> {
     pub origin: &'a str,
     pub partition: i64,
     pub payloads: &'a [u8],
     pub ends: &'a [u64],
     pub offsets: &'a [i64],
+    pub arrivals: &'a [i64],
 }
 
 impl Messages<'_> {
@@ -167,6 +171,7 @@ pub fn split(
             .expect("16 bytes per event");
         part.key_hash.push(u128::from_be_bytes(hash));
         part.offset.push(messages.offsets[message]);
+        part.arrived_ms.push(messages.arrivals[message]);
         let payload = part.copy(messages.payload(message));
         part.payload.push(payload);
         let source = part.copy(span_of(text, &columns.source, row));

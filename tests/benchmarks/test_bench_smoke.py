@@ -11,8 +11,6 @@ import pytest
 
 BENCH_TIMEOUT_S = 180.0
 STAGES = ("parse", "screen", "claim", "fold", "finish", "rate")
-# The native engine claims nothing in Redis (it runs lean only).
-NATIVE_STAGES = tuple(stage for stage in STAGES if stage != "claim")
 
 
 @pytest.mark.integration
@@ -45,13 +43,13 @@ def test_bench_smoke_matches_ground_truth(
     assert all(run["events"] == truth["messages"] for run in raw["runs"])
     assert raw["events_per_s"] == max(run["events_per_s"] for run in raw["runs"])
     assert 0 <= raw["spread"] < 1
-    assert set(report["modes"]) == {"lean", "lean-native", "full"}
+    assert set(report["modes"]) == {"lean", "lean-native", "full", "full-native"}
     for mode, result in report["modes"].items():
         checks = result["checks"]
         assert checks["passed"] is True and checks["failures"] == [], mode
         # Every tenant/meter quantity was compared; only full keeps the log reconcile reads.
         assert checks["compared"] == sum(len(m) for m in truth["usage"].values())
-        if mode == "full":
+        if mode.startswith("full"):
             assert checks["reconcile_windows"] > 0
         else:
             assert checks["reconcile_windows"] is None
@@ -63,12 +61,13 @@ def test_bench_smoke_matches_ground_truth(
         assert result["ratio"] == pytest.approx(flow["events_per_s"] / raw["events_per_s"])
         assert flow["peak_rss_bytes"] > 0
         stages = {row["stage"]: row for row in result["stages"]}
-        assert set(NATIVE_STAGES if mode == "lean-native" else STAGES) <= set(stages), mode
+        assert set(STAGES) <= set(stages), mode
         assert "write_clickhouse_windows" in stages
         assert sum(row["seconds"] for row in result["stages"]) == pytest.approx(flow["seconds"])
-    full = {row["stage"] for row in report["modes"]["full"]["stages"]}
-    lean = {row["stage"] for row in report["modes"]["lean"]["stages"]}
-    assert {"write_clickhouse_events", "write_live_usage"} <= full - lean
+    for engine in ("", "-native"):
+        full = {row["stage"] for row in report["modes"][f"full{engine}"]["stages"]}
+        lean = {row["stage"] for row in report["modes"][f"lean{engine}"]["stages"]}
+        assert {"write_clickhouse_events", "write_live_usage"} <= full - lean
     md = (out / "report.md").read_text()
-    assert md.count("| meterwax ") == 3 and "| parse |" in md
+    assert md.count("| meterwax ") == 4 and "| parse |" in md
     assert (out / "chart.png").read_bytes().startswith(b"\x89PNG")

@@ -59,12 +59,9 @@ def _run(
         source=JsonlFileSource([path], batch_size, clock=SCENARIO_CLOCK),
         window_sink=RatedWindowSink(open_writer),
         rejection_sink=RejectionSink(open_writer),
-        # The native engine keeps no event log yet (config.settings refuses one).
         event_log_sink=EventLogSink(
             open_writer, {m.slug: m.aggregation.value for m in meters.meters}
-        )
-        if engine == "python"
-        else None,
+        ),
         stats=stats,
     )
     if workers == 1:

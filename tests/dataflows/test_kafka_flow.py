@@ -107,11 +107,9 @@ class Rig:
         engine: Literal["python", "native"] = "python",
     ) -> RunStats:
         meters, pricing = self.catalogs
-        # The native engine does not yet claim in Redis or keep an event log.
-        python = engine == "python"
         store = (
             RedisIdempotencyStore.from_url(self.redis_url, key_prefix=self.key_prefix)
-            if redis and python
+            if redis
             else None
         )
         spec = FlowSpec(
@@ -148,9 +146,7 @@ class Rig:
             ),
             event_log_sink=EventLogSink(
                 open_writer, {m.slug: m.aggregation.value for m in meters.meters}
-            )
-            if python
-            else None,
+            ),
             stats=stats,
         )
         config = None
@@ -226,13 +222,16 @@ def test_kafka_flow_totals_and_dead_letters(
         assert int(headers["meterwax.offset"]) >= 0
 
 
-def test_second_run_from_offset_zero_with_fresh_state_changes_no_total(rig: Rig) -> None:
+@pytest.mark.parametrize("engine", ["python", "native"])
+def test_second_run_from_offset_zero_with_fresh_state_changes_no_total(
+    rig: Rig, engine: Literal["python", "native"]
+) -> None:
     scenario = build_scenario()
     produce(rig.brokers, rig.topic, scenario.lines)
-    first = rig.run()
+    first = rig.run(engine=engine)
     totals = rig.totals()
 
-    second = rig.run()  # fresh state: only Redis remembers what was counted
+    second = rig.run(engine=engine)  # fresh state: only Redis remembers what was counted
 
     assert second.consumed == first.consumed
     assert second.accepted == 0

@@ -131,35 +131,6 @@ def test_invalid_redis_url(tmp_path: Path, chdb_dir: Path) -> None:
     assert_one_line(result, "redis.url", "invalid Redis URL", "expected redis://")
 
 
-@pytest.mark.parametrize(
-    ("settings", "flags", "words"),
-    [
-        (
-            "clickhouse:\n  event_log: false\n",
-            ["--redis-url", "redis://redis.example:6379/0"],
-            ["flow.engine: native", "redis.url", "use flow.engine: python or remove redis.url"],
-        ),
-        (
-            "",
-            [],
-            ["flow.engine: native", "clickhouse.event_log", "set clickhouse.event_log: false"],
-        ),
-    ],
-    ids=["redis", "event-log"],
-)
-def test_native_engine_refuses_what_it_does_not_yet_do(
-    settings: str, flags: list[str], words: list[str], tmp_path: Path, chdb_dir: Path
-) -> None:
-    config = tmp_path / "settings.yaml"
-    config.write_text(settings)
-    result = meterwax(
-        *("run", "--config", str(config), "--engine", "native", *flags),
-        *("--dsn", f"chdb://{chdb_dir}", "--no-progress"),
-        cwd=tmp_path,
-    )
-    assert_one_line(result, *words)
-
-
 def test_wrong_redis_password(
     redis_with_password: RunningService, tmp_path: Path, chdb_dir: Path
 ) -> None:
