@@ -4,10 +4,10 @@
 of columns per shard, which pickles as bytes. ``NativeShardState`` is
 ``ShardState``'s screen -> admit -> finish -> rate, with the dedup keys and
 windows in Rust and no Python object per event: screening returns rows of the
-batch, and only the rare too-late rejections and the window revisions (one
-``WindowUsage`` each, Decimal only here, at the edge) become Python objects,
-which the Python ``PeriodLedger`` rates. tests/native/test_shard_differential.py
-holds both to operators/shard.py.
+batch, and only the rare too-late rejections become Python objects. Window
+revisions leave the core as columns, the Python ``PeriodLedger`` rates them
+row by row (Decimal only here, at the edge) and they go on as ``RatedColumns``.
+tests/native/test_shard_differential.py holds both to operators/shard.py.
 """
 
 from __future__ import annotations
@@ -29,9 +29,17 @@ from operators.aggregation import (
     SumAccumulator,
     UniqueCountAccumulator,
 )
-from operators.model import RatedWindow, RawMessage, Rejection, WindowKind, WindowUsage
-from operators.money import ZERO
-from operators.period_rating import PeriodLedger
+from operators.model import (
+    GroupValues,
+    RatedColumns,
+    RawMessage,
+    Rejection,
+    WindowKind,
+    WindowUsage,
+)
+from operators.money import EXACT, ZERO
+from operators.period_rating import PeriodKey, PeriodLedger, UnratableError
+from operators.periods import BillingSegment, billing_segment, segment_span
 from operators.shard import (
     IncompatibleStateError,
     check_priced,
@@ -40,7 +48,8 @@ from operators.shard import (
 )
 from operators.windowing import PartitionKey, WindowConfig
 
-_KINDS = (WindowKind.WINDOW, WindowKind.ADJUSTMENT)
+# Revisions.kind: 0 closed on time, 1 adjustment.
+_KINDS = (WindowKind.WINDOW.value, WindowKind.ADJUSTMENT.value)
 
 
 def _meter_specs(meters: MeterCatalog) -> list[tuple[str, str, list[str]]]:
@@ -111,7 +120,8 @@ class NativeShardState:
         self.aggregations = {m.slug: m.aggregation for m in meters.meters}
         self.ledger = PeriodLedger(self.aggregations, incarnation)
         self.instance = instance
-        self._emitted: list[WindowUsage] = []
+        self._emitted: Revisions | None = None
+        self._forget_segments(None)
 
     def __getstate__(self) -> dict[str, object]:
         return {
@@ -130,7 +140,8 @@ class NativeShardState:
         self.ledger = state["ledger"]  # type: ignore[assignment]
         self.instance = state["instance"]  # type: ignore[assignment]
         self.shards = state.get("shards", 0)  # type: ignore[assignment]
-        self._emitted = []
+        self._emitted = None
+        self._forget_segments(None)
 
     def reconfigure(
         self,
@@ -213,94 +224,190 @@ class NativeShardState:
 
     def finish(
         self, partition: PartitionKey | None, max_time_ms: int | None, now_s: float
-    ) -> list[WindowUsage]:
+    ) -> Revisions:
         """After a batch: move the watermark, emit closed windows and adjustments, expire keys."""
-        return self._usages(self.shard.finish(partition, max_time_ms, now_s))
+        self._emitted = self.shard.finish(partition, max_time_ms, now_s)
+        return self._emitted
 
-    def close_all(self) -> list[WindowUsage]:
+    def close_all(self) -> Revisions:
         """End of input: close every window."""
-        return self._usages(self.shard.close_all())
+        self._emitted = self.shard.close_all()
+        return self._emitted
 
     def next_wakeup(self, now_s: float) -> float | None:
         """Monotonic time at which finish() could next emit without new input."""
         return self.shard.next_wakeup(now_s)
 
-    def rate(
-        self, usages: Sequence[WindowUsage], pricing: PricingCatalog, now_ms: int
-    ) -> list[RatedWindow]:
+    def rate(self, revisions: Revisions, pricing: PricingCatalog, now_ms: int) -> RatedColumns:
         """Price the last emission's revisions against their periods, then forget settled ones.
 
-        ``usages`` must be what the last ``finish``/``close_all`` returned: the
-        amounts charged go back to their windows, for their next revision.
+        ``revisions`` must be what the last ``finish``/``close_all`` returned: the
+        amounts charged go back to their windows, for their next revision. No
+        Python object per revision: columns in, columns out, one ledger
+        ``charge`` per row.
         """
-        if usages is not self._emitted:
-            raise ValueError("rate() takes the list the last finish() or close_all() returned")
-        rated = [self.ledger.rate(usage, pricing, now_ms) for usage in usages]
-        self.shard.set_amounts([str(u.accumulator.amount) for u in usages])
+        if revisions is not self._emitted:
+            raise ValueError("rate() takes what the last finish() or close_all() returned")
+        cols, aggregations, ledger = revisions, self.aggregations, self.ledger
+        strings = cols.strings
+        tenants = [strings[i] for i in _ints(cols.tenant, "I")]
+        meters = [strings[i] for i in _ints(cols.meter, "I")]
+        starts = _ints(cols.window_start, "q")
+        quantities = list(map(Decimal, cols.quantity))
+        previous = list(map(Decimal, cols.previous))
+        before = [ZERO if a is None else Decimal(a) for a in cols.amount]
+        latest_ms = _ints(cols.latest_ms, "q")
+        distinct = _ranges(strings, cols.distinct_end, cols.distinct)
+        if pricing is not self._pricing:
+            self._forget_segments(pricing)
+        spans, plans = self._spans, []
+        rated: list[tuple[Decimal, Decimal, Decimal]] = []
+        charge, subtract = ledger.charge, EXACT.subtract
+        for tenant, meter, start, quantity, was, latest, values, amount in zip(
+            tenants, meters, starts, quantities, previous, latest_ms, distinct, before, strict=True
+        ):
+            span = spans.get(tenant)
+            if span is None or not span[0] <= start < span[1]:
+                span = spans[tenant] = _span(pricing, tenant, start)
+            plans.append(span)
+            segment, version = span[2], span[3]
+            key = PeriodKey(tenant, meter, segment.period_start_ms, version)
+            window = (quantity, latest, values)
+            rated.append(charge(key, segment, subtract(quantity, was), window, amount))
+        period_quantity, period_amount, amounts = [list(c) for c in zip(*rated, strict=True)] or (
+            [],
+            [],
+            [],
+        )
+        self.shard.set_amounts(list(map(str, amounts)))
         config = self.config
         # A period's last window can change until the slowest input partition has
         # passed its end plus the settlement horizon.
-        self.ledger.expire(self.shard.slowest_progress() - config.size_ms - config.settlement_ms)
-        return rated
+        ledger.expire(self.shard.slowest_progress() - config.size_ms - config.settlement_ms)
+        size = config.size_ms
+        return RatedColumns(
+            tenant=tenants,
+            meter=meters,
+            groups=_groups(strings, cols),
+            window_start_ms=starts,
+            window_end_ms=[start + size for start in starts],
+            quantity=quantities,
+            previous_quantity=previous,
+            amount=amounts,
+            previous_amount=before,
+            currency=[span[2].plan.currency for span in plans],
+            plan_id=[span[2].plan.id for span in plans],
+            price_version=[span[3] for span in plans],
+            revision=_ints(cols.revision, "Q"),
+            kind=[_KINDS[kind] for kind in cols.kind],
+            period_start_ms=[span[2].period_start_ms for span in plans],
+            period_quantity=period_quantity,
+            period_amount=period_amount,
+            aggregation=[aggregations[meter].value for meter in meters],
+            latest_ms=latest_ms,
+            distinct_values=[sorted(values) for values in distinct],
+            emitted_at_ms=now_ms,
+            incarnation=ledger.incarnation,
+        )
 
-    def _usages(self, cols: Revisions) -> list[WindowUsage]:
-        """One WindowUsage per emitted revision, with the accumulator the ledger merges."""
-        strings = cols.strings
-        names = [strings[i] for i in _ints(cols.group_name, "I")]
-        values = [strings[i] for i in _ints(cols.group_value, "I")]
-        distinct = [strings[i] for i in _ints(cols.distinct, "I")]
-        group_end, distinct_end = _ints(cols.group_end, "I"), _ints(cols.distinct_end, "I")
-        latest_ms = _ints(cols.latest_ms, "q")
-        aggregations, size = self.aggregations, self.config.size_ms
-        out: list[WindowUsage] = []
-        groups_from = distinct_from = 0
-        for row, (tenant, meter, start, quantity, previous, revision, kind, amount) in enumerate(
-            zip(
-                [strings[i] for i in _ints(cols.tenant, "I")],
-                [strings[i] for i in _ints(cols.meter, "I")],
-                _ints(cols.window_start, "q"),
-                map(Decimal, cols.quantity),
-                map(Decimal, cols.previous),
-                _ints(cols.revision, "Q"),
-                cols.kind,
-                cols.amount,
-                strict=True,
+    def _forget_segments(self, pricing: PricingCatalog | None) -> None:
+        # Each tenant's last billing segment under ``pricing`` and the window starts
+        # it covers: most revisions fall in it. Not state.
+        self._spans: dict[str, _Span] = {}
+        self._pricing = pricing
+
+
+# A billing segment, its version's name and the window starts [from, to) it covers.
+_Span = tuple[int, int, BillingSegment, str]
+
+
+def _span(pricing: PricingCatalog, tenant: str, start: int) -> _Span:
+    segment = billing_segment(pricing, tenant, start)
+    if segment is None:
+        raise UnratableError(f"tenant {tenant!r} has no plan")
+    return (*segment_span(segment, start), segment, segment.version_name)
+
+
+def revision_usages(revisions: Revisions, meters: MeterCatalog, size_ms: int) -> list[WindowUsage]:
+    """The revisions as the Python shard emits them: a WindowUsage with its accumulator each.
+
+    For comparing the engines (tests, benchmarks); the flow rates the columns.
+    """
+    cols, strings = revisions, revisions.strings
+    aggregations = {m.slug: m.aggregation for m in meters.meters}
+    latest_ms = _ints(cols.latest_ms, "q")
+    out: list[WindowUsage] = []
+    for row, (
+        tenant,
+        meter,
+        groups,
+        start,
+        quantity,
+        previous,
+        revision,
+        kind,
+        amount,
+    ) in enumerate(
+        zip(
+            [strings[i] for i in _ints(cols.tenant, "I")],
+            [strings[i] for i in _ints(cols.meter, "I")],
+            _groups(strings, cols),
+            _ints(cols.window_start, "q"),
+            map(Decimal, cols.quantity),
+            map(Decimal, cols.previous),
+            _ints(cols.revision, "Q"),
+            cols.kind,
+            cols.amount,
+            strict=True,
+        )
+    ):
+        acc = ACCUMULATORS[aggregations[meter]]()
+        acc.count = revision
+        acc.emitted = quantity
+        acc.amount = ZERO if amount is None else Decimal(amount)
+        if isinstance(acc, SumAccumulator):
+            acc.total = quantity
+        elif isinstance(acc, MaxAccumulator):
+            acc.best = quantity
+        elif isinstance(acc, UniqueCountAccumulator):
+            acc.values = set(_ranges(strings, cols.distinct_end, cols.distinct)[row])
+        elif isinstance(acc, LatestAccumulator):
+            acc.time_ms, acc.latest = latest_ms[row], quantity
+        out.append(
+            WindowUsage(
+                tenant,
+                meter,
+                groups,
+                start,
+                start + size_ms,
+                quantity,
+                previous,
+                revision,
+                WindowKind(_KINDS[kind]),
+                acc,
             )
-        ):
-            groups_to, distinct_to = group_end[row], distinct_end[row]
-            acc = ACCUMULATORS[aggregations[meter]]()
-            acc.count = revision
-            acc.emitted = quantity
-            acc.amount = ZERO if amount is None else Decimal(amount)
-            if isinstance(acc, SumAccumulator):
-                acc.total = quantity
-            elif isinstance(acc, MaxAccumulator):
-                acc.best = quantity
-            elif isinstance(acc, UniqueCountAccumulator):
-                acc.values = set(distinct[distinct_from:distinct_to])
-            elif isinstance(acc, LatestAccumulator):
-                acc.time_ms, acc.latest = latest_ms[row], quantity
-            out.append(
-                WindowUsage(
-                    tenant,
-                    meter,
-                    tuple(
-                        zip(
-                            names[groups_from:groups_to], values[groups_from:groups_to], strict=True
-                        )
-                    ),
-                    start,
-                    start + size,
-                    quantity,
-                    previous,
-                    revision,
-                    _KINDS[kind],
-                    acc,
-                )
-            )
-            groups_from, distinct_from = groups_to, distinct_to
-        self._emitted = out
-        return out
+        )
+    return out
+
+
+def _groups(strings: list[str], cols: Revisions) -> list[GroupValues]:
+    """Each row's (name, value) pairs."""
+    ends = _ints(cols.group_end, "I")
+    if not cols.group_name:
+        return [()] * len(ends)
+    names = [strings[i] for i in _ints(cols.group_name, "I")]
+    values = [strings[i] for i in _ints(cols.group_value, "I")]
+    pairs = list(zip(names, values, strict=True))
+    return [tuple(pairs[begin:end]) for begin, end in zip([0, *ends], ends, strict=False)]
+
+
+def _ranges(strings: list[str], ends_column: bytes, column: bytes) -> list[Sequence[str]]:
+    """Each row's range of ``column`` (texts), its end in ``ends_column``."""
+    ends = _ints(ends_column, "I")
+    if not column:
+        return [()] * len(ends)
+    texts = [strings[i] for i in _ints(column, "I")]
+    return [texts[begin:end] for begin, end in zip([0, *ends], ends, strict=False)]
 
 
 def _ints(column: bytes, code: Literal["I", "q", "Q"]) -> list[int]:

@@ -26,7 +26,7 @@ from clickhouse_connect.driver.exceptions import (
 )
 
 from config.redaction import redact_url, url_secrets
-from operators.model import Event, GroupValues, RatedWindow, Rejection
+from operators.model import Event, GroupValues, RatedColumns, RatedWindow, Rejection
 from sinks.clickhouse_schema import quote_database
 from sinks.retry import RetryPolicy, clickhouse_transient
 
@@ -246,9 +246,15 @@ class SupportsInsert(Protocol):
     """The part of a clickhouse-connect ``Client`` the writer uses."""
 
     def insert(
-        self, table: str, data: Sequence[Sequence[Any]], column_names: Sequence[str], database: str
+        self,
+        table: str,
+        data: Sequence[Sequence[Any]],
+        column_names: Sequence[str],
+        database: str,
+        *,
+        column_oriented: bool = False,
     ) -> object:
-        """Insert ``data`` rows with the named columns into ``database.table``."""
+        """Insert ``data`` (rows, or columns if ``column_oriented``) into ``database.table``."""
 
 
 class ClickHouseWriter:
@@ -277,9 +283,21 @@ class ClickHouseWriter:
         # Called before every attempt (the output lease's check); may block or end the process.
         self.before_attempt: Callable[[], None] = _ignore
 
-    def write_windows(self, rows: Sequence[RatedWindow]) -> int:
-        """Insert window revisions; raises ValueError for a decimal the column would truncate."""
-        return self._insert("rated_windows", _WINDOW_COLUMNS, [_window_row(w) for w in rows])
+    def write_windows(self, items: Sequence[RatedWindow | RatedColumns]) -> int:
+        """Insert window revisions; raises ValueError for a decimal the column would truncate.
+
+        Column-oriented: the native engine's ``RatedColumns`` go in as they are,
+        RatedWindow objects (the Python engine's) are turned into columns first.
+        """
+        rows = [_window_row(w) for w in items if isinstance(w, RatedWindow)]
+        columns: list[list[Any]] = [list(c) for c in zip(*rows, strict=True)] or [
+            [] for _ in _WINDOW_COLUMNS
+        ]
+        for batch in items:
+            if isinstance(batch, RatedColumns):
+                for column, values in zip(columns, _window_columns(batch), strict=True):
+                    column.extend(values)
+        return self._insert("rated_windows", _WINDOW_COLUMNS, columns, column_oriented=True)
 
     def write_events(
         self,
@@ -302,9 +320,17 @@ class ClickHouseWriter:
             "rejected_events", _REJECTION_COLUMNS, [_rejection_row(r) for r in rows]
         )
 
-    def _insert(self, table: str, columns: Sequence[str], data: list[list[Any]]) -> int:
-        """Insert ``data``; the number of rows written."""
-        if not data:
+    def _insert(
+        self,
+        table: str,
+        columns: Sequence[str],
+        data: list[list[Any]],
+        *,
+        column_oriented: bool = False,
+    ) -> int:
+        """Insert ``data`` (rows, or columns if ``column_oriented``); the number of rows written."""
+        rows = len(data[0]) if column_oriented else len(data)
+        if not rows:
             return 0
         attempts = 0
 
@@ -326,8 +352,14 @@ class ClickHouseWriter:
 
         def insert() -> int:
             self.before_attempt()
-            self._client.insert(table, data, column_names=columns, database=self._database)
-            return len(data)
+            self._client.insert(
+                table,
+                data,
+                column_names=columns,
+                database=self._database,
+                column_oriented=column_oriented,
+            )
+            return rows
 
         try:
             return self._retry.run(
@@ -339,7 +371,7 @@ class ClickHouseWriter:
             )
         except (ClickHouseError, OSError) as exc:
             raise SinkError(
-                f"insert of {len(data)} rows into {self._database}.{table} failed "
+                f"insert of {rows} rows into {self._database}.{table} failed "
                 f"after {attempts} attempt(s): {_describe(exc)}",
                 attempts=attempts,
             ) from exc
@@ -396,6 +428,33 @@ def _window_row(w: RatedWindow) -> list[Any]:
         w.aggregation,
         w.latest_ms,
         sorted(w.distinct_values),
+    ]
+
+
+def _window_columns(batch: RatedColumns) -> list[list[Any]]:
+    """The batch's columns in _WINDOW_COLUMNS order."""
+    rows = len(batch)
+    return [
+        batch.tenant,
+        batch.meter,
+        [group_key(groups) for groups in batch.groups],
+        [dict(groups) for groups in batch.groups],
+        batch.window_start_ms,
+        batch.window_end_ms,
+        batch.revision,
+        batch.kind,
+        [_exact(q, _QUANTITY, "quantity") for q in batch.quantity],
+        [_exact(a, _AMOUNT, "amount") for a in batch.amount],
+        [_exact(q, _QUANTITY, "previous_quantity") for q in batch.previous_quantity],
+        [_exact(a, _AMOUNT, "previous_amount") for a in batch.previous_amount],
+        batch.currency,
+        batch.plan_id,
+        batch.price_version,
+        [batch.emitted_at_ms] * rows,
+        [batch.incarnation] * rows,
+        batch.aggregation,
+        batch.latest_ms,
+        batch.distinct_values,
     ]
 
 

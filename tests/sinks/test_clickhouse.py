@@ -109,12 +109,24 @@ class FlakyClient:
         self.calls = 0
 
     def insert(
-        self, table: str, data: Sequence[Sequence[Any]], column_names: Sequence[str], database: str
+        self,
+        table: str,
+        data: Sequence[Sequence[Any]],
+        column_names: Sequence[str],
+        database: str,
+        *,
+        column_oriented: bool = False,
     ) -> object:
         self.calls += 1
         if self.calls <= self.failures:
             raise self.error
-        return self.client.insert(table, data, column_names=column_names, database=database)
+        return self.client.insert(
+            table,
+            data,
+            column_names=column_names,
+            database=database,
+            column_oriented=column_oriented,
+        )
 
 
 @integration
