@@ -19,6 +19,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
+from operator import sub
 from typing import Protocol, TypeVar
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -283,12 +284,11 @@ class Metrics:
         """Count the change in rated amount each window revision brings, per currency."""
         by_currency: dict[tuple[str, str], Decimal] = {}
         rows = (
-            zip(rated.currency, rated.amount, rated.previous_amount, strict=True)
+            zip(rated.currency, map(sub, rated.amount, rated.previous_amount), strict=True)
             if isinstance(rated, RatedColumns)
-            else ((w.currency, w.amount, w.previous_amount) for w in rated)
+            else ((w.currency, w.amount - w.previous_amount) for w in rated)
         )
-        for currency, amount, previous in rows:
-            change = amount - previous
+        for currency, change in rows:
             if change:
                 key = (currency, "charge" if change > 0 else "credit")
                 by_currency[key] = by_currency.get(key, _ZERO) + abs(change)

@@ -57,8 +57,7 @@ class RunStats:
         """Note the billing periods of rated window revisions (in the order they were rated)."""
         with self._lock:
             if isinstance(windows, RatedColumns):
-                for key, quantity, amount in windows.periods():
-                    self.periods[key] = (quantity, amount)
+                self.periods.update(windows.periods())
                 return
             for w in windows:
                 key = (w.tenant, w.meter, w.period_start_ms, w.plan_id, w.price_version, w.currency)

@@ -210,22 +210,18 @@ class RatedColumns:
     def __len__(self) -> int:
         return len(self.tenant)
 
-    def periods(self) -> Iterator[tuple[PeriodName, Decimal, Decimal]]:
-        """Each row's billing period with its quantity and cost after the row, in order."""
-        return zip(
-            zip(
-                self.tenant,
-                self.meter,
-                self.period_start_ms,
-                self.plan_id,
-                self.price_version,
-                self.currency,
-                strict=True,
-            ),
-            self.period_quantity,
-            self.period_amount,
+    def periods(self) -> Iterator[tuple[PeriodName, tuple[Decimal, Decimal]]]:
+        """Each row's billing period with its (quantity, cost) after the row, in order."""
+        names = zip(
+            self.tenant,
+            self.meter,
+            self.period_start_ms,
+            self.plan_id,
+            self.price_version,
+            self.currency,
             strict=True,
         )
+        return zip(names, zip(self.period_quantity, self.period_amount, strict=True), strict=True)
 
     def windows(self) -> list[RatedWindow]:
         """The rows as RatedWindow objects (what the Python engine emits)."""
