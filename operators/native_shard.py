@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import accumulate
+from operator import attrgetter
 from typing import Literal
 
 from config.meters import MeterCatalog
@@ -248,10 +249,11 @@ class NativeShardState:
         """
         if revisions is not self._emitted:
             raise ValueError("rate() takes what the last finish() or close_all() returned")
-        cols, aggregations, ledger = revisions, self.aggregations, self.ledger
+        cols, ledger = revisions, self.ledger
         strings = cols.strings
-        tenants = [strings[i] for i in _ints(cols.tenant, "I")]
-        meters = [strings[i] for i in _ints(cols.meter, "I")]
+        text = strings.__getitem__
+        tenants = list(map(text, _ints(cols.tenant, "I")))
+        meters = list(map(text, _ints(cols.meter, "I")))
         starts = _ints(cols.window_start, "q")
         quantities = list(map(Decimal, cols.quantity))
         previous = list(map(Decimal, cols.previous))
@@ -267,13 +269,12 @@ class NativeShardState:
             tenants, meters, starts, quantities, previous, latest_ms, distinct, before, strict=True
         ):
             span = spans.get(tenant)
-            if span is None or not span[0] <= start < span[1]:
-                span = spans[tenant] = _span(pricing, tenant, start)
+            if span is None or not span.starts_from <= start < span.ends_before:
+                span = spans[tenant] = _Span.of(pricing, tenant, start)
             plans.append(span)
-            segment, version = span[2], span[3]
-            key = PeriodKey(tenant, meter, segment.period_start_ms, version)
+            key = span.keys.get(meter) or span.key(meter)
             window = (quantity, latest, values)
-            rated.append(charge(key, segment, subtract(quantity, was), window, amount))
+            rated.append(charge(key, span.segment, subtract(quantity, was), window, amount))
         period_quantity, period_amount, amounts = [list(c) for c in zip(*rated, strict=True)] or (
             [],
             [],
@@ -284,28 +285,28 @@ class NativeShardState:
         # A period's last window can change until the slowest input partition has
         # passed its end plus the settlement horizon.
         ledger.expire(self.shard.slowest_progress() - config.size_ms - config.settlement_ms)
-        size = config.size_ms
+        aggregations = {meter: a.value for meter, a in self.aggregations.items()}
         return RatedColumns(
             tenant=tenants,
             meter=meters,
             groups=_groups(strings, cols),
             window_start_ms=starts,
-            window_end_ms=[start + size for start in starts],
+            window_end_ms=list(map(config.size_ms.__add__, starts)),
             quantity=quantities,
             previous_quantity=previous,
             amount=amounts,
             previous_amount=before,
-            currency=[span[2].plan.currency for span in plans],
-            plan_id=[span[2].plan.id for span in plans],
-            price_version=[span[3] for span in plans],
+            currency=list(map(attrgetter("currency"), plans)),
+            plan_id=list(map(attrgetter("plan_id"), plans)),
+            price_version=list(map(attrgetter("version"), plans)),
             revision=_ints(cols.revision, "Q"),
-            kind=[_KINDS[kind] for kind in cols.kind],
-            period_start_ms=[span[2].period_start_ms for span in plans],
+            kind=list(map(_KINDS.__getitem__, cols.kind)),
+            period_start_ms=list(map(attrgetter("period_start_ms"), plans)),
             period_quantity=period_quantity,
             period_amount=period_amount,
-            aggregation=[aggregations[meter].value for meter in meters],
+            aggregation=list(map(aggregations.__getitem__, meters)),
             latest_ms=latest_ms,
-            distinct_values=[sorted(values) for values in distinct],
+            distinct_values=list(map(sorted, distinct)),
             emitted_at_ms=now_ms,
             incarnation=ledger.incarnation,
         )
@@ -317,15 +318,43 @@ class NativeShardState:
         self._pricing = pricing
 
 
-# A billing segment, its version's name and the window starts [from, to) it covers.
-_Span = tuple[int, int, BillingSegment, str]
+@dataclass(slots=True)
+class _Span:
+    """A tenant's billing segment and the window starts [from, before) it covers."""
 
+    tenant: str
+    starts_from: int
+    ends_before: int
+    segment: BillingSegment
+    version: str
+    currency: str
+    plan_id: str
+    period_start_ms: int
+    # The ledger keys of its periods by meter, made once.
+    keys: dict[str, PeriodKey] = field(default_factory=dict)
 
-def _span(pricing: PricingCatalog, tenant: str, start: int) -> _Span:
-    segment = billing_segment(pricing, tenant, start)
-    if segment is None:
-        raise UnratableError(f"tenant {tenant!r} has no plan")
-    return (*segment_span(segment, start), segment, segment.version_name)
+    @classmethod
+    def of(cls, pricing: PricingCatalog, tenant: str, start_ms: int) -> _Span:
+        segment = billing_segment(pricing, tenant, start_ms)
+        if segment is None:
+            raise UnratableError(f"tenant {tenant!r} has no plan")
+        starts_from, ends_before = segment_span(segment, start_ms)
+        plan = segment.plan
+        return cls(
+            tenant,
+            starts_from,
+            ends_before,
+            segment,
+            segment.version_name,
+            plan.currency,
+            plan.id,
+            segment.period_start_ms,
+        )
+
+    def key(self, meter: str) -> PeriodKey:
+        key = PeriodKey(self.tenant, meter, self.period_start_ms, self.version)
+        self.keys[meter] = key
+        return key
 
 
 def revision_usages(revisions: Revisions, meters: MeterCatalog, size_ms: int) -> list[WindowUsage]:

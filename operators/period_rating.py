@@ -81,8 +81,9 @@ class PeriodLedger:
     def seed(self, key: PeriodKey, stored: Contribution, end_ms: int) -> None:
         """Start a period this ledger has not seen from what other incarnations stored."""
         if key not in self.periods:
-            aggregation = self.aggregations[key[1]]
-            self._keep(key, LedgerEntry(accumulator_of(aggregation, stored), stored.amount, end_ms))
+            period = accumulator_of(self.aggregations[key[1]], stored)
+            self.periods[key] = LedgerEntry(period, stored.amount, end_ms)
+            self._earliest_end_ms = min(self._earliest_end_ms, end_ms)
 
     def rate(self, usage: WindowUsage, pricing: PricingCatalog, emitted_at_ms: int) -> RatedWindow:
         """Price one window revision against its billing period."""
@@ -141,14 +142,18 @@ class PeriodLedger:
         ``charged_before`` what it was charged so far. Returns the period's
         quantity and cost after it, and the window's new amount.
         """
-        # Unpacked, not read by name: snapshots from before LedgerEntry hold plain tuples.
-        period, charged, _ = self.periods.get(key) or LedgerEntry(
-            ACCUMULATORS[self.aggregations[key[1]]](), ZERO, segment.period_end_ms
-        )
+        end = segment.period_end_ms
+        entry = self.periods.get(key)
+        if entry is None:
+            period, charged = ACCUMULATORS[self.aggregations[key[1]]](), ZERO
+            self._earliest_end_ms = min(self._earliest_end_ms, end)
+        else:
+            # Unpacked, not read by name: snapshots from before LedgerEntry hold plain tuples.
+            period, charged, _ = entry
         period.merge_revision(change, *window)
         period_quantity = period.quantity()
         cost = version_cost(segment.version, key[1], period_quantity)
-        self._keep(key, LedgerEntry(period, cost, segment.period_end_ms))
+        self.periods[key] = LedgerEntry(period, cost, end)
         return period_quantity, cost, EXACT.add(charged_before, EXACT.subtract(cost, charged))
 
     def expire(self, before_ms: int) -> int:
@@ -160,7 +165,3 @@ class PeriodLedger:
             del self.periods[key]
         self._earliest_end_ms = min((end for _, _, end in self.periods.values()), default=_NEVER)
         return len(done)
-
-    def _keep(self, key: PeriodKey, entry: LedgerEntry) -> None:
-        self.periods[key] = entry
-        self._earliest_end_ms = min(self._earliest_end_ms, entry.end_ms)
