@@ -188,6 +188,7 @@ class _ShardLogic(StatefulBatchLogic[B, Output, bytes | None], Generic[S, B]):
     ) -> None:
         if not usages:
             return
+        # ``usages`` is what this state's own finish() returned, whichever the engine.
         rated = self._state.rate(usages, self._ctx.pricing, now_ms)  # type: ignore[arg-type]
         # The native engine's revisions go on as one item of columns.
         if isinstance(rated, RatedColumns):

@@ -122,7 +122,7 @@ class NativeShardState:
         self.ledger = PeriodLedger(self.aggregations, incarnation)
         self.instance = instance
         self._emitted: Revisions | None = None
-        self._forget_segments(None)
+        self._forget_spans(None)
 
     def __getstate__(self) -> dict[str, object]:
         return {
@@ -142,7 +142,7 @@ class NativeShardState:
         self.instance = state["instance"]  # type: ignore[assignment]
         self.shards = state.get("shards", 0)  # type: ignore[assignment]
         self._emitted = None
-        self._forget_segments(None)
+        self._forget_spans(None)
 
     def reconfigure(
         self,
@@ -261,7 +261,7 @@ class NativeShardState:
         latest_ms = _ints(cols.latest_ms, "q")
         distinct = _ranges(strings, cols.distinct_end, cols.distinct)
         if pricing is not self._pricing:
-            self._forget_segments(pricing)
+            self._forget_spans(pricing)
         spans, plans = self._spans, []
         rated: list[tuple[Decimal, Decimal, Decimal]] = []
         charge, subtract = ledger.charge, EXACT.subtract
@@ -275,11 +275,8 @@ class NativeShardState:
             key = span.keys.get(meter) or span.key(meter)
             window = (quantity, latest, values)
             rated.append(charge(key, span.segment, subtract(quantity, was), window, amount))
-        period_quantity, period_amount, amounts = [list(c) for c in zip(*rated, strict=True)] or (
-            [],
-            [],
-            [],
-        )
+        columns = [list(column) for column in zip(*rated, strict=True)]
+        period_quantity, period_amount, amounts = columns or ([], [], [])
         self.shard.set_amounts(list(map(str, amounts)))
         config = self.config
         # A period's last window can change until the slowest input partition has
@@ -311,7 +308,7 @@ class NativeShardState:
             incarnation=ledger.incarnation,
         )
 
-    def _forget_segments(self, pricing: PricingCatalog | None) -> None:
+    def _forget_spans(self, pricing: PricingCatalog | None) -> None:
         # Each tenant's last billing segment under ``pricing`` and the window starts
         # it covers: most revisions fall in it. Not state.
         self._spans: dict[str, _Span] = {}
