@@ -20,10 +20,10 @@ from benchmarks.native_parse import best_of
 from config.meter_catalog import load_meter_catalog
 from config.meters import MeterCatalog
 from config.pricing_catalog import load_pricing_catalog
-from operators._native import ParsedColumns
+from operators._native import ParsedColumns, Revisions
 from operators.model import Event, RawMessage, WindowUsage
 from operators.native_parse import NativeParser, known_tenants
-from operators.native_shard import NativeShardState, NativeSplitter
+from operators.native_shard import NativeShardState, NativeSplitter, revision_usages
 from operators.shard import ShardState
 from operators.sharding import ShardSplitter
 from operators.windowing import PartitionKey, WindowConfig
@@ -65,8 +65,8 @@ def python_run(meters: MeterCatalog, batches: list[Batch], shards: int) -> list[
     return out
 
 
-def native_run(meters: MeterCatalog, batches: list[Batch], shards: int) -> list[WindowUsage]:
-    """NativeSplitter + NativeShardState over ``batches``: every window revision."""
+def native_run(meters: MeterCatalog, batches: list[Batch], shards: int) -> list[Revisions]:
+    """NativeSplitter + NativeShardState over ``batches``: every emission's revisions."""
     partitions = sorted({batch[0] for batch in batches})
     states = {
         str(s): NativeShardState(WINDOW, meters, WINDOW.settlement_ms, "bench", partitions)
@@ -75,7 +75,7 @@ def native_run(meters: MeterCatalog, batches: list[Batch], shards: int) -> list[
     for state in states.values():
         state.resume(0.0)
     splitter = NativeSplitter(meters, shards)
-    out: list[WindowUsage] = []
+    out: list[Revisions] = []
     now_s = 0.0
     for partition, messages, _, columns in batches:
         now_s += BATCH_S
@@ -83,9 +83,9 @@ def native_run(meters: MeterCatalog, batches: list[Batch], shards: int) -> list[
             state = states[key]
             screened = state.screen(part, NOW_MS)
             state.admit(part, screened.fresh)
-            out += state.finish(partition, part.max_time_ms, now_s)
+            out.append(state.finish(partition, part.max_time_ms, now_s))
     for state in states.values():
-        out += state.close_all()
+        out.append(state.close_all())
     return out
 
 
@@ -132,7 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     accepted = sum(len(batch[2]) for batch in batches)
 
     expected = [_row(u) for u in python_run(meters, batches, args.shards)]
-    if [_row(u) for u in native_run(meters, batches, args.shards)] != expected:
+    emitted = native_run(meters, batches, args.shards)
+    usages = [u for cols in emitted for u in revision_usages(cols, meters, WINDOW.size_ms)]
+    if [_row(u) for u in usages] != expected:
         print("native and Python shards disagree on this load: run tests/native")
         return 1
 

@@ -37,7 +37,7 @@ from dataflows.stats import RunStats
 from operators._native import ParsedColumns
 from operators._native import ShardBatch as NativeShardBatch
 from operators.idempotency import IdempotencyStore
-from operators.model import RatedWindow, Rejection
+from operators.model import RatedColumns, RatedWindow, Rejection
 from operators.native_parse import NativeParser, known_tenants
 from operators.native_parse import rejections as native_rejections
 from operators.native_shard import NativeShardState, NativeSplitter
@@ -78,7 +78,7 @@ def build_flow(
     spec: FlowSpec,
     *,
     source: Source[Batch],
-    window_sink: Sink[tuple[str, RatedWindow]],
+    window_sink: Sink[tuple[str, RatedWindow | RatedColumns]],
     rejection_sink: Sink[tuple[str, Rejection]],
     stats: RunStats,
     event_log_sink: Sink[tuple[str, Admitted | AdmittedRows]] | None = None,
@@ -255,8 +255,8 @@ def _value(item: tuple[str, Output]) -> Output:
     return item[1]
 
 
-def _is_window(item: Output) -> TypeGuard[RatedWindow]:
-    return isinstance(item, RatedWindow)
+def _is_window(item: Output) -> TypeGuard[RatedWindow | RatedColumns]:
+    return isinstance(item, RatedWindow | RatedColumns)
 
 
 def _is_live(item: Output) -> TypeGuard[LiveUpdate]:

@@ -24,11 +24,12 @@ from dataflows.metrics import LATENCY_SAMPLES_PER_BATCH as SAMPLES
 from dataflows.metrics import Metrics, StageTimer, sample
 from dataflows.shutdown import StopRequest
 from dataflows.stats import RunStats
+from operators._native import Revisions
 from operators._native import ShardBatch as NativeShardBatch
 from operators.contributions import Contribution
 from operators.idempotency import DUPLICATE_DIGIT, ClaimStatus, IdempotencyStore
 from operators.live_usage import LiveCounter, QuotaEvent
-from operators.model import Event, RatedWindow, Rejection, WindowKind, WindowUsage
+from operators.model import Event, RatedColumns, RatedWindow, Rejection, WindowKind, WindowUsage
 from operators.native_shard import NativeScreened, NativeShardState
 from operators.period_rating import PeriodKey, PeriodRef
 from operators.shard import Screened, ShardState
@@ -65,7 +66,7 @@ class LiveUpdate(NamedTuple):
     arrivals_ms: tuple[int, ...] = ()
 
 
-Output = RatedWindow | Rejection | Admitted | AdmittedRows | LiveUpdate
+Output = RatedWindow | RatedColumns | Rejection | Admitted | AdmittedRows | LiveUpdate
 # (own incarnation, periods) -> what other incarnations stored for them.
 SeedReader = Callable[[str, Sequence[PeriodRef]], Mapping[PeriodKey, Contribution]]
 DUPLICATE = ClaimStatus.DUPLICATE
@@ -211,13 +212,21 @@ class _ShardLogic(StatefulBatchLogic[B, Output, bytes | None], Generic[S, B]):
             return None
         return pickle.dumps(self._state, protocol=pickle.HIGHEST_PROTOCOL)
 
-    def _rate_into(self, out: list[Output], usages: list[WindowUsage], now_ms: int) -> None:
+    def _rate_into(
+        self, out: list[Output], usages: list[WindowUsage] | Revisions, now_ms: int
+    ) -> None:
         if not usages:
             return
-        rated = self._state.rate(usages, self._ctx.pricing, now_ms)
-        out.extend(rated)
+        # ``usages`` is what this state's own finish() returned, whichever the engine.
+        rated = self._state.rate(usages, self._ctx.pricing, now_ms)  # type: ignore[arg-type]
+        # The native engine's revisions go on as one item of columns.
+        if isinstance(rated, RatedColumns):
+            out.append(rated)
+            adjustments = rated.kind.count(WindowKind.ADJUSTMENT.value)
+        else:
+            out.extend(rated)
+            adjustments = sum(w.kind is WindowKind.ADJUSTMENT for w in rated)
         self._ctx.stats.rated(rated)
-        adjustments = sum(usage.kind is WindowKind.ADJUSTMENT for usage in usages)
         self._ctx.stats.add(windows=len(usages) - adjustments, adjustments=adjustments)
         if self._ctx.metrics is not None:
             self._ctx.metrics.count_amounts(rated)

@@ -19,6 +19,7 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
+from operator import sub
 from typing import Protocol, TypeVar
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -26,7 +27,7 @@ from prometheus_client.exposition import start_http_server
 from prometheus_client.samples import Sample
 
 from config.clock import SYSTEM_CLOCK, Clock
-from operators.model import RatedWindow, Reason
+from operators.model import RatedColumns, RatedWindow, Reason
 
 # Batch writes and round trips: milliseconds to a minute.
 _SECONDS_BUCKETS = (
@@ -279,13 +280,17 @@ class Metrics:
                         pair[1] = s.value
         return {name: (seconds, batches) for name, (seconds, batches) in sums.items()}
 
-    def count_amounts(self, rated: Iterable[RatedWindow]) -> None:
+    def count_amounts(self, rated: Iterable[RatedWindow] | RatedColumns) -> None:
         """Count the change in rated amount each window revision brings, per currency."""
         by_currency: dict[tuple[str, str], Decimal] = {}
-        for window in rated:
-            change = window.amount - window.previous_amount
+        rows = (
+            zip(rated.currency, map(sub, rated.amount, rated.previous_amount), strict=True)
+            if isinstance(rated, RatedColumns)
+            else ((w.currency, w.amount - w.previous_amount) for w in rated)
+        )
+        for currency, change in rows:
             if change:
-                key = (window.currency, "charge" if change > 0 else "credit")
+                key = (currency, "charge" if change > 0 else "credit")
                 by_currency[key] = by_currency.get(key, _ZERO) + abs(change)
         for (currency, sign), amount in by_currency.items():
             # A float for Prometheus; the exact amounts are in ClickHouse.

@@ -23,7 +23,7 @@ from dataflows.metering_step import Admitted, AdmittedRows, LiveUpdate
 from dataflows.metrics import LATENCY_SAMPLES_PER_BATCH as SAMPLES
 from dataflows.metrics import Metrics, sample
 from operators.live_usage import QuotaEvent
-from operators.model import RatedWindow, Rejection
+from operators.model import RatedColumns, RatedWindow, Rejection
 from operators.webhooks import quota_event_data
 from sinks.clickhouse import ClickHouseWriter
 from sinks.kafka_dead_letters import ConfirmedProducer, DeadLetterProducer
@@ -43,7 +43,8 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
     ``max_delay_s`` old (checked as rows arrive), at every snapshot and at close.
     ``write`` blocks (retrying) until the rows are stored, so input waits
     while the sink cannot write. ``guard`` runs before each write and raises
-    if the flow may not write any more (its output lease is lost).
+    if the flow may not write any more (its output lease is lost). ``size``
+    says how many rows an item holds (1 unless items are batches).
     """
 
     def __init__(
@@ -55,14 +56,17 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
         sink: str = "",
         metrics: Metrics | None = None,
         guard: Callable[[], None] | None = None,
+        size: Callable[[T], int] | None = None,
     ) -> None:
         self._write = write
         self._guard = guard or _no_guard
+        self._size = size
         self._sink = sink
         self._metrics = metrics
         self._max_rows = max_rows
         self._max_delay_s = max_delay_s
         self._rows: list[T] = []
+        self._waiting = 0
         self._oldest = 0.0
         self._failed = False
 
@@ -70,10 +74,8 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
         if not self._rows:
             self._oldest = time.monotonic()
         self._rows.extend(values)
-        if (
-            len(self._rows) >= self._max_rows
-            or time.monotonic() - self._oldest >= self._max_delay_s
-        ):
+        self._waiting += len(values) if self._size is None else sum(map(self._size, values))
+        if self._waiting >= self._max_rows or time.monotonic() - self._oldest >= self._max_delay_s:
             self.flush()
 
     def flush(self) -> None:
@@ -93,6 +95,7 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
                 self._failed = True
                 raise
             self._rows = []
+            self._waiting = 0
         if self._metrics is not None:
             # Writers that store several rows per item say how many they wrote.
             count = len(rows) if written is None else written
@@ -143,10 +146,13 @@ class _WriterSink(FixedPartitionedSink[T, None]):
         return writer
 
     def _buffer(
-        self, write: Callable[[Sequence[T]], int | None], max_rows: int = 20_000
+        self,
+        write: Callable[[Sequence[T]], int | None],
+        max_rows: int = 20_000,
+        size: Callable[[T], int] | None = None,
     ) -> BufferedPartition[T]:
         return BufferedPartition(
-            write, max_rows, sink=self.SINK, metrics=self._metrics, guard=self._guard
+            write, max_rows, sink=self.SINK, metrics=self._metrics, guard=self._guard, size=size
         )
 
     def list_parts(self) -> list[str]:
@@ -158,15 +164,19 @@ class _WriterSink(FixedPartitionedSink[T, None]):
         return 0
 
 
-class RatedWindowSink(_WriterSink[RatedWindow]):
-    """Rated window revisions into ClickHouse; items are ``(key, RatedWindow)``."""
+class RatedWindowSink(_WriterSink[RatedWindow | RatedColumns]):
+    """Rated window revisions into ClickHouse; items are ``(key, RatedWindow | RatedColumns)``."""
 
     SINK = "clickhouse_windows"
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: None
-    ) -> BufferedPartition[RatedWindow]:
-        return self._buffer(self._writer().write_windows)
+    ) -> BufferedPartition[RatedWindow | RatedColumns]:
+        return self._buffer(self._writer().write_windows, size=_revisions)
+
+
+def _revisions(item: RatedWindow | RatedColumns) -> int:
+    return len(item) if isinstance(item, RatedColumns) else 1
 
 
 class EventLogSink(_WriterSink[Admitted | AdmittedRows]):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from dataflows.metrics import Metrics
-from operators.model import RatedWindow
+from operators.model import RatedColumns, RatedWindow
 from operators.period_usage import PeriodUsage
 
 # tenant, meter, period start, plan, price version, currency: one invoice usage line
@@ -53,9 +53,12 @@ class RunStats:
             for reason, count in reasons.items():
                 self.metrics.rejected.labels(reason).inc(count)
 
-    def rated(self, windows: Iterable[RatedWindow]) -> None:
+    def rated(self, windows: Iterable[RatedWindow] | RatedColumns) -> None:
         """Note the billing periods of rated window revisions (in the order they were rated)."""
         with self._lock:
+            if isinstance(windows, RatedColumns):
+                self.periods.update(windows.periods())
+                return
             for w in windows:
                 key = (w.tenant, w.meter, w.period_start_ms, w.plan_id, w.price_version, w.currency)
                 self.periods[key] = (w.period_quantity, w.period_amount)

@@ -9,6 +9,7 @@ of accumulator kept for the whole billing period.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from decimal import Decimal
 
 from config.meters import Aggregation
@@ -37,6 +38,12 @@ class SumAccumulator:
 
     def merge(self, window: SumAccumulator, change: Decimal) -> None:
         """Add a window revision's change in quantity."""
+        self.merge_revision(change, window.total, -1, ())
+
+    def merge_revision(
+        self, change: Decimal, quantity: Decimal, time_ms: int, values: Collection[str]
+    ) -> None:
+        """``merge`` from a revision's values, without a window accumulator."""
         self.total = EXACT.add(self.total, change)
 
 
@@ -60,6 +67,12 @@ class CountAccumulator:
 
     def merge(self, window: CountAccumulator, change: Decimal) -> None:
         """Add a window revision's change in count."""
+        self.merge_revision(change, window.quantity(), -1, ())
+
+    def merge_revision(
+        self, change: Decimal, quantity: Decimal, time_ms: int, values: Collection[str]
+    ) -> None:
+        """``merge`` from a revision's values, without a window accumulator."""
         self.count += int(change)
 
 
@@ -85,7 +98,13 @@ class MaxAccumulator:
 
     def merge(self, window: MaxAccumulator, change: Decimal) -> None:
         """Keep the larger maximum (merging a revision twice changes nothing)."""
-        self.best = max(self.best, window.best)
+        self.merge_revision(change, window.best, -1, ())
+
+    def merge_revision(
+        self, change: Decimal, quantity: Decimal, time_ms: int, values: Collection[str]
+    ) -> None:
+        """``merge`` from a revision's values, without a window accumulator."""
+        self.best = max(self.best, quantity)
 
 
 class UniqueCountAccumulator:
@@ -110,7 +129,13 @@ class UniqueCountAccumulator:
 
     def merge(self, window: UniqueCountAccumulator, change: Decimal) -> None:
         """Union the distinct values (merging a revision twice changes nothing)."""
-        self.values |= window.values
+        self.merge_revision(change, window.quantity(), -1, window.values)
+
+    def merge_revision(
+        self, change: Decimal, quantity: Decimal, time_ms: int, values: Collection[str]
+    ) -> None:
+        """``merge`` from a revision's distinct values, without a window accumulator."""
+        self.values.update(values)
 
 
 class LatestAccumulator:
@@ -142,7 +167,13 @@ class LatestAccumulator:
 
     def merge(self, window: LatestAccumulator, change: Decimal) -> None:
         """Keep the later value (merging a revision twice changes nothing)."""
-        mine, theirs = (self.time_ms, self.latest), (window.time_ms, window.latest)
+        self.merge_revision(change, window.latest, window.time_ms, ())
+
+    def merge_revision(
+        self, change: Decimal, quantity: Decimal, time_ms: int, values: Collection[str]
+    ) -> None:
+        """``merge`` from a revision's values (its value's time), without a window accumulator."""
+        mine, theirs = (self.time_ms, self.latest), (time_ms, quantity)
         self.time_ms, self.latest = max(mine, theirs)
 
 

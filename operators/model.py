@@ -6,6 +6,7 @@ leak in here, so every operator can be tested with ordinary Python values.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -167,3 +168,87 @@ class RatedWindow:
     aggregation: str = ""
     latest_ms: int = -1
     distinct_values: frozenset[str] = frozenset()
+
+
+# A billing period as run summaries report it: tenant, meter, period start,
+# plan, price version and currency.
+PeriodName = tuple[str, str, int, str, str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class RatedColumns:
+    """Rated window revisions as columns, one list per RatedWindow field: the native engine's.
+
+    Row i of every list is one revision; ``kind`` holds WindowKind values as
+    text and ``distinct_values`` each row's values sorted. One emission shares
+    ``emitted_at_ms`` and ``incarnation``.
+    """
+
+    tenant: list[str]
+    meter: list[str]
+    groups: list[GroupValues]
+    window_start_ms: list[int]
+    window_end_ms: list[int]
+    quantity: list[Decimal]
+    previous_quantity: list[Decimal]
+    amount: list[Decimal]
+    previous_amount: list[Decimal]
+    currency: list[str]
+    plan_id: list[str]
+    price_version: list[str]
+    revision: list[int]
+    kind: list[str]
+    period_start_ms: list[int]
+    period_quantity: list[Decimal]
+    period_amount: list[Decimal]
+    aggregation: list[str]
+    latest_ms: list[int]
+    distinct_values: list[list[str]]
+    emitted_at_ms: int
+    incarnation: str
+
+    def __len__(self) -> int:
+        return len(self.tenant)
+
+    def periods(self) -> Iterator[tuple[PeriodName, tuple[Decimal, Decimal]]]:
+        """Each row's billing period with its (quantity, cost) after the row, in order."""
+        names = zip(
+            self.tenant,
+            self.meter,
+            self.period_start_ms,
+            self.plan_id,
+            self.price_version,
+            self.currency,
+            strict=True,
+        )
+        return zip(names, zip(self.period_quantity, self.period_amount, strict=True), strict=True)
+
+    def windows(self) -> list[RatedWindow]:
+        """The rows as RatedWindow objects (what the Python engine emits)."""
+        return [
+            RatedWindow(
+                tenant=self.tenant[i],
+                meter=self.meter[i],
+                groups=self.groups[i],
+                window_start_ms=self.window_start_ms[i],
+                window_end_ms=self.window_end_ms[i],
+                quantity=self.quantity[i],
+                previous_quantity=self.previous_quantity[i],
+                amount=self.amount[i],
+                previous_amount=self.previous_amount[i],
+                currency=self.currency[i],
+                plan_id=self.plan_id[i],
+                price_version=self.price_version[i],
+                revision=self.revision[i],
+                kind=WindowKind(self.kind[i]),
+                emitted_at_ms=self.emitted_at_ms,
+                period_start_ms=self.period_start_ms[i],
+                period_quantity=self.period_quantity[i],
+                period_amount=self.period_amount[i],
+                incarnation=self.incarnation,
+                aggregation=self.aggregation[i],
+                latest_ms=self.latest_ms[i],
+                distinct_values=frozenset(self.distinct_values[i]),
+            )
+            for i in range(len(self))
+        ]

@@ -4,10 +4,10 @@
 of columns per shard, which pickles as bytes. ``NativeShardState`` is
 ``ShardState``'s screen -> admit -> finish -> rate, with the dedup keys and
 windows in Rust and no Python object per event: screening returns rows of the
-batch, and only the rare too-late rejections and the window revisions (one
-``WindowUsage`` each, Decimal only here, at the edge) become Python objects,
-which the Python ``PeriodLedger`` rates. tests/native/test_shard_differential.py
-holds both to operators/shard.py.
+batch, and only the rare too-late rejections become Python objects. Window
+revisions leave the core as columns, the Python ``PeriodLedger`` rates them
+row by row (Decimal only here, at the edge) and they go on as ``RatedColumns``.
+tests/native/test_shard_differential.py holds both to operators/shard.py.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import accumulate
+from operator import attrgetter
 from typing import Literal
 
 from config.meters import MeterCatalog
@@ -33,9 +34,17 @@ from operators.aggregation import (
 from operators.contributions import Contribution
 from operators.idempotency import Claim, claim_token
 from operators.live_usage import CounterKey, LiveCounter, LiveUsage, Partial, QuotaEvent
-from operators.model import RatedWindow, RawMessage, Rejection, WindowKind, WindowUsage
-from operators.money import ZERO
-from operators.period_rating import PeriodKey, PeriodLedger, PeriodRef
+from operators.model import (
+    GroupValues,
+    RatedColumns,
+    RawMessage,
+    Rejection,
+    WindowKind,
+    WindowUsage,
+)
+from operators.money import EXACT, ZERO
+from operators.period_rating import PeriodKey, PeriodLedger, PeriodRef, UnratableError
+from operators.periods import BillingSegment, billing_segment, segment_span
 from operators.shard import (
     IncompatibleStateError,
     check_priced,
@@ -46,7 +55,8 @@ from operators.shard import (
 )
 from operators.windowing import PartitionKey, WindowConfig
 
-_KINDS = (WindowKind.WINDOW, WindowKind.ADJUSTMENT)
+# Revisions.kind: 0 closed on time, 1 adjustment.
+_KINDS = (WindowKind.WINDOW.value, WindowKind.ADJUSTMENT.value)
 
 
 def _meter_specs(meters: MeterCatalog) -> list[tuple[str, str, list[str]]]:
@@ -130,7 +140,8 @@ class NativeShardState:
         # Periods already seeded from the stores (or found empty there), with their ends.
         self.seeded: dict[CounterKey, int] = {}
         self._catalog(meters)
-        self._emitted: list[WindowUsage] = []
+        self._emitted: Revisions | None = None
+        self._forget_spans(None)
 
     def _catalog(self, meters: MeterCatalog) -> None:
         # The catalog in the order batches number meters.
@@ -160,7 +171,8 @@ class NativeShardState:
         self.seeded = state.get("seeded", {})  # type: ignore[assignment]
         # The catalog's order: reconfigure() follows every restore and sets it.
         self._slugs, self._event_types = [], []
-        self._emitted = []
+        self._emitted = None
+        self._forget_spans(None)
 
     def reconfigure(
         self,
@@ -317,98 +329,219 @@ class NativeShardState:
 
     def finish(
         self, partition: PartitionKey | None, max_time_ms: int | None, now_s: float
-    ) -> list[WindowUsage]:
+    ) -> Revisions:
         """After a batch: move the watermark, emit closed windows and adjustments, expire keys."""
-        return self._usages(self.shard.finish(partition, max_time_ms, now_s))
+        self._emitted = self.shard.finish(partition, max_time_ms, now_s)
+        return self._emitted
 
-    def close_all(self) -> list[WindowUsage]:
+    def close_all(self) -> Revisions:
         """End of input: close every window."""
-        return self._usages(self.shard.close_all())
+        self._emitted = self.shard.close_all()
+        return self._emitted
 
     def next_wakeup(self, now_s: float) -> float | None:
         """Monotonic time at which finish() could next emit without new input."""
         return self.shard.next_wakeup(now_s)
 
-    def rate(
-        self, usages: Sequence[WindowUsage], pricing: PricingCatalog, now_ms: int
-    ) -> list[RatedWindow]:
+    def rate(self, revisions: Revisions, pricing: PricingCatalog, now_ms: int) -> RatedColumns:
         """Price the last emission's revisions against their periods, then forget settled ones.
 
-        ``usages`` must be what the last ``finish``/``close_all`` returned: the
-        amounts charged go back to their windows, for their next revision.
+        ``revisions`` must be what the last ``finish``/``close_all`` returned: the
+        amounts charged go back to their windows, for their next revision. No
+        Python object per revision: columns in, columns out, one ledger
+        ``charge`` per row.
         """
-        if usages is not self._emitted:
-            raise ValueError("rate() takes the list the last finish() or close_all() returned")
-        rated = [self.ledger.rate(usage, pricing, now_ms) for usage in usages]
-        self.shard.set_amounts([str(u.accumulator.amount) for u in usages])
+        if revisions is not self._emitted:
+            raise ValueError("rate() takes what the last finish() or close_all() returned")
+        cols, ledger = revisions, self.ledger
+        strings = cols.strings
+        text = strings.__getitem__
+        tenants = list(map(text, _ints(cols.tenant, "I")))
+        meters = list(map(text, _ints(cols.meter, "I")))
+        starts = _ints(cols.window_start, "q")
+        quantities = list(map(Decimal, cols.quantity))
+        previous = list(map(Decimal, cols.previous))
+        before = [ZERO if a is None else Decimal(a) for a in cols.amount]
+        latest_ms = _ints(cols.latest_ms, "q")
+        distinct = _ranges(strings, cols.distinct_end, cols.distinct)
+        if pricing is not self._pricing:
+            self._forget_spans(pricing)
+        spans, plans = self._spans, []
+        rated: list[tuple[Decimal, Decimal, Decimal]] = []
+        charge, subtract = ledger.charge, EXACT.subtract
+        for tenant, meter, start, quantity, was, latest, values, amount in zip(
+            tenants, meters, starts, quantities, previous, latest_ms, distinct, before, strict=True
+        ):
+            span = spans.get(tenant)
+            if span is None or not span.starts_from <= start < span.ends_before:
+                span = spans[tenant] = _Span.of(pricing, tenant, start)
+            plans.append(span)
+            key = span.keys.get(meter) or span.key(meter)
+            window = (quantity, latest, values)
+            rated.append(charge(key, span.segment, subtract(quantity, was), window, amount))
+        columns = [list(column) for column in zip(*rated, strict=True)]
+        period_quantity, period_amount, amounts = columns or ([], [], [])
+        self.shard.set_amounts(list(map(str, amounts)))
         config = self.config
         # A period's last window can change until the slowest input partition has
         # passed its end plus the settlement horizon.
         done_before = self.shard.slowest_progress() - config.size_ms - config.settlement_ms
-        self.ledger.expire(done_before)
+        ledger.expire(done_before)
         self.live.expire(done_before)
         if self.seeded:
             self.seeded = {key: end for key, end in self.seeded.items() if end > done_before}
-        return rated
+        aggregations = {meter: a.value for meter, a in self.aggregations.items()}
+        return RatedColumns(
+            tenant=tenants,
+            meter=meters,
+            groups=_groups(strings, cols),
+            window_start_ms=starts,
+            window_end_ms=list(map(config.size_ms.__add__, starts)),
+            quantity=quantities,
+            previous_quantity=previous,
+            amount=amounts,
+            previous_amount=before,
+            currency=list(map(attrgetter("currency"), plans)),
+            plan_id=list(map(attrgetter("plan_id"), plans)),
+            price_version=list(map(attrgetter("version"), plans)),
+            revision=_ints(cols.revision, "Q"),
+            kind=list(map(_KINDS.__getitem__, cols.kind)),
+            period_start_ms=list(map(attrgetter("period_start_ms"), plans)),
+            period_quantity=period_quantity,
+            period_amount=period_amount,
+            aggregation=list(map(aggregations.__getitem__, meters)),
+            latest_ms=latest_ms,
+            distinct_values=list(map(sorted, distinct)),
+            emitted_at_ms=now_ms,
+            incarnation=ledger.incarnation,
+        )
 
-    def _usages(self, cols: Revisions) -> list[WindowUsage]:
-        """One WindowUsage per emitted revision, with the accumulator the ledger merges."""
-        strings = cols.strings
-        names = [strings[i] for i in _ints(cols.group_name, "I")]
-        values = [strings[i] for i in _ints(cols.group_value, "I")]
-        distinct = [strings[i] for i in _ints(cols.distinct, "I")]
-        group_end, distinct_end = _ints(cols.group_end, "I"), _ints(cols.distinct_end, "I")
-        latest_ms = _ints(cols.latest_ms, "q")
-        aggregations, size = self.aggregations, self.config.size_ms
-        out: list[WindowUsage] = []
-        groups_from = distinct_from = 0
-        for row, (tenant, meter, start, quantity, previous, revision, kind, amount) in enumerate(
-            zip(
-                [strings[i] for i in _ints(cols.tenant, "I")],
-                [strings[i] for i in _ints(cols.meter, "I")],
-                _ints(cols.window_start, "q"),
-                map(Decimal, cols.quantity),
-                map(Decimal, cols.previous),
-                _ints(cols.revision, "Q"),
-                cols.kind,
-                cols.amount,
-                strict=True,
+    def _forget_spans(self, pricing: PricingCatalog | None) -> None:
+        # Each tenant's last billing segment under ``pricing`` and the window starts
+        # it covers: most revisions fall in it. Not state.
+        self._spans: dict[str, _Span] = {}
+        self._pricing = pricing
+
+
+@dataclass(slots=True)
+class _Span:
+    """A tenant's billing segment and the window starts [from, before) it covers."""
+
+    tenant: str
+    starts_from: int
+    ends_before: int
+    segment: BillingSegment
+    version: str
+    currency: str
+    plan_id: str
+    period_start_ms: int
+    # The ledger keys of its periods by meter, made once.
+    keys: dict[str, PeriodKey] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, pricing: PricingCatalog, tenant: str, start_ms: int) -> _Span:
+        segment = billing_segment(pricing, tenant, start_ms)
+        if segment is None:
+            raise UnratableError(f"tenant {tenant!r} has no plan")
+        starts_from, ends_before = segment_span(segment, start_ms)
+        plan = segment.plan
+        return cls(
+            tenant,
+            starts_from,
+            ends_before,
+            segment,
+            segment.version_name,
+            plan.currency,
+            plan.id,
+            segment.period_start_ms,
+        )
+
+    def key(self, meter: str) -> PeriodKey:
+        key = PeriodKey(self.tenant, meter, self.period_start_ms, self.version)
+        self.keys[meter] = key
+        return key
+
+
+def revision_usages(revisions: Revisions, meters: MeterCatalog, size_ms: int) -> list[WindowUsage]:
+    """The revisions as the Python shard emits them: a WindowUsage with its accumulator each.
+
+    For comparing the engines (tests, benchmarks); the flow rates the columns.
+    """
+    cols, strings = revisions, revisions.strings
+    aggregations = {m.slug: m.aggregation for m in meters.meters}
+    latest_ms = _ints(cols.latest_ms, "q")
+    out: list[WindowUsage] = []
+    for row, (
+        tenant,
+        meter,
+        groups,
+        start,
+        quantity,
+        previous,
+        revision,
+        kind,
+        amount,
+    ) in enumerate(
+        zip(
+            [strings[i] for i in _ints(cols.tenant, "I")],
+            [strings[i] for i in _ints(cols.meter, "I")],
+            _groups(strings, cols),
+            _ints(cols.window_start, "q"),
+            map(Decimal, cols.quantity),
+            map(Decimal, cols.previous),
+            _ints(cols.revision, "Q"),
+            cols.kind,
+            cols.amount,
+            strict=True,
+        )
+    ):
+        acc = ACCUMULATORS[aggregations[meter]]()
+        acc.count = revision
+        acc.emitted = quantity
+        acc.amount = ZERO if amount is None else Decimal(amount)
+        if isinstance(acc, SumAccumulator):
+            acc.total = quantity
+        elif isinstance(acc, MaxAccumulator):
+            acc.best = quantity
+        elif isinstance(acc, UniqueCountAccumulator):
+            acc.values = set(_ranges(strings, cols.distinct_end, cols.distinct)[row])
+        elif isinstance(acc, LatestAccumulator):
+            acc.time_ms, acc.latest = latest_ms[row], quantity
+        out.append(
+            WindowUsage(
+                tenant,
+                meter,
+                groups,
+                start,
+                start + size_ms,
+                quantity,
+                previous,
+                revision,
+                WindowKind(_KINDS[kind]),
+                acc,
             )
-        ):
-            groups_to, distinct_to = group_end[row], distinct_end[row]
-            acc = ACCUMULATORS[aggregations[meter]]()
-            acc.count = revision
-            acc.emitted = quantity
-            acc.amount = ZERO if amount is None else Decimal(amount)
-            if isinstance(acc, SumAccumulator):
-                acc.total = quantity
-            elif isinstance(acc, MaxAccumulator):
-                acc.best = quantity
-            elif isinstance(acc, UniqueCountAccumulator):
-                acc.values = set(distinct[distinct_from:distinct_to])
-            elif isinstance(acc, LatestAccumulator):
-                acc.time_ms, acc.latest = latest_ms[row], quantity
-            out.append(
-                WindowUsage(
-                    tenant,
-                    meter,
-                    tuple(
-                        zip(
-                            names[groups_from:groups_to], values[groups_from:groups_to], strict=True
-                        )
-                    ),
-                    start,
-                    start + size,
-                    quantity,
-                    previous,
-                    revision,
-                    _KINDS[kind],
-                    acc,
-                )
-            )
-            groups_from, distinct_from = groups_to, distinct_to
-        self._emitted = out
-        return out
+        )
+    return out
+
+
+def _groups(strings: list[str], cols: Revisions) -> list[GroupValues]:
+    """Each row's (name, value) pairs."""
+    ends = _ints(cols.group_end, "I")
+    if not cols.group_name:
+        return [()] * len(ends)
+    names = [strings[i] for i in _ints(cols.group_name, "I")]
+    values = [strings[i] for i in _ints(cols.group_value, "I")]
+    pairs = list(zip(names, values, strict=True))
+    return [tuple(pairs[begin:end]) for begin, end in zip([0, *ends], ends, strict=False)]
+
+
+def _ranges(strings: list[str], ends_column: bytes, column: bytes) -> list[Sequence[str]]:
+    """Each row's range of ``column`` (texts), its end in ``ends_column``."""
+    ends = _ints(ends_column, "I")
+    if not column:
+        return [()] * len(ends)
+    texts = [strings[i] for i in _ints(column, "I")]
+    return [texts[begin:end] for begin, end in zip([0, *ends], ends, strict=False)]
 
 
 def _ints(column: bytes, code: Literal["I", "q", "Q"]) -> list[int]:

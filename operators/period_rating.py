@@ -19,7 +19,7 @@ still changes of the whole period's cost.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -29,8 +29,11 @@ from operators.aggregation import ACCUMULATORS, Accumulator
 from operators.contributions import Contribution, accumulator_of, contribution_of
 from operators.model import RatedWindow, WindowUsage
 from operators.money import EXACT, ZERO
-from operators.periods import billing_segment
+from operators.periods import BillingSegment, billing_segment
 from operators.pricing import segment_cost
+
+# Later than any period's end (epoch ms).
+_NEVER = 2**63
 
 
 class PeriodKey(NamedTuple):
@@ -66,6 +69,10 @@ class UnratableError(LookupError):
 class PeriodLedger:
     """Period aggregates and charged costs of one shard; lives in (and is snapshotted with) it."""
 
+    # No kept period ends before this, so expire() need not look earlier. A class
+    # default: ledgers restored from snapshots that lack it look once, then know.
+    _earliest_end_ms = -_NEVER
+
     def __init__(self, aggregations: Mapping[str, Aggregation], incarnation: str = "") -> None:
         self.aggregations = dict(aggregations)
         self.periods: dict[PeriodKey, LedgerEntry] = {}
@@ -75,32 +82,27 @@ class PeriodLedger:
     def seed(self, key: PeriodKey, stored: Contribution, end_ms: int) -> None:
         """Start a period this ledger has not seen from what other incarnations stored."""
         if key not in self.periods:
-            aggregation = self.aggregations[key[1]]
-            self.periods[key] = LedgerEntry(
-                accumulator_of(aggregation, stored), stored.amount, end_ms
-            )
+            period = accumulator_of(self.aggregations[key[1]], stored)
+            self.periods[key] = LedgerEntry(period, stored.amount, end_ms)
+            self._earliest_end_ms = min(self._earliest_end_ms, end_ms)
 
     def rate(self, usage: WindowUsage, pricing: PricingCatalog, emitted_at_ms: int) -> RatedWindow:
         """Price one window revision against its billing period."""
         segment = billing_segment(pricing, usage.tenant, usage.window_start_ms)
         if segment is None:
             raise UnratableError(f"tenant {usage.tenant!r} has no plan")
-        plan, version, end = segment.plan, segment.version, segment.period_end_ms
         key = PeriodKey(usage.tenant, usage.meter, segment.period_start_ms, segment.version_name)
-        # Unpacked, not read by name: snapshots from before LedgerEntry hold plain tuples.
-        period, charged, _ = self.periods.get(key) or LedgerEntry(
-            ACCUMULATORS[self.aggregations[usage.meter]](),
-            ZERO,
-            end,
-        )
         window: Accumulator = usage.accumulator
-        period.merge(window, EXACT.subtract(usage.quantity, usage.previous_quantity))  # type: ignore[arg-type]
-        period_quantity = period.quantity()
-        cost = segment_cost(plan, version, usage.meter, period_quantity, key.period_start_ms)
-        self.periods[key] = LedgerEntry(period, cost, end)
-        previous_amount = window.amount
-        window.amount = EXACT.add(previous_amount, EXACT.subtract(cost, charged))
         mine = contribution_of(window)
+        previous_amount = window.amount
+        period_quantity, cost, window.amount = self.charge(
+            key,
+            segment,
+            EXACT.subtract(usage.quantity, usage.previous_quantity),
+            (mine.quantity, mine.latest_ms, mine.distinct_values),
+            previous_amount,
+        )
+        plan = segment.plan
         return RatedWindow(
             tenant=usage.tenant,
             meter=usage.meter,
@@ -126,9 +128,41 @@ class PeriodLedger:
             distinct_values=mine.distinct_values,
         )
 
+    def charge(
+        self,
+        key: PeriodKey,
+        segment: BillingSegment,
+        change: Decimal,
+        window: tuple[Decimal, int, Collection[str]],
+        charged_before: Decimal,
+    ) -> tuple[Decimal, Decimal, Decimal]:
+        """Merge a window revision into its period and price the period again.
+
+        ``change`` is the revision's change in quantity, ``window`` what the
+        window now holds (quantity, LATEST's time, UNIQUE_COUNT's values) and
+        ``charged_before`` what it was charged so far. Returns the period's
+        quantity and cost after it, and the window's new amount.
+        """
+        end = segment.period_end_ms
+        entry = self.periods.get(key)
+        if entry is None:
+            period, charged = ACCUMULATORS[self.aggregations[key[1]]](), ZERO
+            self._earliest_end_ms = min(self._earliest_end_ms, end)
+        else:
+            # Unpacked, not read by name: snapshots from before LedgerEntry hold plain tuples.
+            period, charged, _ = entry
+        period.merge_revision(change, *window)
+        period_quantity = period.quantity()
+        cost = segment_cost(segment.plan, segment.version, key[1], period_quantity, key[2])
+        self.periods[key] = LedgerEntry(period, cost, end)
+        return period_quantity, cost, EXACT.add(charged_before, EXACT.subtract(cost, charged))
+
     def expire(self, before_ms: int) -> int:
         """Forget periods that ended before ``before_ms`` (no window of theirs can change)."""
+        if before_ms < self._earliest_end_ms:
+            return 0
         done = [key for key, (_, _, end) in self.periods.items() if end <= before_ms]
         for key in done:
             del self.periods[key]
+        self._earliest_end_ms = min((end for _, _, end in self.periods.values()), default=_NEVER)
         return len(done)

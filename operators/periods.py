@@ -142,3 +142,18 @@ def billing_segment(
     plan = pricing.plans[subscription.plan]
     start, end = billing_period(window_start_ms, subscription.anchor_day, subscription.timezone)
     return BillingSegment(plan, plan.version_at(window_start_ms), start, end)
+
+
+def segment_span(segment: BillingSegment, at_ms: int) -> tuple[int, int]:
+    """The window starts [from, to) around ``at_ms`` that share ``segment``.
+
+    ``segment`` is ``billing_segment`` at ``at_ms``: it holds until its period
+    ends or the plan's next price version takes effect, whichever comes first.
+    """
+    start, end = segment.period_start_ms, segment.period_end_ms
+    for version in segment.plan.versions:
+        if version.effective_from_ms <= at_ms:
+            start = max(start, version.effective_from_ms)
+        else:
+            return start, min(end, version.effective_from_ms)
+    return start, end

@@ -12,9 +12,11 @@ import json
 import logging
 import os
 import re
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Context, Decimal
+from decimal import Context, Decimal, DecimalException, Inexact, InvalidOperation, Rounded
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
@@ -27,7 +29,7 @@ from clickhouse_connect.driver.exceptions import (
 
 from config.redaction import redact_url, url_secrets
 from operators._native import EVENT_LOG_COLUMNS
-from operators.model import Event, GroupValues, RatedWindow, Rejection
+from operators.model import Event, GroupValues, RatedColumns, RatedWindow, Rejection
 from sinks.clickhouse_schema import quote_database
 from sinks.retry import RetryPolicy, clickhouse_transient
 
@@ -50,6 +52,15 @@ _API_MARKER = "meterwax-api-url"
 _QUANTITY = (38, 9)
 _AMOUNT = (76, 21)
 _DECIMAL_PRECISION = 76
+# Per column type: a context that traps any value quantizing to its scale would
+# round or overflow, and that scale's step.
+_FITS = {
+    (precision, scale): (
+        Context(prec=precision, traps=[Inexact, Rounded, InvalidOperation]),
+        Decimal(1).scaleb(-scale),
+    )
+    for precision, scale in (_QUANTITY, _AMOUNT)
+}
 # Wide enough that quantizing any value below the magnitude limit cannot round.
 _WIDE = Context(prec=2 * _DECIMAL_PRECISION)
 
@@ -279,9 +290,15 @@ class SupportsInsert(Protocol):
     """The part of a clickhouse-connect ``Client`` the writer uses."""
 
     def insert(
-        self, table: str, data: Sequence[Sequence[Any]], column_names: Sequence[str], database: str
+        self,
+        table: str,
+        data: Sequence[Sequence[Any]],
+        column_names: Sequence[str],
+        database: str,
+        *,
+        column_oriented: bool = False,
     ) -> object:
-        """Insert ``data`` rows with the named columns into ``database.table``."""
+        """Insert ``data`` (rows, or columns if ``column_oriented``) into ``database.table``."""
 
     def raw_insert(
         self, table: str, column_names: Sequence[str], insert_block: bytes, *, fmt: str
@@ -315,9 +332,21 @@ class ClickHouseWriter:
         # Called before every attempt (the output lease's check); may block or end the process.
         self.before_attempt: Callable[[], None] = _ignore
 
-    def write_windows(self, rows: Sequence[RatedWindow]) -> int:
-        """Insert window revisions; raises ValueError for a decimal the column would truncate."""
-        return self._insert("rated_windows", _WINDOW_COLUMNS, [_window_row(w) for w in rows])
+    def write_windows(self, items: Sequence[RatedWindow | RatedColumns]) -> int:
+        """Insert window revisions; raises ValueError for a decimal the column would truncate.
+
+        Column-oriented: the native engine's ``RatedColumns`` go in as they are,
+        RatedWindow objects (the Python engine's) are turned into columns first.
+        """
+        rows = [_window_row(w) for w in items if isinstance(w, RatedWindow)]
+        columns: list[list[Any]] = [list(c) for c in zip(*rows, strict=True)] or [
+            [] for _ in _WINDOW_COLUMNS
+        ]
+        for batch in items:
+            if isinstance(batch, RatedColumns):
+                for column, values in zip(columns, _window_columns(batch), strict=True):
+                    column.extend(values)
+        return self._insert("rated_windows", _WINDOW_COLUMNS, columns, column_oriented=True)
 
     def write_events(
         self,
@@ -356,16 +385,30 @@ class ClickHouseWriter:
             "rejected_events", _REJECTION_COLUMNS, [_rejection_row(r) for r in rows]
         )
 
-    def _insert(self, table: str, columns: Sequence[str], data: list[list[Any]]) -> int:
-        """Insert ``data``; the number of rows written."""
-        if not data:
+    def _insert(
+        self,
+        table: str,
+        columns: Sequence[str],
+        data: list[list[Any]],
+        *,
+        column_oriented: bool = False,
+    ) -> int:
+        """Insert ``data`` (rows, or columns if ``column_oriented``); the number of rows written."""
+        rows = len(data[0]) if column_oriented else len(data)
+        if not rows:
             return 0
         client, database = self._client, self._database
 
         def insert() -> object:
-            return client.insert(table, data, column_names=columns, database=database)
+            return client.insert(
+                table,
+                data,
+                column_names=columns,
+                database=database,
+                column_oriented=column_oriented,
+            )
 
-        return self._attempt(table, len(data), insert)
+        return self._attempt(table, rows, insert)
 
     def _attempt(self, table: str, rows: int, send: Callable[[], object]) -> int:
         """``send`` ``rows`` rows to ``table``, retrying; the number of rows written."""
@@ -459,6 +502,47 @@ def _window_row(w: RatedWindow) -> list[Any]:
         w.aggregation,
         w.latest_ms,
         sorted(w.distinct_values),
+    ]
+
+
+def _exact_column(values: list[Decimal], column: tuple[int, int], field: str) -> list[Decimal]:
+    """``_exact`` over a whole column, in one pass of C calls unless a value is refused."""
+    fits, step = _FITS[column]
+    try:
+        # Quantizing to the column's scale traps rounding (too many decimal places)
+        # and a coefficient longer than its precision (too large); NaN passes it.
+        deque(map(fits.quantize, values, repeat(step)), maxlen=0)
+        if all(map(Decimal.is_finite, values)):
+            return values
+    except DecimalException:
+        pass
+    return [_exact(value, column, field) for value in values]
+
+
+def _window_columns(batch: RatedColumns) -> list[list[Any]]:
+    """The batch's columns in _WINDOW_COLUMNS order."""
+    rows = len(batch)
+    return [
+        batch.tenant,
+        batch.meter,
+        [group_key(groups) for groups in batch.groups],
+        [dict(groups) for groups in batch.groups],
+        batch.window_start_ms,
+        batch.window_end_ms,
+        batch.revision,
+        batch.kind,
+        _exact_column(batch.quantity, _QUANTITY, "quantity"),
+        _exact_column(batch.amount, _AMOUNT, "amount"),
+        _exact_column(batch.previous_quantity, _QUANTITY, "previous_quantity"),
+        _exact_column(batch.previous_amount, _AMOUNT, "previous_amount"),
+        batch.currency,
+        batch.plan_id,
+        batch.price_version,
+        [batch.emitted_at_ms] * rows,
+        [batch.incarnation] * rows,
+        batch.aggregation,
+        batch.latest_ms,
+        batch.distinct_values,
     ]
 
 

@@ -46,12 +46,24 @@ class FlakyClient:
         return time.monotonic() < self._until or self.failures < self._times
 
     def insert(
-        self, table: str, data: Sequence[Sequence[Any]], column_names: Sequence[str], database: str
+        self,
+        table: str,
+        data: Sequence[Sequence[Any]],
+        column_names: Sequence[str],
+        database: str,
+        *,
+        column_oriented: bool = False,
     ) -> object:
         if self.failing():
             self.failures += 1
             raise self._error
-        return self._client.insert(table, data, column_names=column_names, database=database)
+        return self._client.insert(
+            table,
+            data,
+            column_names=column_names,
+            database=database,
+            column_oriented=column_oriented,
+        )
 
 
 def _run(

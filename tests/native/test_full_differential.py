@@ -40,7 +40,7 @@ from dataflows.metering_step import (
 )
 from dataflows.stats import RunStats
 from operators.contributions import Contribution
-from operators.model import RatedWindow, RawMessage, Rejection
+from operators.model import RatedColumns, RatedWindow, RawMessage, Rejection
 from operators.native_shard import NativeShardState, NativeSplitter
 from operators.period_rating import PeriodKey, PeriodRef
 from operators.shard import ShardState
@@ -188,7 +188,13 @@ class Engine:
 def outcome(out: list[Output]) -> tuple[list[RatedWindow], list[Rejection], list[Any], list[Any]]:
     live = [o for o in out if isinstance(o, LiveUpdate)]
     return (
-        [o for o in out if isinstance(o, RatedWindow)],
+        # The native engine's revisions leave as columns: compared row by row.
+        [
+            w
+            for o in out
+            for w in (o.windows() if isinstance(o, RatedColumns) else [o])
+            if isinstance(w, RatedWindow)
+        ],
         [o for o in out if isinstance(o, Rejection)],
         [c for u in live for c in u.counters],
         [q for u in live for q in u.quota_events],

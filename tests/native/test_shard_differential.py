@@ -38,10 +38,11 @@ from config.pricing import (
     UnitPrice,
     VolumePrice,
 )
+from operators._native import Revisions
 from operators.aggregation import LatestAccumulator, UniqueCountAccumulator
 from operators.model import RawMessage, WindowUsage
 from operators.native_parse import NativeParser
-from operators.native_shard import NativeShardState, NativeSplitter
+from operators.native_shard import NativeShardState, NativeSplitter, revision_usages
 from operators.parse import MIN_TIME_MS, BatchParser, ParserConfig
 from operators.shard import ShardState
 from operators.sharding import ShardSplitter
@@ -268,13 +269,15 @@ class Flows:
         python: ShardState,
         native: NativeShardState,
         expected: list[WindowUsage],
-        got: list[WindowUsage],
+        got: Revisions,
     ) -> None:
-        assert got == expected
-        assert [accumulated(u) for u in got] == [accumulated(u) for u in expected]
+        usages = revision_usages(got, CATALOG, self.config.size_ms)
+        assert usages == expected
+        assert [accumulated(u) for u in usages] == [accumulated(u) for u in expected]
         if expected:
             rated = python.rate(expected, PRICING, RATED_AT_MS)
-            assert native.rate(got, PRICING, RATED_AT_MS) == rated
+            # Columns in, columns out: every field of every row, amounts to the last decimal.
+            assert native.rate(got, PRICING, RATED_AT_MS).windows() == rated
         assert native.watermark == python.windows.watermark
         assert native.next_wakeup(self.now_s) == python.windows.next_wakeup(self.now_s)
         self.verdicts["revisions"] += len(expected)

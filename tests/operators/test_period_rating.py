@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import pickle
 from decimal import Decimal
 
 import pytest
@@ -24,8 +25,9 @@ from config.pricing import (
     VolumePrice,
 )
 from operators.aggregation import ACCUMULATORS, Accumulator
+from operators.contributions import Contribution
 from operators.model import WindowKind, WindowUsage
-from operators.period_rating import PeriodLedger, UnratableError
+from operators.period_rating import PeriodKey, PeriodLedger, UnratableError
 from operators.pricing import period_cost
 
 NOV_2026_MS = 1_793_491_200_000  # 2026-11-01T00:00:00Z, a period start
@@ -176,6 +178,27 @@ def test_a_new_period_starts_from_zero() -> None:
 
     assert (a.amount, b.amount) == (D(1), D(1))  # 5 free units in each period
     assert ledger.expire(NOV_2026_MS) == 1  # October is over
+
+
+def test_periods_are_forgotten_once_over_whatever_order_they_came_in() -> None:
+    """expire() looks only once a kept period can be over, even after a restore."""
+    ledger = PeriodLedger({"m": Aggregation.SUM})
+    pricing = catalog(PRICES["per_unit"])
+    december = NOV_2026_MS + 30 * 24 * 60 * MINUTE
+    for start in (december, NOV_2026_MS - MINUTE, NOV_2026_MS):
+        acc = ACCUMULATORS[Aggregation.SUM]()
+        acc.fold(D(1), start)
+        ledger.rate(emit(acc, start, WindowKind.WINDOW), pricing, 0)
+    assert ledger.expire(NOV_2026_MS - 1) == 0
+    assert ledger.expire(NOV_2026_MS) == 1  # October
+    # A period seeded later that ended earlier than any kept one is still forgotten.
+    ledger.seed(PeriodKey("acme", "m", NOV_2026_MS - 2 * MINUTE, "v1"), Contribution(D(1)), 5)
+    assert ledger.expire(NOV_2026_MS) == 1
+    restored = pickle.loads(pickle.dumps(ledger))
+    del restored.__dict__["_earliest_end_ms"]  # as in snapshots from before it was kept
+    assert restored.expire(december) == 1  # November
+    assert restored.expire(december + 31 * 24 * 60 * MINUTE) == 1  # December
+    assert restored.periods == {}
 
 
 def test_unknown_tenant_is_refused() -> None:

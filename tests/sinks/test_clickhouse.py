@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError, ProgrammingError
 
-from operators.model import GroupValues, RatedWindow, Reason, Rejection, WindowKind
+from operators.model import GroupValues, RatedColumns, RatedWindow, Reason, Rejection, WindowKind
 from sinks.clickhouse import (
     ClickHouseWriter,
     SinkError,
@@ -75,6 +76,20 @@ def rated(
     )
 
 
+def as_columns(windows: Sequence[RatedWindow]) -> RatedColumns:
+    """The windows as the native engine emits them (one emission: same time and incarnation)."""
+    [emitted_at_ms] = {w.emitted_at_ms for w in windows}
+    [incarnation] = {w.incarnation for w in windows}
+    fields = [name for name in RatedColumns.__dataclass_fields__ if name not in _SHARED]
+    columns: dict[str, Any] = {name: [getattr(w, name) for w in windows] for name in fields}
+    columns["kind"] = [w.kind.value for w in windows]
+    columns["distinct_values"] = [sorted(w.distinct_values) for w in windows]
+    return RatedColumns(**columns, emitted_at_ms=emitted_at_ms, incarnation=incarnation)
+
+
+_SHARED = ("emitted_at_ms", "incarnation")
+
+
 def rejection(offset: int, reason: Reason, *, at_ms: int = T0, payload: bytes = b"{") -> Rejection:
     """A rejection at ``offset`` of partition 0 of the ``usage`` topic."""
     return Rejection(
@@ -109,12 +124,24 @@ class FlakyClient:
         self.calls = 0
 
     def insert(
-        self, table: str, data: Sequence[Sequence[Any]], column_names: Sequence[str], database: str
+        self,
+        table: str,
+        data: Sequence[Sequence[Any]],
+        column_names: Sequence[str],
+        database: str,
+        *,
+        column_oriented: bool = False,
     ) -> object:
         self.calls += 1
         if self.calls <= self.failures:
             raise self.error
-        return self.client.insert(table, data, column_names=column_names, database=database)
+        return self.client.insert(
+            table,
+            data,
+            column_names=column_names,
+            database=database,
+            column_oriented=column_oriented,
+        )
 
 
 @integration
@@ -285,12 +312,48 @@ def test_decimals_round_trip_exactly(ch_client: Client, ch_database: str) -> Non
         ("1", "NaN"),
     ],
 )
+@pytest.mark.parametrize("columnar", [False, True])
 def test_decimal_the_column_would_truncate_is_refused(
-    ch_client: Client, ch_database: str, quantity: str, amount: str
+    ch_client: Client, ch_database: str, quantity: str, amount: str, columnar: bool
 ) -> None:
+    window = rated(1, quantity, amount)
+    item = as_columns([window]) if columnar else window
     with pytest.raises(ValueError, match=r"Decimal|decimal places"):
-        writer(ch_client, ch_database).write_windows([rated(1, quantity, amount)])
+        writer(ch_client, ch_database).write_windows([item])
     assert stored_rows(ch_client, ch_database, "rated_windows") == 0
+
+
+@integration
+def test_rated_columns_store_the_rows_their_windows_store(
+    ch_client: Client, ch_database: str
+) -> None:
+    windows = [
+        rated(3, "30", "0.3"),
+        rated(2, "12.5", "0.125", previous=("10", "0.1"), start_ms=T0 + HOUR_MS),
+        replace(
+            rated(1, "2", "0.08", meter="users", groups=()),
+            aggregation="unique_count",
+            distinct_values=frozenset({"u2", "u1"}),
+        ),
+        replace(rated(1, "7", "0.7", meter="seats"), aggregation="latest", latest_ms=T0 + 5),
+    ]
+    sink = writer(ch_client, ch_database)
+    table = f"`{ch_database}`.rated_windows"
+
+    def stored() -> list[tuple[Any, ...]]:
+        rows = ch_client.query(f"SELECT * FROM {table} ORDER BY meter, window_start").result_rows
+        return [tuple(row) for row in rows]
+
+    assert sink.write_windows(windows) == len(windows)
+    as_objects = stored()
+    ch_client.command(f"TRUNCATE TABLE {table}")
+    # One item of columns, and a mix of both kinds of item, store the same rows.
+    assert sink.write_windows([as_columns(windows)]) == len(windows)
+    assert stored() == as_objects
+    ch_client.command(f"TRUNCATE TABLE {table}")
+    assert sink.write_windows([windows[0], as_columns(windows[1:])]) == len(windows)
+    assert stored() == as_objects
+    assert len(as_objects) == len(windows)
 
 
 @integration
