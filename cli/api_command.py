@@ -18,7 +18,6 @@ from config.durations import parse_duration_ms
 from config.errors import ConfigError
 from config.meter_catalog import load_meter_catalog
 from config.pricing_catalog import load_pricing_catalog
-from reports.usage import SourceUnavailable
 from sinks.kafka_ingest import IngestUnavailable
 
 
@@ -216,7 +215,7 @@ def _serve(args: argparse.Namespace) -> int:
         context = api_context(
             settings, args.clock, ingest=not args.no_ingest, keys_file=args.keys_file
         )
-    except (SourceUnavailable, IngestUnavailable) as exc:
+    except IngestUnavailable as exc:
         print(f"meterwax api: {exc}", file=sys.stderr)
         return 1
     try:
