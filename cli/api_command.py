@@ -12,6 +12,7 @@ from api.assemble import api_context
 from api.keys import ApiKey, Scope, create_key, load_keys, revoke_key
 from api.portal_tokens import MAX_TTL_MS, issue, read_secret
 from api.serve import bind, serve_forever
+from cli.gc_tuning import tune_gc
 from cli.options import add_source_options, settings_from
 from config.display import iso_utc
 from config.durations import parse_duration_ms
@@ -226,8 +227,10 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     host, port = sock.getsockname()[:2]
     print(f"meterwax api: listening on http://{host!s}:{port} (Ctrl-C stops)", file=sys.stderr)
+    app = build_app(context)
+    tune_gc()
     try:
-        serve_forever(build_app(context), sock)
+        serve_forever(app, sock)
     finally:
         if context.ingest is not None:
             context.ingest.producer.close()
