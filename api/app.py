@@ -95,11 +95,14 @@ async def _http_error(request: Request, exc: Exception) -> Response:
                 405,
                 "method_not_allowed",
                 f"{request.url.path} takes {allow or 'other methods'} only",
+                field="method",
                 headers={"Allow": allow},
             )
         )
     if exc.status_code == 404:
-        return problem_response(Problem(404, "not_found", f"no endpoint {request.url.path}"))
+        return problem_response(
+            Problem(404, "not_found", f"no endpoint {request.url.path}", field="path")
+        )
     return problem_response(Problem(exc.status_code, "http_error", str(exc.detail)))
 
 
@@ -113,7 +116,8 @@ async def _usage_query_error(_request: Request, exc: Exception) -> Response:
 
 
 async def _unknown_tenant(_request: Request, exc: Exception) -> Response:
-    return problem_response(Problem(404, "unknown_tenant", str(exc)))
+    # The tenant comes from the key (or a portal token): that is what to fix.
+    return problem_response(Problem(404, "unknown_tenant", str(exc), field="Authorization"))
 
 
 async def _unavailable(request: Request, exc: Exception) -> Response:

@@ -40,8 +40,9 @@ def api_context(
 ) -> ApiContext:
     """The context of an API over ``settings``; ``reports`` reuses open stores (embedded mode).
 
-    Raises ConfigError (a missing keys file names the setting), SourceUnavailable,
-    or IngestUnavailable when the producer cannot be created.
+    Raises ConfigError (a missing keys file names the setting) or IngestUnavailable when
+    the producer cannot be created. Stores that are down at start are not an error:
+    /readyz names them until they answer.
     """
     path = keys_file or settings.api.keys_file
     if path is None:
@@ -62,7 +63,7 @@ def api_context(
             settings.api.max_batch_events,
         )
     return ApiContext(
-        reports=reports or UsageReports.from_settings(settings),
+        reports=reports or UsageReports.from_settings(settings, keep_trying=True),
         keys=keys,
         clock=clock,
         flow_window_ms=settings.window.size,

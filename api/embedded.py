@@ -10,7 +10,6 @@ from api.serve import ApiThread, bind
 from config.clock import Clock
 from config.errors import ConfigError
 from config.settings import Settings
-from reports.usage import SourceUnavailable
 from sinks.kafka_ingest import IngestUnavailable
 
 
@@ -24,7 +23,7 @@ class EmbeddedApi:
             self._context: ApiContext = api_context(
                 settings, clock, ingest=settings.input.kind == "kafka"
             )
-        except (SourceUnavailable, IngestUnavailable) as exc:
+        except IngestUnavailable as exc:
             raise ConfigError(f"api.port: cannot serve the API: {exc}") from None
         try:
             sock = bind(settings.api.host, port)

@@ -36,7 +36,10 @@ async def post_events(request: Request) -> Response:
     pipeline = context.ingest
     if pipeline is None:
         raise Problem(
-            404, "not_found", "this API takes no events: start it with a Kafka topic to ingest"
+            404,
+            "not_found",
+            "this API takes no events: start it with a Kafka topic to ingest",
+            field="path",
         )
     key = authenticate(request, context.keys, Scope.INGEST)
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -27,6 +27,7 @@ import logging
 import os
 import re
 import secrets
+import stat
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -94,6 +95,12 @@ def load_keys(path: Path) -> list[ApiKey]:
         ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the keys file ({exc.strerror})") from None
+    # Whoever can write the file can add a key of any tenant.
+    if path.stat().st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigError(
+            f"{path}: the keys file is writable by other users, who could add keys; "
+            f"run `chmod go-w {path}`"
+        )
     try:
         document = yaml.safe_load(text) if text.strip() else {"keys": []}
     except yaml.YAMLError as exc:

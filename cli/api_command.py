@@ -12,13 +12,13 @@ from api.assemble import api_context
 from api.keys import ApiKey, Scope, create_key, load_keys, revoke_key
 from api.portal_tokens import MAX_TTL_MS, issue, read_secret
 from api.serve import bind, serve_forever
+from cli.gc_tuning import tune_gc
 from cli.options import add_source_options, settings_from
 from config.display import iso_utc
 from config.durations import parse_duration_ms
 from config.errors import ConfigError
 from config.meter_catalog import load_meter_catalog
 from config.pricing_catalog import load_pricing_catalog
-from reports.usage import SourceUnavailable
 from sinks.kafka_ingest import IngestUnavailable
 
 
@@ -216,7 +216,7 @@ def _serve(args: argparse.Namespace) -> int:
         context = api_context(
             settings, args.clock, ingest=not args.no_ingest, keys_file=args.keys_file
         )
-    except (SourceUnavailable, IngestUnavailable) as exc:
+    except IngestUnavailable as exc:
         print(f"meterwax api: {exc}", file=sys.stderr)
         return 1
     try:
@@ -227,8 +227,10 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     host, port = sock.getsockname()[:2]
     print(f"meterwax api: listening on http://{host!s}:{port} (Ctrl-C stops)", file=sys.stderr)
+    app = build_app(context)
+    tune_gc()
     try:
-        serve_forever(build_app(context), sock)
+        serve_forever(app, sock)
     finally:
         if context.ingest is not None:
             context.ingest.producer.close()

@@ -7,8 +7,9 @@ the HTTP API read through it. Nothing here writes anywhere, parses flags or prin
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -69,27 +70,35 @@ class UsageReports:
 
     pricing: PricingCatalog
     aggregations: Mapping[str, Aggregation]
-    clickhouse: Client
+    # None until ClickHouse could be reached: ``client()`` connects on first use.
+    clickhouse: Client | None
     database: str
     redis: redis.Redis | None
     key_prefix: str
     # clickhouse-connect clients run one query at a time (one session; chDB one engine):
     # every query on ``clickhouse`` holds it.
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    connect_clickhouse: Callable[[], Client] | None = field(default=None, repr=False)
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> UsageReports:
-        """Load the catalogs and open the stores of ``settings`` (raises ConfigError)."""
+    def from_settings(cls, settings: Settings, *, keep_trying: bool = False) -> UsageReports:
+        """Load the catalogs and open the stores of ``settings`` (raises ConfigError).
+
+        An unreachable ClickHouse raises SourceUnavailable, or with ``keep_trying``
+        (a server behind a readiness probe) is connected on first use instead.
+        """
         meters = load_meter_catalog(settings.catalogs.meters)
         pricing = load_pricing_catalog(settings.catalogs.pricing, meters)
         ch = settings.clickhouse
         dsn = ch.dsn.get_secret_value()
+        client: Client | None = None
         try:
             client = connect(dsn, ch.database)
         except ValueError as exc:
             raise ConfigError(f"clickhouse.dsn: {exc}") from None
         except SinkError as exc:
-            raise SourceUnavailable(str(exc)) from None
+            if not keep_trying:
+                raise SourceUnavailable(str(exc)) from None
         return cls(
             pricing=pricing,
             aggregations={meter.slug: meter.aggregation for meter in meters.meters},
@@ -97,7 +106,22 @@ class UsageReports:
             database=ch.database,
             redis=_redis_client(settings),
             key_prefix=settings.redis.key_prefix,
+            connect_clickhouse=functools.partial(connect, dsn, ch.database),
         )
+
+    def client(self) -> Client:
+        """The ClickHouse client, connected now if it was not yet; call it holding ``lock``.
+
+        Raises SourceUnavailable while ClickHouse cannot be reached.
+        """
+        if self.clickhouse is None:
+            if self.connect_clickhouse is None:
+                raise SourceUnavailable("ClickHouse: no client")
+            try:
+                self.clickhouse = self.connect_clickhouse()
+            except (SinkError, ValueError) as exc:
+                raise SourceUnavailable(str(exc)) from None
+        return self.clickhouse
 
     def plan_and_period(
         self, tenant: str, period: str | None, now_ms: int
@@ -120,7 +144,7 @@ class UsageReports:
         try:
             with self.lock:
                 return segment_usage(
-                    self.clickhouse,
+                    self.client(),
                     self.database,
                     tenant=tenant,
                     start_ms=period[0],
@@ -146,7 +170,7 @@ class UsageReports:
             with self.lock:
                 return {
                     meter: priced_events(
-                        self.clickhouse,
+                        self.client(),
                         self.database,
                         tenant=tenant,
                         meter=meter,
@@ -164,7 +188,7 @@ class UsageReports:
         try:
             with self.lock:
                 return daily_spend(
-                    self.clickhouse,
+                    self.client(),
                     self.database,
                     tenant=tenant,
                     start_ms=period[0],
@@ -189,7 +213,7 @@ class UsageReports:
         """Raise SourceUnavailable unless ClickHouse answers a query."""
         try:
             with self.lock:
-                self.clickhouse.query("SELECT 1")
+                self.client().query("SELECT 1")
         except (ClickHouseError, OSError) as exc:
             raise SourceUnavailable(f"ClickHouse: {_first_line(exc)}") from None
 
@@ -204,7 +228,8 @@ class UsageReports:
 
     def close(self) -> None:
         """Close the ClickHouse and Redis clients."""
-        self.clickhouse.close()
+        if self.clickhouse is not None:
+            self.clickhouse.close()
         if self.redis is not None:
             self.redis.close()
 

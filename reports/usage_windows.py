@@ -129,7 +129,7 @@ def build_usage(
     try:
         with reports.lock:
             buckets = usage_buckets(
-                reports.clickhouse,
+                reports.client(),
                 reports.database,
                 tenant=query.tenant,
                 start_ms=query.start_ms,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message
@@ -34,22 +33,41 @@ class IngestUnavailable(Exception):
     """Kafka did not take the events; the message never holds a secret."""
 
 
-@dataclass(slots=True)
 class _Pending:
-    """The deliveries one request waits for."""
+    """The deliveries one request waits for: one callback for all of them, no object per event."""
 
-    loop: asyncio.AbstractEventLoop
-    done: asyncio.Future[None]
-    left: int
-    failed: dict[int, str] = field(default_factory=dict)
+    __slots__ = ("_events", "_lock", "_loop", "done", "failed", "left")
 
-    def settle(self, index: int, error: KafkaError | None) -> None:
-        # Runs on the poll thread; the future is resolved on the request's loop.
-        if error is not None:
-            self.failed[index] = error.str()
-        self.left -= 1
-        if self.left == 0:
-            self.loop.call_soon_threadsafe(self._finish)
+    def __init__(self, loop: asyncio.AbstractEventLoop, events: Sequence[tuple[bytes, bytes]]):
+        self._loop = loop
+        self._events = events
+        self.done: asyncio.Future[None] = loop.create_future()
+        self._lock = threading.Lock()
+        # One more than the events: the request holds it until it has produced them all.
+        self.left = len(events) + 1
+        # Payload -> failure: a delivery report carries no position. Equal payloads in one
+        # request share their fate; a retry of one delivered is dropped as a duplicate.
+        self.failed: dict[bytes, str] = {}
+
+    def settle(self, error: KafkaError | None, message: Message | None) -> None:
+        """A delivery report (poll thread), or the request's own release (``message`` None)."""
+        if error is not None and message is not None:
+            self.failed[message.value() or b""] = error.str()
+        with self._lock:
+            self.left -= 1
+            last = self.left == 0
+        if last:
+            self._loop.call_soon_threadsafe(self._finish)
+
+    def failures(self) -> dict[int, str]:
+        """The failed deliveries by position in the request's events."""
+        if not self.failed:
+            return {}
+        return {
+            index: self.failed[payload]
+            for index, (_, payload) in enumerate(self._events)
+            if payload in self.failed
+        }
 
     def _finish(self) -> None:
         if not self.done.done():
@@ -80,27 +98,24 @@ class IngestProducer:
         """
         if not events:
             return {}
-        loop = asyncio.get_running_loop()
-        pending = _Pending(loop, loop.create_future(), len(events))
-        for index, (key, payload) in enumerate(events):
-            await self._produce(index, key, payload, pending)
+        pending = _Pending(asyncio.get_running_loop(), events)
+        produce, topic, settle = self._producer.produce, self.topic, pending.settle
+        for key, payload in events:
+            while True:
+                try:
+                    produce(topic, payload, key, on_delivery=settle)
+                    break
+                except BufferError:
+                    # The local queue is full: let the poll thread drain it.
+                    await asyncio.sleep(0.002)
+                except KafkaException as exc:
+                    error: KafkaError = exc.args[0]
+                    pending.failed[payload] = error.str()
+                    settle(None, None)
+                    break
+        settle(None, None)
         await pending.done
-        return pending.failed
-
-    async def _produce(self, index: int, key: bytes, payload: bytes, pending: _Pending) -> None:
-        def delivered(error: KafkaError | None, _message: Message) -> None:
-            pending.settle(index, error)
-
-        while True:
-            try:
-                self._producer.produce(self.topic, payload, key, on_delivery=delivered)
-                return
-            except BufferError:
-                # The local queue is full: let the poll thread drain it.
-                await asyncio.sleep(0.002)
-            except KafkaException as exc:
-                pending.settle(index, exc.args[0])
-                return
+        return pending.failures()
 
     def check(self, timeout_s: float = 2.0) -> None:
         """Raise IngestUnavailable unless the broker answers and knows the topic."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from api.keys import KeyStore, Scope, hash_key
+from api.keys import KeyStore, Scope, create_key, hash_key
 from cli.main import main
 from config.clock import FixedClock
 from tests.api.conftest import NOW_MS
@@ -150,4 +150,21 @@ def test_a_bad_keys_file_is_one_clear_line_per_problem(
     assert code == 2
     assert f"{keys_file}: keys[0]: sha256: not a SHA-256 hex digest" in err
     assert "mwx_secretkey" not in err
+    assert "Traceback" not in err
+
+
+def test_a_keys_file_others_can_write_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    keys_file = tmp_path / "keys.yaml"
+    create_key(keys_file, "acme", [Scope.READ], "2026-11-16T00:00:00Z")
+    assert keys_file.stat().st_mode & 0o777 == 0o600
+    keys_file.chmod(0o666)
+
+    code = main(["api", "serve", "--port", "0", "--keys-file", str(keys_file)])
+
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{keys_file}: the keys file is writable by other users" in err
+    assert f"chmod go-w {keys_file}" in err
     assert "Traceback" not in err

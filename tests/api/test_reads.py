@@ -200,12 +200,14 @@ def test_bad_requests_are_400_naming_the_field(
 def test_unknown_path_is_404_and_other_methods_405(api: httpx.Client, keys: Keys) -> None:
     missing = api.get("/v1/usages", headers=bearer(keys.acme))
     assert (missing.status_code, missing.json()["detail"]) == (404, "no endpoint /v1/usages")
+    assert missing.json()["field"] == "path"
     assert missing.headers["content-type"] == "application/problem+json"
     for method in ("POST", "PUT", "DELETE"):
         response = api.request(method, "/v1/estimate", headers=bearer(keys.acme))
-        assert (response.status_code, response.json()["type"]) == (
+        assert (response.status_code, response.json()["type"], response.json()["field"]) == (
             405,
             "/problems/method_not_allowed",
+            "method",
         )
         assert "GET" in response.headers["allow"]
 
@@ -217,6 +219,7 @@ def test_a_read_key_of_a_tenant_without_a_plan_is_404(api: httpx.Client, keys_fi
 
     # Picked up without a restart; the catalog does not know the tenant.
     assert (response.status_code, response.json()["type"]) == (404, "/problems/unknown_tenant")
+    assert response.json()["field"] == "Authorization"
 
 
 def test_requests_are_logged_without_keys_or_queries(
