@@ -14,6 +14,7 @@ from pathlib import Path
 
 import redis
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from cli.options import settings_from
 from cli.signals import stop_on_signals
@@ -23,7 +24,7 @@ from config.redaction import redact_url
 from config.settings import Settings
 from dataflows.shutdown import StopRequest
 from operators.webhooks import WebhookMessage
-from sinks.clickhouse import DsnError, SinkError, connect
+from sinks.clickhouse import DsnError, SinkError, connect, redact_dsn
 from sinks.clickhouse_schema import migrate
 from sinks.redis_client import redis_from_url
 from sinks.webhook_dispatcher import Target, WebhookDispatcher
@@ -239,8 +240,13 @@ def _deliver(args: argparse.Namespace, settings: Settings, clock: Clock) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run ``meterwax webhooks ACTION``: 0 on success, 2 on bad settings, 1 when unreachable."""
+    """Run ``meterwax webhooks ACTION``.
+
+    0 on success, 2 on bad settings, 1 when Redis or ClickHouse cannot be reached
+    or a ClickHouse query fails.
+    """
     clock: Clock = getattr(args, "clock", SYSTEM_CLOCK)
+    settings: Settings | None = None
     try:
         settings = settings_from(args)
         if args.action == "list":
@@ -259,3 +265,16 @@ def main(args: argparse.Namespace) -> int:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"meterwax webhooks: cannot reach Redis: {redact_url(first)}", file=sys.stderr)
         return 1
+    except ClickHouseError as exc:
+        # The delivery log is in ClickHouse: list and redeliver read it.
+        dsn = "" if settings is None else settings.clickhouse.dsn.get_secret_value()
+        print(f"meterwax webhooks: ClickHouse query failed: {_first_line(exc, dsn)}", file=sys.stderr)
+        return 1
+
+
+def _first_line(exc: BaseException, dsn: str) -> str:
+    """Error type, ClickHouse code and first message line, passwords masked."""
+    code = getattr(exc, "code", None)
+    label = type(exc).__name__ if code is None else f"{type(exc).__name__} code {code}"
+    lines = str(exc).strip().splitlines()
+    return redact_dsn(f"{label}: {lines[0]}" if lines else label, dsn)

@@ -268,3 +268,24 @@ def test_an_unreachable_redis_is_one_line_without_its_password(
     err = capsys.readouterr().err
     assert err.startswith("meterwax webhooks: cannot reach Redis") and err.count("\n") == 1
     assert "Traceback" not in err and "hunter2-redis-pw" not in err
+
+
+@pytest.mark.parametrize("action", [["list"], ["redeliver", "msg_x"]])
+def test_a_failing_clickhouse_query_is_one_line(
+    tmp_path: Path,
+    redis_url: str,
+    chdb_dsn: str,
+    ch_database: str,
+    capsys: pytest.CaptureFixture[str],
+    action: list[str],
+) -> None:
+    config = _config(tmp_path, "http://127.0.0.1:9/hooks", redis_url, chdb_dsn, ch_database)
+    client = connect(chdb_dsn, ch_database)
+    migrate(client, ch_database)
+    # Migrated, then the log dropped by hand: every read of it fails.
+    client.command(f"DROP TABLE `{ch_database}`.webhook_deliveries")
+    clock = FixedClock(mid_month_clock(0).now_ms())
+    assert main(["webhooks", *action, "--config", str(config)], clock=clock) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("meterwax webhooks: ClickHouse query failed: ")
+    assert "webhook_deliveries" in err and err.count("\n") == 1 and "Traceback" not in err
