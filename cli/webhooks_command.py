@@ -268,7 +268,9 @@ def main(args: argparse.Namespace) -> int:
     except ClickHouseError as exc:
         # The delivery log is in ClickHouse: list and redeliver read it.
         dsn = "" if settings is None else settings.clickhouse.dsn.get_secret_value()
-        print(f"meterwax webhooks: ClickHouse query failed: {_first_line(exc, dsn)}", file=sys.stderr)
+        print(
+            f"meterwax webhooks: ClickHouse query failed: {_first_line(exc, dsn)}", file=sys.stderr
+        )
         return 1
 
 
