@@ -136,6 +136,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     bench.add_argument("--rate", type=float, default=0.0, help="preload events/s; 0 = unlimited")
     bench.add_argument("--workers", type=int, default=1, metavar="N", help="flow worker threads")
     bench.add_argument(
+        "--batch-size",
+        type=int,
+        default=1000,
+        metavar="N",
+        help="input.batch_size of the flows: messages per Kafka poll (default 1000, "
+        "the flow's default)",
+    )
+    bench.add_argument(
         "--processes", type=int, default=1, metavar="N", help="flow processes (a local cluster)"
     )
     bench.add_argument(
@@ -368,11 +376,12 @@ def _flow_config(
     mode: str,
     name: str,
     engine: str = "python",
+    batch_size: int = 1000,
 ) -> Path:
     """The flow's settings file: ``lean`` has no Redis, event log or dead letters."""
     full = mode == "full"
     config: dict[str, Any] = {
-        "input": {"kind": "kafka"},
+        "input": {"kind": "kafka", "batch_size": batch_size},
         "catalogs": {"meters": str(catalogs[0]), "pricing": str(catalogs[1])},
         "window": {"size": window[0], "grace": window[1]},
         "kafka": {
@@ -440,7 +449,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"Workload {report['workload']['name']}: {report['workload']['summary']}.",
         f"{load['messages']:,} messages ({load['events']:,} events, {load['tenants']:,} tenants, "
-        f"{report['partitions']} partitions, {report['workers']} worker(s)); "
+        f"{report['partitions']} partitions, {report['workers']} worker(s), "
+        f"batches of {report.get('batch_size', 1000):,}); "
         f"preload {report['preload_events_per_s']:,.0f} msg/s.",
         "",
         f"Command: `{report['command']}`",
@@ -550,6 +560,7 @@ def _bench_mode(
         # on the first one's claims would find every event already counted.
         prefix=f"bench-{run_id}-{label}",
         workers=args.workers,
+        batch_size=args.batch_size,
         catalogs=catalogs,
         window=window,
         mode=mode,
@@ -657,6 +668,7 @@ def bench(args: argparse.Namespace, out: Path) -> int:
         "load": {**truth["spec"], "messages": truth["messages"]},
         "partitions": partitions,
         "workers": args.workers,
+        "batch_size": args.batch_size,
         "processes": args.processes,
         "topic": topic,
         "preload_events_per_s": preload_rate,
@@ -715,6 +727,7 @@ def _latency_phase(
         redis_url=args.redis_url,
         prefix=f"latency-{run_id}",
         workers=args.workers,
+        batch_size=args.batch_size,
         catalogs=catalogs,
         window=window,
         mode="full",

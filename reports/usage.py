@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -139,20 +140,22 @@ class UsageReports:
         bounds = resolve_period(period, subscription.anchor_day, subscription.timezone, now_ms)
         return self.pricing.plans[subscription.plan], bounds
 
-    def closed_usage(self, tenant: str, period: tuple[int, int]) -> list[SegmentUsage]:
-        """The tenant's rated windows starting in ``period``, per meter and price version."""
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[Client]:
+        """The ClickHouse client, held alone; a failure is SourceUnavailable naming ``what``."""
         try:
             with self.lock:
-                return segment_usage(
-                    self.client(),
-                    self.database,
-                    tenant=tenant,
-                    start_ms=period[0],
-                    end_ms=period[1],
-                )
+                yield self.client()
         except (ClickHouseError, OSError) as exc:
-            message = f"cannot read usage from ClickHouse: {_first_line(exc)}"
+            message = f"cannot read {what} from ClickHouse: {_first_line(exc)}"
             raise SourceUnavailable(message) from None
+
+    def closed_usage(self, tenant: str, period: tuple[int, int]) -> list[SegmentUsage]:
+        """The tenant's rated windows starting in ``period``, per meter and price version."""
+        with self._reading("usage") as client:
+            return segment_usage(
+                client, self.database, tenant=tenant, start_ms=period[0], end_ms=period[1]
+            )
 
     def per_event_usage(
         self, tenant: str, plan: Plan, period: tuple[int, int]
@@ -166,37 +169,25 @@ class UsageReports:
                 if isinstance(price.model, PercentagePrice) and price.model.per_event
             }
         )
-        try:
-            with self.lock:
-                return {
-                    meter: priced_events(
-                        self.client(),
-                        self.database,
-                        tenant=tenant,
-                        meter=meter,
-                        start_ms=period[0],
-                        end_ms=period[1],
-                    )
-                    for meter in meters
-                }
-        except (ClickHouseError, OSError) as exc:
-            message = f"cannot read events from ClickHouse: {_first_line(exc)}"
-            raise SourceUnavailable(message) from None
-
-    def daily_spend(self, tenant: str, period: tuple[int, int]) -> list[tuple[int, str, Decimal]]:
-        """(UTC day, meter, amount) of the tenant's rated windows in ``period``."""
-        try:
-            with self.lock:
-                return daily_spend(
-                    self.client(),
+        with self._reading("events") as client:
+            return {
+                meter: priced_events(
+                    client,
                     self.database,
                     tenant=tenant,
+                    meter=meter,
                     start_ms=period[0],
                     end_ms=period[1],
                 )
-        except (ClickHouseError, OSError) as exc:
-            message = f"cannot read daily spend from ClickHouse: {_first_line(exc)}"
-            raise SourceUnavailable(message) from None
+                for meter in meters
+            }
+
+    def daily_spend(self, tenant: str, period: tuple[int, int]) -> list[tuple[int, str, Decimal]]:
+        """(UTC day, meter, amount) of the tenant's rated windows in ``period``."""
+        with self._reading("daily spend") as client:
+            return daily_spend(
+                client, self.database, tenant=tenant, start_ms=period[0], end_ms=period[1]
+            )
 
     def live_usage(self, tenant: str, period_start_ms: int) -> dict[str, LiveReading]:
         """The tenant's live counters for the period (none when Redis is not configured)."""

@@ -129,32 +129,29 @@ class Engine:
 
     def context(self) -> StepContext[Any]:
         instance = self.instance
+        shared: dict[str, Any] = {
+            "pricing": PRICING,
+            "stats": self.stats,
+            "snapshots": True,
+            "idempotency": self.store,
+            "live_usage": True,
+            "clock": FixedClock(RATED_AT_MS),
+            "seeds": stored_elsewhere,
+        }
         if self.native:
             return StepContext(
                 new_state=lambda: NativeShardState(
                     CONFIG, CATALOG, HORIZON_MS, instance, NAMES, incarnation=instance
                 ),
                 reconfigure=lambda s: s.reconfigure(CONFIG, CATALOG, HORIZON_MS, NAMES),
-                pricing=PRICING,
-                stats=self.stats,
-                snapshots=True,
-                idempotency=self.store,
-                live_usage=True,
-                clock=FixedClock(RATED_AT_MS),
-                seeds=stored_elsewhere,
+                **shared,
             )
         return StepContext(
             new_state=lambda: ShardState(
                 CONFIG, AGGREGATIONS, HORIZON_MS, instance, NAMES, incarnation=instance
             ),
             reconfigure=lambda s: s.reconfigure(CONFIG, AGGREGATIONS, HORIZON_MS, NAMES),
-            pricing=PRICING,
-            stats=self.stats,
-            snapshots=True,
-            idempotency=self.store,
-            live_usage=True,
-            clock=FixedClock(RATED_AT_MS),
-            seeds=stored_elsewhere,
+            **shared,
         )
 
     def start(self, snapshots: Mapping[str, bytes | None] | None) -> None:
