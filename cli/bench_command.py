@@ -405,13 +405,19 @@ def _flow_config(
 
 
 def stage_table(
-    stages: dict[str, dict[str, float]], processing_s: float | None, events: int
+    stages: dict[str, dict[str, float]],
+    processing_s: float | None,
+    events: int,
+    threads: int = 1,
 ) -> list[dict[str, Any]]:
     """Time per stage: seconds, share of the processing time and microseconds per event.
 
-    The last row is what no stage timer covers (the engine, shard split, routing,
-    waiting for input); with one worker every stage runs in the same thread.
+    Stage seconds are summed over the flow's ``threads`` (workers times processes),
+    so shares are of ``processing_s * threads``. The last row is what no stage
+    timer covers (the engine, shard split, routing, waiting for input).
     """
+    if processing_s:
+        processing_s *= threads
     rows: list[dict[str, Any]] = [
         {
             "stage": stage,
@@ -489,6 +495,10 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"quantities compared, {reconcile}).",
         ]
         lines += [f"- {failure}" for failure in checks["failures"]]
+        threads = report["workers"] * report["processes"]
+        if threads > 1:
+            lines += ["", f"Stage seconds are summed over the {threads} workers (shares of "
+                      f"{threads} × the processing time)."]  # fmt: skip
         lines += ["", "| stage | seconds | share | µs/event | batches |", "|---|---|---|---|---|"]
         for row in result["stages"]:
             share = "n/a" if row["share"] is None else f"{row['share']:.1%}"
@@ -595,7 +605,9 @@ def _bench_mode(
             "wall_seconds": flow.wall_seconds,
             "peak_rss_bytes": flow.peak_rss_bytes,
         },
-        "stages": stage_table(stages, processing["seconds"], consumed),
+        "stages": stage_table(
+            stages, processing["seconds"], consumed, threads=args.workers * args.processes
+        ),
         "checks": {
             "passed": checks.passed,
             "compared": checks.compared,

@@ -38,4 +38,5 @@ else
   echo "test: cargo fmt/clippy not installed (rustup components); skipping the Rust lint" >&2
 fi
 cargo test --manifest-path native/Cargo.toml --locked -q
-exec .venv/bin/pytest "$@"
+# The slowest tests are listed: the suite is kept under ~10 minutes.
+exec .venv/bin/pytest --durations=15 "$@"
