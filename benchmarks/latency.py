@@ -20,9 +20,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from confluent_kafka.admin import AdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from dataflows.metrics import latency_quantiles_ms
+from sinks.kafka_topics import ensure_topic
 
 READY_TIMEOUT_S = 120.0
 # After the last event is produced, how long the flow may take to consume the rest.
@@ -82,6 +84,8 @@ def measure_latency(
         *(sys.executable, "-m", "cli.main", "run", "--config", str(config)),
         *("--no-progress", "--metrics-port", str(metrics_port)),
     ]
+    # The flow refuses a topic that does not exist: create it before starting it.
+    ensure_topic(AdminClient({"bootstrap.servers": brokers}), topic, partitions, 1)
     with (workdir / "latency.out").open("wb") as out, (workdir / "latency.err").open("wb") as err:
         popen = subprocess.Popen(
             argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL, cwd=workdir

@@ -71,3 +71,30 @@ def test_bench_smoke_matches_ground_truth(
     md = (out / "report.md").read_text()
     assert md.count("| meterwax ") == 4 and "| parse |" in md
     assert (out / "chart.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.integration
+def test_bench_latency_phase_reports_arrival_to_live_counter(
+    tmp_path: Path, kafka_brokers: str, redis_url: str
+) -> None:
+    # The phase tails a topic of its own, which must exist before the flow starts.
+    out = tmp_path / "report"
+    completed = subprocess.run(
+        [
+            *(sys.executable, "-m", "cli.main", "bench", "--mode", "lean", "--engine", "native"),
+            *("--events", "2000", "--tenants", "20", "--out", str(out)),
+            *("--latency-rate", "2000", "--latency-seconds", "2"),
+            *("--brokers", kafka_brokers, "--redis-url", redis_url),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=BENCH_TIMEOUT_S,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    latency = json.loads((out / "report.json").read_text())["latency"]
+    assert latency["messages"] >= 4000  # events, and the workload's duplicates
+    assert json.loads((out / "latency.json").read_text())["flow"]["engine"] == "native"
+    quantiles = latency["latency_ms"]["live_counter"]
+    assert 0 < quantiles["p50"] <= quantiles["p99"]
