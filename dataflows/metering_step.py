@@ -130,6 +130,9 @@ class _ShardLogic(StatefulBatchLogic[B, Output, bytes | None], Generic[S, B]):
             self._state = pickle.loads(resume)
             context.reconfigure(self._state)
         self._state.resume(time.monotonic())
+        # Read by the metrics endpoint's thread: a copy, since the native state cannot be
+        # borrowed while the flow thread works in it with the GIL released.
+        self._watermark = self._state.watermark
         if context.metrics is not None:
             context.metrics.watch_watermark(self)
         self._next_live_s = 0.0
@@ -137,8 +140,8 @@ class _ShardLogic(StatefulBatchLogic[B, Output, bytes | None], Generic[S, B]):
         self._arrivals: list[int] = []
 
     def watermark_ms(self) -> int | None:
-        """The shard's event-time watermark (None before it has one)."""
-        watermark = self._state.watermark
+        """The shard's event-time watermark after its last step (None before it has one)."""
+        watermark = self._watermark
         return None if watermark == NO_WATERMARK else watermark
 
     def _publish_live(self, out: list[Output], now_ms: int, *, force: bool) -> None:
@@ -193,6 +196,7 @@ class _ShardLogic(StatefulBatchLogic[B, Output, bytes | None], Generic[S, B]):
         return out, self.RETAIN
 
     def _observe(self, timer: StageTimer) -> None:
+        self._watermark = self._state.watermark
         if self._ctx.metrics is not None:
             self._ctx.metrics.observe_stages(timer.seconds)
 
@@ -270,6 +274,7 @@ class MeteringLogic(_ShardLogic[ShardState, ShardBatch]):
             timer.lap("count")
         self._publish_live(out, now_ms, force=False)
         timer.lap("live")
+        self._watermark = self._state.watermark
         if metrics is not None:
             metrics.batch_seconds.observe(time.perf_counter() - started)
             metrics.observe_stages(timer.seconds)
@@ -358,6 +363,7 @@ class NativeMeteringLogic(_ShardLogic[NativeShardState, NativeShardBatch]):
             timer.lap("count")
         self._publish_live(out, now_ms, force=False)
         timer.lap("live")
+        self._watermark = self._state.watermark
         if metrics is not None:
             metrics.batch_seconds.observe(time.perf_counter() - started)
             metrics.observe_stages(timer.seconds)
