@@ -151,6 +151,7 @@ for k = 0, #packed / size - 1 do
   local n = h % p
   if n < s.m - p then n = h % (2 * p) end
   local key = name(s, n)
+  -- Not HSETNX: Redis scans the listpack twice for it too, and ACLs would need it.
   local held = call('HGET', key, field)
   local status = '2'
   if held == token then
