@@ -91,29 +91,35 @@ _CLAIM_SCRIPT = (
     + """
 local ttl, legacy, base, packed = ARGV[2], ARGV[3] == '1', ARGV[4], ARGV[5]
 local every, size = $SPLIT_EVERY, $RECORD_BYTES
-local counts, grown, days, touched, out = {}, {}, {}, {}, {}
+local call, sub, byte, floor = redis.call, string.sub, string.byte, math.floor
+-- Per day seen: its count, m buckets, p (the largest power of two <= m), the
+-- names of its buckets by number (built once: a number in a concatenation is
+-- formatted by sprintf), and whether it grew or counted an event.
+local days, touched, out = {}, {}, {}
 
 local function bits(field)
-  local a, b, c, d = string.byte(field, 1, 4)
+  local a, b, c, d = byte(field, 1, 4)
   return ((a * 256 + b) * 256 + c) * 256 + d
 end
-local function power(m)  -- the largest power of two <= m
-  local p = 1
-  while p * 2 <= m do p = p * 2 end
-  return p
+local function name(s, n)
+  local key = s.names[n]
+  if key == nil then
+    key = s.base .. n
+    s.names[n] = key
+  end
+  return key
 end
 -- Linear hashing: m buckets are 0..m-1; those below m - p are split already.
-local function bucket(h, m)
-  local p = power(m)
-  local n = h % p
-  if n < m - p then n = h % (2 * p) end
-  return n
+local function buckets(s)
+  local m, p = floor(s.count / every) + 1, s.p
+  while p * 2 <= m do p = p * 2 end
+  s.m, s.p = m, p
 end
 -- m -> m + 1 buckets: bucket m - p gives bucket m the fields that now go there.
-local function split(day, m)
-  local p = power(m)
-  local from, to = base .. day .. ':' .. (m - p), base .. day .. ':' .. m
-  local fields = redis.call('HGETALL', from)
+local function split(s)
+  local m, p = s.m, s.p
+  local from, to = name(s, m - p), name(s, m)
+  local fields = call('HGETALL', from)
   local moved, names = {}, {}
   for j = 1, #fields, 2 do
     if bits(fields[j]) % (2 * p) == m then
@@ -123,54 +129,60 @@ local function split(day, m)
     end
   end
   if #names > 0 then
-    redis.call('HSET', to, unpack(moved))
-    redis.call('HDEL', from, unpack(names))
+    call('HSET', to, unpack(moved))
+    call('HDEL', from, unpack(names))
     touched[to] = true
   end
 end
 
 for k = 0, #packed / size - 1 do
   local at = k * size
-  local day = string.sub(packed, at + 1, at + 10)
-  local field = string.sub(packed, at + 11, at + 26)
-  local token = string.sub(packed, at + 27, at + size)
-  local count = counts[day]
-  if count == nil then
-    count = tonumber(redis.call('GET', base .. day) or '0')
-    counts[day] = count
+  local day = sub(packed, at + 1, at + 10)
+  local field = sub(packed, at + 11, at + 26)
+  local token = sub(packed, at + 27, at + size)
+  local s = days[day]
+  if s == nil then
+    s = {count = tonumber(call('GET', base .. day) or '0'), p = 1, names = {},
+         base = base .. day .. ':', grown = false, live = false}
+    buckets(s)
+    days[day] = s
   end
-  local key = base .. day .. ':' .. bucket(bits(field), math.floor(count / every) + 1)
-  local held = redis.call('HGET', key, field)
+  local h, p = bits(field), s.p
+  local n = h % p
+  if n < s.m - p then n = h % (2 * p) end
+  local key = name(s, n)
+  -- Not HSETNX: Redis scans the listpack twice for it too, and ACLs would need it.
+  local held = call('HGET', key, field)
   local status = '2'
   if held == token then
     status = '1'
   elseif not held then
     status = '0'
     if legacy then
-      local old = redis.call('GET', ARGV[6 + 2 * k])
+      local old = call('GET', ARGV[6 + 2 * k])
       if old == ARGV[7 + 2 * k] then status = '1' elseif old then status = '2' end
     end
     if status ~= '2' then
-      redis.call('HSET', key, field, token)
-      count = count + 1
-      counts[day], grown[day] = count, true
-      if count % every == 0 then split(day, count / every) end
+      call('HSET', key, field, token)
+      s.count, s.grown = s.count + 1, true
+      if s.count % every == 0 then split(s) end
+      buckets(s)
     end
   end
   if status ~= '2' then
-    touched[key], days[day] = true, true
+    touched[key], s.live = true, true
   end
   out[k + 1] = status
 end
-for day in pairs(days) do
-  if grown[day] then
-    redis.call('SET', base .. day, counts[day], 'EX', ttl)
-  else
-    redis.call('EXPIRE', base .. day, ttl)
+for day, s in pairs(days) do
+  if s.grown then
+    call('SET', base .. day, s.count, 'EX', ttl)
+  elseif s.live then
+    call('EXPIRE', base .. day, ttl)
   end
 end
 for key in pairs(touched) do
-  redis.call('EXPIRE', key, ttl)
+  call('EXPIRE', key, ttl)
 end
 return table.concat(out)
 """.replace("$SPLIT_EVERY", str(_SPLIT_EVERY)).replace("$RECORD_BYTES", str(RECORD_BYTES))
