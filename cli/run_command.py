@@ -451,7 +451,8 @@ def _run_flow(
     ch = settings.clickhouse
     dsn = ch.dsn.get_secret_value()
     try:
-        client = connect(dsn, ch.database) if primary else None
+        spill = ch.chdb_group_by_spill_bytes
+        client = connect(dsn, ch.database, chdb_group_by_spill_bytes=spill) if primary else None
         if client is not None:
             migrate(client, ch.database)
     except DsnError as exc:
