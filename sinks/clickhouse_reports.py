@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
@@ -98,26 +100,31 @@ def segment_usage(
 
 
 def window_totals(client: Client, database: str) -> list[WindowTotal]:
-    """Every stored window's latest revision, per tenant, meter and window start."""
-    result = client.query(_WINDOW_TOTALS.format(db=quote_database(database)))
-    return [
-        WindowTotal(
-            tenant=str(row[0]),
-            meter=str(row[1]),
-            plan_id=str(row[2]),
-            price_version=str(row[3]),
-            currency=str(row[4]),
-            window_start_ms=int(row[5]),
-            quantity_sum=Decimal(row[6]),
-            quantity_max=Decimal(row[7]),
-            amount=Decimal(row[8]),
-            latest=Decimal(row[9]),
-            latest_ms=int(row[10]),
-            distinct_values=frozenset(str(value) for value in row[11]),
-            distinct_known=int(row[12]) == 0,
-        )
-        for row in result.result_rows
-    ]
+    """Every stored window's latest revision, per tenant, meter and window start.
+
+    Read block by block: all rows at once would hold a tuple per window beside
+    its WindowTotal (~250 MiB more at 400k windows).
+    """
+    with client.query_row_block_stream(_WINDOW_TOTALS.format(db=quote_database(database))) as rows:
+        return [_window_total(row) for block in rows for row in block]
+
+
+def _window_total(row: Sequence[Any]) -> WindowTotal:
+    return WindowTotal(
+        tenant=str(row[0]),
+        meter=str(row[1]),
+        plan_id=str(row[2]),
+        price_version=str(row[3]),
+        currency=str(row[4]),
+        window_start_ms=int(row[5]),
+        quantity_sum=Decimal(row[6]),
+        quantity_max=Decimal(row[7]),
+        amount=Decimal(row[8]),
+        latest=Decimal(row[9]),
+        latest_ms=int(row[10]),
+        distinct_values=frozenset(str(value) for value in row[11]),
+        distinct_known=int(row[12]) == 0,
+    )
 
 
 @dataclass(frozen=True, slots=True)
