@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -99,14 +99,15 @@ def segment_usage(
     ]
 
 
-def window_totals(client: Client, database: str) -> list[WindowTotal]:
+def window_totals(client: Client, database: str) -> Iterator[WindowTotal]:
     """Every stored window's latest revision, per tenant, meter and window start.
 
-    Read block by block: all rows at once would hold a tuple per window beside
-    its WindowTotal (~250 MiB more at 400k windows).
+    Read block by block, for a consumer that folds them as they come: all rows
+    at once take ~1 GiB per million windows.
     """
     with client.query_row_block_stream(_WINDOW_TOTALS.format(db=quote_database(database))) as rows:
-        return [_window_total(row) for block in rows for row in block]
+        for block in rows:
+            yield from map(_window_total, block)
 
 
 def _window_total(row: Sequence[Any]) -> WindowTotal:
