@@ -113,6 +113,11 @@ class ClickHouseSettings(_Section):
     max_attempts: int = Field(30, ge=1)
     # Keep every accepted event in accepted_events (what `meterwax reconcile` reads).
     event_log: bool = True
+    # In-process chDB only: a GROUP BY holding more than this many bytes spills to
+    # disk (max_bytes_before_external_group_by; 0 never spills). The end-of-run
+    # summary aggregates every stored window, which otherwise peaks near 1 GB of
+    # this process's memory at ~400k windows. A server applies its own profile.
+    chdb_group_by_spill_bytes: int = Field(128 * 2**20, ge=0)
 
 
 class FlowSettings(_Section):

@@ -9,7 +9,7 @@ values; the amount is the exact cost of that usage, which the invoice rounds.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from config.meters import Aggregation
@@ -88,8 +88,12 @@ def stored_periods(
     pricing: PricingCatalog,
     aggregations: Mapping[str, Aggregation],
 ) -> list[PeriodUsage]:
-    """Stored windows gathered into the billing periods they belong to, sorted."""
-    periods: dict[tuple[str, str, int | None, str, str, str], list[WindowTotal]] = {}
+    """Stored windows gathered into the billing periods they belong to, sorted.
+
+    Each period's windows are folded as they come, so memory follows the number
+    of periods, not of windows (millions at 100k tenants).
+    """
+    periods: dict[tuple[str, str, int | None, str, str, str], _PeriodFold] = {}
     for window in windows:
         segment = billing_segment(pricing, window.tenant, window.window_start_ms)
         start = None if segment is None else segment.period_start_ms
@@ -101,15 +105,53 @@ def stored_periods(
             window.price_version,
             window.currency,
         )
-        periods.setdefault(key, []).append(window)
-    out = []
-    for key, members in periods.items():
-        amount = ZERO
-        for window in members:
-            amount = exact_sum(amount, window.amount)
-        quantity = period_quantity(aggregations.get(key[1]), members)
-        out.append(PeriodUsage(*key, quantity=quantity, amount=amount))
+        fold = periods.get(key)
+        if fold is None:
+            periods[key] = _PeriodFold(window)
+        else:
+            fold.add(window)
+    out = [
+        PeriodUsage(
+            *key,
+            quantity=period_quantity(aggregations.get(key[1]), [fold.combined()]),
+            amount=fold.amount,
+        )
+        for key, fold in periods.items()
+    ]
     return sorted(out, key=sort_key)
+
+
+class _PeriodFold:
+    """A period's windows as one WindowTotal: what period_quantity reads of all of them."""
+
+    def __init__(self, window: WindowTotal) -> None:
+        self.first = window
+        self.quantity_sum = window.quantity_sum
+        self.quantity_max = window.quantity_max
+        self.amount = window.amount
+        self.latest = (window.latest_ms, window.latest)
+        self.distinct = set(window.distinct_values)
+        self.distinct_known = window.distinct_known
+
+    def add(self, window: WindowTotal) -> None:
+        self.quantity_sum = exact_sum(self.quantity_sum, window.quantity_sum)
+        self.quantity_max = max(self.quantity_max, window.quantity_max)
+        self.amount = exact_sum(self.amount, window.amount)
+        self.latest = max(self.latest, (window.latest_ms, window.latest))
+        self.distinct.update(window.distinct_values)
+        self.distinct_known = self.distinct_known and window.distinct_known
+
+    def combined(self) -> WindowTotal:
+        return replace(
+            self.first,
+            quantity_sum=self.quantity_sum,
+            quantity_max=self.quantity_max,
+            amount=self.amount,
+            latest=self.latest[1],
+            latest_ms=self.latest[0],
+            distinct_values=frozenset(self.distinct),
+            distinct_known=self.distinct_known,
+        )
 
 
 def sort_key(row: PeriodUsage) -> tuple[str, str, int, str, str, str]:

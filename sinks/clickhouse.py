@@ -146,8 +146,11 @@ def check_dsn(dsn: str, database: str) -> None:
         )
 
 
-def connect(dsn: str, database: str) -> Client:
+def connect(dsn: str, database: str, *, chdb_group_by_spill_bytes: int = 0) -> Client:
     """Open a client for ``chdb://PATH`` or ``http(s)://`` DSNs.
+
+    With chDB, the client's GROUP BY queries spill to disk beyond
+    ``chdb_group_by_spill_bytes`` (0: never), bounding this process's memory.
 
     The client has no default database: every statement here names
     ``database`` explicitly, so the client works before ``migrate`` creates it.
@@ -157,7 +160,7 @@ def connect(dsn: str, database: str) -> Client:
     """
     check_dsn(dsn, database)
     if dsn.partition("://")[0].lower() == "chdb":
-        return _chdb_client(dsn[len("chdb://") :])
+        return _chdb_client(dsn[len("chdb://") :], chdb_group_by_spill_bytes)
     return _http_client(dsn, database)
 
 
@@ -166,7 +169,7 @@ def redact_dsn(text: str, dsn: str = "") -> str:
     return redact_url(text, url_secrets(dsn) if dsn else ())
 
 
-def _chdb_client(location: str) -> Client:
+def _chdb_client(location: str, group_by_spill_bytes: int) -> Client:
     """One engine per process: clients on the same path share it, another path fails."""
     if not location or "?" in location:
         raise DsnError(
@@ -177,7 +180,8 @@ def _chdb_client(location: str) -> Client:
     path.mkdir(parents=True, exist_ok=True)
     if path not in _OPENED_HERE:
         _check_not_held(path)
-    client = clickhouse_connect.get_client(interface="chdb", path=str(path))
+    settings = {"max_bytes_before_external_group_by": group_by_spill_bytes}
+    client = clickhouse_connect.get_client(interface="chdb", path=str(path), settings=settings)
     _OPENED_HERE.add(path)
     return client
 

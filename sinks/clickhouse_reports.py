@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
@@ -97,27 +99,33 @@ def segment_usage(
     ]
 
 
-def window_totals(client: Client, database: str) -> list[WindowTotal]:
-    """Every stored window's latest revision, per tenant, meter and window start."""
-    result = client.query(_WINDOW_TOTALS.format(db=quote_database(database)))
-    return [
-        WindowTotal(
-            tenant=str(row[0]),
-            meter=str(row[1]),
-            plan_id=str(row[2]),
-            price_version=str(row[3]),
-            currency=str(row[4]),
-            window_start_ms=int(row[5]),
-            quantity_sum=Decimal(row[6]),
-            quantity_max=Decimal(row[7]),
-            amount=Decimal(row[8]),
-            latest=Decimal(row[9]),
-            latest_ms=int(row[10]),
-            distinct_values=frozenset(str(value) for value in row[11]),
-            distinct_known=int(row[12]) == 0,
-        )
-        for row in result.result_rows
-    ]
+def window_totals(client: Client, database: str) -> Iterator[WindowTotal]:
+    """Every stored window's latest revision, per tenant, meter and window start.
+
+    Read block by block, for a consumer that folds them as they come: all rows
+    at once take ~1 GiB per million windows.
+    """
+    with client.query_row_block_stream(_WINDOW_TOTALS.format(db=quote_database(database))) as rows:
+        for block in rows:
+            yield from map(_window_total, block)
+
+
+def _window_total(row: Sequence[Any]) -> WindowTotal:
+    return WindowTotal(
+        tenant=str(row[0]),
+        meter=str(row[1]),
+        plan_id=str(row[2]),
+        price_version=str(row[3]),
+        currency=str(row[4]),
+        window_start_ms=int(row[5]),
+        quantity_sum=Decimal(row[6]),
+        quantity_max=Decimal(row[7]),
+        amount=Decimal(row[8]),
+        latest=Decimal(row[9]),
+        latest_ms=int(row[10]),
+        distinct_values=frozenset(str(value) for value in row[11]),
+        distinct_known=int(row[12]) == 0,
+    )
 
 
 @dataclass(frozen=True, slots=True)

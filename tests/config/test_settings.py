@@ -53,6 +53,13 @@ def test_settlement_shorter_than_grace_is_refused() -> None:
         load_settings(overrides={"window": {"grace": "2h", "settlement_horizon": "1h"}})
 
 
+def test_chdb_group_by_spill_is_bytes_from_zero() -> None:
+    spill = load_settings(overrides={"clickhouse": {"chdb_group_by_spill_bytes": 0}})
+    assert spill.clickhouse.chdb_group_by_spill_bytes == 0
+    with pytest.raises(ConfigError, match=r"clickhouse\.chdb_group_by_spill_bytes"):
+        load_settings(overrides={"clickhouse": {"chdb_group_by_spill_bytes": -1}})
+
+
 def test_config_file_that_is_not_a_mapping(tmp_path: Path) -> None:
     config = tmp_path / "meterwax.yaml"
     config.write_text("- just\n- a list\n")

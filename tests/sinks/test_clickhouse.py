@@ -487,3 +487,14 @@ def test_relative_chdb_path_joins_the_same_engine(
         assert [t.quantity for t in usage_totals(second, ch_database)] == [Decimal("7")]
     finally:
         second.close()
+
+
+@integration
+def test_chdb_group_by_spills_beyond_the_set_bytes(chdb_dsn: str, ch_database: str) -> None:
+    # Bounds the end-of-run summary's aggregation inside this process.
+    client = connect(chdb_dsn, ch_database, chdb_group_by_spill_bytes=64 * 2**20)
+    try:
+        setting = client.query("SELECT getSetting('max_bytes_before_external_group_by')")
+    finally:
+        client.close()
+    assert int(setting.result_rows[0][0]) == 64 * 2**20
