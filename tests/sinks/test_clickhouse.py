@@ -17,7 +17,9 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError, ProgrammingError
 
+from operators._native import EVENT_LOG_COLUMNS
 from operators.model import GroupValues, RatedColumns, RatedWindow, Reason, Rejection, WindowKind
+from sinks import clickhouse
 from sinks.clickhouse import (
     ClickHouseWriter,
     SinkError,
@@ -498,3 +500,8 @@ def test_chdb_group_by_spills_beyond_the_set_bytes(chdb_dsn: str, ch_database: s
     finally:
         client.close()
     assert int(setting.result_rows[0][0]) == 64 * 2**20
+
+
+def test_the_native_event_log_rows_have_the_python_writers_columns() -> None:
+    # Both engines insert into accepted_events: one column order, or rows land shifted.
+    assert tuple(EVENT_LOG_COLUMNS) == clickhouse._EVENT_COLUMNS
