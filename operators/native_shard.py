@@ -49,6 +49,7 @@ from operators.shard import (
     IncompatibleStateError,
     check_priced,
     check_shards,
+    forget_settled,
     seed_periods,
     too_late_rejection,
     unseeded_periods,
@@ -383,13 +384,9 @@ class NativeShardState:
         period_quantity, period_amount, amounts = columns or ([], [], [])
         self.shard.set_amounts(list(map(str, amounts)))
         config = self.config
-        # A period's last window can change until the slowest input partition has
-        # passed its end plus the settlement horizon.
-        done_before = self.shard.slowest_progress() - config.size_ms - config.settlement_ms
-        ledger.expire(done_before)
-        self.live.expire(done_before)
-        if self.seeded:
-            self.seeded = {key: end for key, end in self.seeded.items() if end > done_before}
+        self.seeded = forget_settled(
+            self.shard.slowest_progress(), config, ledger=ledger, live=self.live, seeded=self.seeded
+        )
         aggregations = {meter: a.value for meter, a in self.aggregations.items()}
         return RatedColumns(
             tenant=tenants,
@@ -470,6 +467,7 @@ def revision_usages(revisions: Revisions, meters: MeterCatalog, size_ms: int) ->
     cols, strings = revisions, revisions.strings
     aggregations = {m.slug: m.aggregation for m in meters.meters}
     latest_ms = _ints(cols.latest_ms, "q")
+    distinct = _ranges(strings, cols.distinct_end, cols.distinct)
     out: list[WindowUsage] = []
     for row, (
         tenant,
@@ -504,7 +502,7 @@ def revision_usages(revisions: Revisions, meters: MeterCatalog, size_ms: int) ->
         elif isinstance(acc, MaxAccumulator):
             acc.best = quantity
         elif isinstance(acc, UniqueCountAccumulator):
-            acc.values = set(_ranges(strings, cols.distinct_end, cols.distinct)[row])
+            acc.values = set(distinct[row])
         elif isinstance(acc, LatestAccumulator):
             acc.time_ms, acc.latest = latest_ms[row], quantity
         out.append(

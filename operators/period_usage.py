@@ -9,7 +9,7 @@ values; the amount is the exact cost of that usage, which the invoice rounds.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 
 from config.meters import Aggregation
@@ -68,19 +68,10 @@ def period_quantity(
     LATEST the value at the latest event time, its UNIQUE_COUNT the size of the
     union of the windows' distinct values (None where a window's are unknown).
     """
-    members = list(windows)
-    if aggregation in ADDITIVE:
-        total = ZERO
-        for window in members:
-            total = exact_sum(total, window.quantity_sum)
-        return total
-    if aggregation is Aggregation.MAX:
-        return max((window.quantity_max for window in members), default=ZERO)
-    if aggregation is Aggregation.LATEST:
-        return max(((window.latest_ms, window.latest) for window in members), default=(0, ZERO))[1]
-    if aggregation is Aggregation.UNIQUE_COUNT and all(w.distinct_known for w in members):
-        return Decimal(len(frozenset().union(*(w.distinct_values for w in members))))
-    return None
+    fold = _PeriodFold()
+    for window in windows:
+        fold.add(window)
+    return fold.quantity(aggregation)
 
 
 def stored_periods(
@@ -107,31 +98,25 @@ def stored_periods(
         )
         fold = periods.get(key)
         if fold is None:
-            periods[key] = _PeriodFold(window)
-        else:
-            fold.add(window)
+            fold = periods[key] = _PeriodFold()
+        fold.add(window)
     out = [
-        PeriodUsage(
-            *key,
-            quantity=period_quantity(aggregations.get(key[1]), [fold.combined()]),
-            amount=fold.amount,
-        )
+        PeriodUsage(*key, quantity=fold.quantity(aggregations.get(key[1])), amount=fold.amount)
         for key, fold in periods.items()
     ]
     return sorted(out, key=sort_key)
 
 
 class _PeriodFold:
-    """A period's windows as one WindowTotal: what period_quantity reads of all of them."""
+    """Windows folded by every aggregation's rule; ``quantity`` reads the meter's."""
 
-    def __init__(self, window: WindowTotal) -> None:
-        self.first = window
-        self.quantity_sum = window.quantity_sum
-        self.quantity_max = window.quantity_max
-        self.amount = window.amount
-        self.latest = (window.latest_ms, window.latest)
-        self.distinct = set(window.distinct_values)
-        self.distinct_known = window.distinct_known
+    def __init__(self) -> None:
+        self.quantity_sum = ZERO
+        self.quantity_max = ZERO
+        self.amount = ZERO
+        self.latest = (0, ZERO)
+        self.distinct: set[str] = set()
+        self.distinct_known = True
 
     def add(self, window: WindowTotal) -> None:
         self.quantity_sum = exact_sum(self.quantity_sum, window.quantity_sum)
@@ -141,17 +126,16 @@ class _PeriodFold:
         self.distinct.update(window.distinct_values)
         self.distinct_known = self.distinct_known and window.distinct_known
 
-    def combined(self) -> WindowTotal:
-        return replace(
-            self.first,
-            quantity_sum=self.quantity_sum,
-            quantity_max=self.quantity_max,
-            amount=self.amount,
-            latest=self.latest[1],
-            latest_ms=self.latest[0],
-            distinct_values=frozenset(self.distinct),
-            distinct_known=self.distinct_known,
-        )
+    def quantity(self, aggregation: Aggregation | None) -> Decimal | None:
+        if aggregation in ADDITIVE:
+            return self.quantity_sum
+        if aggregation is Aggregation.MAX:
+            return self.quantity_max
+        if aggregation is Aggregation.LATEST:
+            return self.latest[1]
+        if aggregation is Aggregation.UNIQUE_COUNT and self.distinct_known:
+            return Decimal(len(self.distinct))
+        return None
 
 
 def sort_key(row: PeriodUsage) -> tuple[str, str, int, str, str, str]:

@@ -263,14 +263,13 @@ class ShardState:
     ) -> list[RatedWindow]:
         """Price window revisions against their billing periods, then forget settled periods."""
         rated = [self.ledger.rate(usage, pricing, now_ms) for usage in usages]
-        config = self.windows.config
-        # A period's last window can change until the slowest input partition has
-        # passed its end plus the settlement horizon.
-        done_before = self.windows.slowest_progress() - config.size_ms - config.settlement_ms
-        self.ledger.expire(done_before)
-        self.live.expire(done_before)
-        if self.seeded:
-            self.seeded = {key: end for key, end in self.seeded.items() if end > done_before}
+        self.seeded = forget_settled(
+            self.windows.slowest_progress(),
+            self.windows.config,
+            ledger=self.ledger,
+            live=self.live,
+            seeded=self.seeded,
+        )
         return rated
 
 
@@ -293,6 +292,27 @@ def unseeded_periods(
         if key not in seeded and key not in found:
             found[key] = PeriodRef(*key, segment.period_end_ms)
     return list(found.values())
+
+
+def forget_settled(
+    slowest_progress_ms: int,
+    config: WindowConfig,
+    *,
+    ledger: PeriodLedger,
+    live: LiveUsage,
+    seeded: dict[CounterKey, int],
+) -> dict[CounterKey, int]:
+    """Forget the periods no window can change any more; the seeded ones still open.
+
+    A period's last window can change until the slowest input partition has
+    passed its end plus the settlement horizon.
+    """
+    done_before = slowest_progress_ms - config.size_ms - config.settlement_ms
+    ledger.expire(done_before)
+    live.expire(done_before)
+    if not seeded:
+        return seeded
+    return {key: end for key, end in seeded.items() if end > done_before}
 
 
 def seed_periods(

@@ -13,22 +13,27 @@ BENCH_TIMEOUT_S = 180.0
 STAGES = ("parse", "screen", "claim", "fold", "finish", "rate")
 
 
+def bench(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``meterwax bench ARGS`` in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "cli.main", "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=BENCH_TIMEOUT_S,
+        cwd=cwd,
+        check=False,
+    )
+
+
 @pytest.mark.integration
 def test_bench_smoke_matches_ground_truth(
     tmp_path: Path, kafka_brokers: str, redis_url: str
 ) -> None:
     out = tmp_path / "report"
-    completed = subprocess.run(
-        [
-            *(sys.executable, "-m", "cli.main", "bench", "--mode", "both", "--engine", "both"),
-            *("--events", "8000", "--tenants", "50", "--out", str(out)),
-            *("--brokers", kafka_brokers, "--redis-url", redis_url),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=BENCH_TIMEOUT_S,
-        cwd=tmp_path,
-        check=False,
+    completed = bench(
+        tmp_path,
+        *("--mode", "both", "--engine", "both", "--events", "8000", "--tenants", "50"),
+        *("--out", str(out), "--brokers", kafka_brokers, "--redis-url", redis_url),
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "ground truth PASSED" in completed.stdout
@@ -79,18 +84,11 @@ def test_bench_latency_phase_reports_arrival_to_live_counter(
 ) -> None:
     # The phase tails a topic of its own, which must exist before the flow starts.
     out = tmp_path / "report"
-    completed = subprocess.run(
-        [
-            *(sys.executable, "-m", "cli.main", "bench", "--mode", "lean", "--engine", "native"),
-            *("--events", "2000", "--tenants", "20", "--out", str(out)),
-            *("--latency-rate", "2000", "--latency-seconds", "2"),
-            *("--brokers", kafka_brokers, "--redis-url", redis_url),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=BENCH_TIMEOUT_S,
-        cwd=tmp_path,
-        check=False,
+    completed = bench(
+        tmp_path,
+        *("--mode", "lean", "--engine", "native", "--events", "2000", "--tenants", "20"),
+        *("--latency-rate", "2000", "--latency-seconds", "2"),
+        *("--out", str(out), "--brokers", kafka_brokers, "--redis-url", redis_url),
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     latency = json.loads((out / "report.json").read_text())["latency"]

@@ -333,6 +333,19 @@ QUOTA_RUN = [
 ]
 
 
+# Snapshot, crash back to it, then rerun as a new incarnation: replays and duplicates.
+QUOTA_SCHEDULE: list[Any] = [
+    ("batch", 0, 3),
+    ("snapshot",),
+    ("batch", 0, 2),
+    ("batch", 2, 1),
+    ("crash",),
+    ("batch", 0, 5),
+    ("rerun",),
+    ("batch", 0, 3),
+]
+
+
 @settings(
     max_examples=25,
     deadline=None,
@@ -342,19 +355,7 @@ QUOTA_RUN = [
     drawn=st.lists(PARTITION, min_size=PARTITIONS, max_size=PARTITIONS),
     schedule=st.lists(STEP, max_size=30),
 )
-@example(
-    drawn=QUOTA_RUN,
-    schedule=[
-        ("batch", 0, 3),
-        ("snapshot",),
-        ("batch", 0, 2),
-        ("batch", 2, 1),
-        ("crash",),
-        ("batch", 0, 5),
-        ("rerun",),
-        ("batch", 0, 3),
-    ],
-)
+@example(drawn=QUOTA_RUN, schedule=QUOTA_SCHEDULE)
 def test_native_full_mode_claims_logs_and_counts_as_the_python_engine(
     drawn: list[tuple[int, list[Spec]]],
     schedule: list[Any],
@@ -369,17 +370,7 @@ def test_native_full_mode_claims_logs_and_counts_as_the_python_engine(
 def test_the_scenario_reaches_replays_duplicates_and_quotas(
     redis_url: str, ch_client: Client, ch_database: str, native_database: str
 ) -> None:
-    schedule = [
-        ("batch", 0, 3),
-        ("snapshot",),
-        ("batch", 0, 2),
-        ("batch", 2, 1),
-        ("crash",),
-        ("batch", 0, 5),
-        ("rerun",),
-        ("batch", 0, 3),
-    ]
-    rig = play(QUOTA_RUN, schedule, redis_url, ch_client, (ch_database, native_database))
+    rig = play(QUOTA_RUN, QUOTA_SCHEDULE, redis_url, ch_client, (ch_database, native_database))
     assert rig.verdicts["replays"] > 0
     assert rig.verdicts["redis_duplicates"] > 0
     assert rig.verdicts["quota_events"] > 0
