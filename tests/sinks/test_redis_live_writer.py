@@ -68,7 +68,7 @@ def test_counters_round_trip_exactly_with_index_expiry_and_hard_limit(
     prefix = f"t{uuid.uuid4().hex[:8]}"
     writer = LiveUsageWriter(client, prefix, clock=clock)
     # Tenant names with the separators of the key layout and of the script's lines.
-    tenants = ["acme", "we:ird|ten ant", "tab\tand\nnewline"]
+    tenants = ["acme", "we:ird|ten ant", "tab\tand\nnewline", "zürich:ü"]
     counters = [
         _counter(tenant, meter, quantity, limited=meter == "tokens", clock=clock)
         for tenant in tenants
@@ -160,6 +160,26 @@ def test_publishing_again_overwrites_with_absolute_values(client: redis.Redis) -
     writer.publish([_counter("acme", "calls", "9")], 3)
     usage = read_live_usage(client, prefix, "acme", first.period_start_ms)["calls"]
     assert (usage.quantity, usage.updated_ms) == (Decimal(9), 3)
+
+
+def test_a_counter_whose_keys_were_lost_is_written_whole_again(client: redis.Redis) -> None:
+    # Later publishes write only what changes: a hash that expired or was lost with
+    # Redis's data must come back with its fixed fields, expiry and index entry.
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    writer = LiveUsageWriter(client, prefix)
+    counter = _counter("ten:ant", "calls", "5", limited=True)
+    hash_key = live_usage_key(prefix, counter.tenant, counter.meter, counter.period_start_ms)
+    index = live_index_key(prefix, counter.tenant)
+    flag = hard_limit_key(prefix, counter.tenant, counter.meter)
+    writer.publish([counter], 1)
+    fixed = client.hgetall(hash_key)
+    client.delete(hash_key, index, flag)
+    writer.publish([_counter("ten:ant", "calls", "6", limited=True)], 2)
+    again = client.hgetall(hash_key)
+    assert again == {**fixed, b"quantity": b"6", b"updated_ms": b"2", b"amount": b"0.000006"}
+    assert client.smembers(index) == {f"calls:{counter.period_start_ms}".encode()}
+    assert client.pttl(hash_key) > 0 and client.pttl(index) > 0
+    assert client.get(flag) == str(counter.period_end_ms).encode()
 
 
 def test_many_counters_go_in_chunks(client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
