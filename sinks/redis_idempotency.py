@@ -20,10 +20,20 @@ one bucket splits in two, so buckets hold ~40 fields on average and stay in
 Redis's compact listpack encoding (default ``hash-max-listpack-entries`` 128):
 ~30 bytes per claim instead of ~250 for a key per event.
 
-Expiry: every NEW or REPLAY claim sets its bucket's and its day count's TTL to
-``ttl_s``, so a claim is remembered at least ``ttl_s`` after its last claim,
-and at most ``ttl_s`` after the day's last claim (in-order traffic: about a day
-more). Deleting a day count while its buckets live breaks lookups of that day:
+Expiry: a claim is remembered at least ``ttl_s`` after its last NEW or REPLAY
+claim, and at most ``ttl_s`` plus a slack (``refresh_slack_s``: a 24th of the
+TTL, at most an hour) after the day's last claim (in-order traffic: about a
+day more). Setting a bucket's TTL on every claim would cost a command per
+claim; instead every claimed day is swept, bucket by bucket over a few calls,
+setting each bucket's TTL to ``ttl_s`` plus the slack, and a sweep starts
+again before the slack has passed. A claim sets its bucket's TTL itself only
+when its bucket is not covered by the current sweep (not swept yet, the sweep
+too old, a bucket split off since). The sweep's start (Redis's own clock, on
+which TTLs count) and progress are kept in
+
+    {prefix}:idem-sweep:{YYYY-MM-DD}  "{started_s} {next bucket}"
+
+Deleting a day count while its buckets live breaks lookups of that day:
 delete a day's keys together.
 
 The layout before (one string key per event,
@@ -78,23 +88,40 @@ DEFAULT_CHUNK_SIZE = 5_000
 # A day's claims per bucket, on average, before one more bucket splits off:
 # unsplit buckets hold up to twice as many, well under listpack's 128 entries.
 _SPLIT_EVERY = 40
+# Buckets a call sweeps per day it claims in (see Expiry above).
+_SWEEP_STEP = 500
+# The sweep's slack: a 24th of the TTL, at most an hour.
+_MAX_SLACK_S = 3_600
+
+
+def refresh_slack_s(ttl_s: int) -> int:
+    """How much longer than ``ttl_s`` a bucket may live (0: TTL set on every claim)."""
+    return min(_MAX_SLACK_S, ttl_s // 24)
+
 
 # KEYS[1] is the lease and ARGV[1] the fence (see sinks.redis_lease), ARGV[2]
 # the TTL, ARGV[3] '1' to look up the old layout too, ARGV[4] the key base
 # ('{prefix}:idem-day:'), ARGV[5] the claims packed (operators.idempotency
-# .pack_claims: date, key hash, token tag); with the old layout, then per
-# claim its old key and token. The reply is one digit per claim (a
-# ClaimStatus value): one bulk string is far cheaper to send and parse than an
-# array of thousands of integers. 'L': the lease is lost, nothing was claimed.
+# .pack_claims: date, key hash, token tag), ARGV[6] the sweep's slack in
+# seconds; with the old layout, then per claim its old key and token. The
+# reply is one digit per claim (a ClaimStatus value): one bulk string is far
+# cheaper to send and parse than an array of thousands of integers. 'L': the
+# lease is lost, nothing was claimed.
 _CLAIM_SCRIPT = (
     fence_check("'L'")
     + """
 local ttl, legacy, base, packed = ARGV[2], ARGV[3] == '1', ARGV[4], ARGV[5]
-local every, size = $SPLIT_EVERY, $RECORD_BYTES
+local slack = tonumber(ARGV[6])
+local keep = tonumber(ttl) + slack
+local every, size, sweep_step = $SPLIT_EVERY, $RECORD_BYTES, $SWEEP_STEP
 local call, sub, byte, floor = redis.call, string.sub, string.byte, math.floor
+local now = tonumber(call('TIME')[1])
+-- '{prefix}:idem-sweep:' from '{prefix}:idem-day:'
+local sweeps = sub(base, 1, #base - #'idem-day:') .. 'idem-sweep:'
 -- Per day seen: its count, m buckets, p (the largest power of two <= m), the
 -- names of its buckets by number (built once: a number in a concatenation is
--- formatted by sprintf), and whether it grew or counted an event.
+-- formatted by sprintf), whether it grew or counted an event, and its sweep:
+-- buckets below s.swept have a TTL of at least keep from s.since on.
 local days, touched, out = {}, {}, {}
 
 local function bits(field)
@@ -122,17 +149,23 @@ local function split(s)
   local fields = call('HGETALL', from)
   local moved, names = {}, {}
   for j = 1, #fields, 2 do
-    if bits(fields[j]) % (2 * p) == m then
+    -- '' is a placeholder (below), not a claim: it stays.
+    if #fields[j] == 16 and bits(fields[j]) % (2 * p) == m then
       moved[#moved + 1] = fields[j]
       moved[#moved + 1] = fields[j + 1]
       names[#names + 1] = fields[j]
     end
   end
-  if #names > 0 then
-    call('HSET', to, unpack(moved))
-    call('HDEL', from, unpack(names))
-    touched[to] = true
+  -- Neither bucket may be left without a key: HSETNX would create it later
+  -- without a TTL, where a sweep may already count it as swept.
+  if #names == 0 then
+    moved = {'', ''}
+  elseif #names * 2 == #fields then
+    call('HSET', from, '', '')
   end
+  call('HSET', to, unpack(moved))
+  if #names > 0 then call('HDEL', from, unpack(names)) end
+  touched[to], touched[from] = true, true
 end
 
 for k = 0, #packed / size - 1 do
@@ -143,7 +176,13 @@ for k = 0, #packed / size - 1 do
   local s = days[day]
   if s == nil then
     s = {count = tonumber(call('GET', base .. day) or '0'), p = 1, names = {},
-         base = base .. day .. ':', grown = false, live = false}
+         base = base .. day .. ':', grown = false, live = false, since = -1, swept = 0}
+    local sweep = call('GET', sweeps .. day)
+    if sweep then
+      local since, swept = string.match(sweep, '^(%d+) (%d+)$')
+      s.since, s.swept = tonumber(since) or -1, tonumber(swept) or 0
+    end
+    s.covered = now >= s.since and now - s.since < slack
     buckets(s)
     days[day] = s
   end
@@ -151,41 +190,68 @@ for k = 0, #packed / size - 1 do
   local n = h % p
   if n < s.m - p then n = h % (2 * p) end
   local key = name(s, n)
-  -- Not HSETNX: Redis scans the listpack twice for it too, and ACLs would need it.
-  local held = call('HGET', key, field)
-  local status = '2'
-  if held == token then
+  -- HSETNX first: one command for the common case, a new claim.
+  local status, inserted = '2', false
+  if legacy then
+    local held = call('HGET', key, field)
+    if held == token then
+      status = '1'
+    elseif not held then
+      local old = call('GET', ARGV[7 + 2 * k])
+      if old == ARGV[8 + 2 * k] then status = '1' elseif not old then status = '0' end
+      if status ~= '2' then
+        call('HSET', key, field, token)
+        inserted = true
+      end
+    end
+  elseif call('HSETNX', key, field, token) == 1 then
+    status, inserted = '0', true
+  elseif call('HGET', key, field) == token then
     status = '1'
-  elseif not held then
-    status = '0'
-    if legacy then
-      local old = call('GET', ARGV[6 + 2 * k])
-      if old == ARGV[7 + 2 * k] then status = '1' elseif old then status = '2' end
-    end
-    if status ~= '2' then
-      call('HSET', key, field, token)
-      s.count, s.grown = s.count + 1, true
-      if s.count % every == 0 then split(s) end
-      buckets(s)
-    end
+  end
+  if inserted then
+    s.count, s.grown = s.count + 1, true
+    if s.count % every == 0 then split(s) end
+    buckets(s)
   end
   if status ~= '2' then
-    touched[key], s.live = true, true
+    s.live = true
+    if not (s.covered and n < s.swept) then touched[key] = true end
   end
   out[k + 1] = status
 end
 for day, s in pairs(days) do
-  if s.grown then
-    call('SET', base .. day, s.count, 'EX', ttl)
-  elseif s.live then
-    call('EXPIRE', base .. day, ttl)
+  if s.live then
+    -- A sweep that is over and half the slack old, or no longer covering, starts again.
+    local restart = not s.covered or (s.swept >= s.m and now - s.since >= slack / 2)
+    if restart then
+      s.since, s.swept = now, 0
+    end
+    if s.grown then
+      call('SET', base .. day, s.count, 'EX', keep)
+    elseif restart then
+      call('EXPIRE', base .. day, keep)
+    end
+    if slack > 0 and s.swept < s.m then
+      local last = math.min(s.m, s.swept + sweep_step) - 1
+      for n = s.swept, last do
+        local key = name(s, n)
+        if not touched[key] then call('EXPIRE', key, keep) end
+      end
+      s.swept = last + 1
+    end
+    if slack > 0 then
+      call('SET', sweeps .. day, s.since .. ' ' .. s.swept, 'EX', keep)
+    end
   end
 end
 for key in pairs(touched) do
-  call('EXPIRE', key, ttl)
+  call('EXPIRE', key, keep)
 end
 return table.concat(out)
-""".replace("$SPLIT_EVERY", str(_SPLIT_EVERY)).replace("$RECORD_BYTES", str(RECORD_BYTES))
+""".replace("$SPLIT_EVERY", str(_SPLIT_EVERY))
+    .replace("$RECORD_BYTES", str(RECORD_BYTES))
+    .replace("$SWEEP_STEP", str(_SWEEP_STEP))
 )
 
 _STATUS_BY_DIGIT = {str(int(status)): status for status in ClaimStatus}
@@ -280,6 +346,7 @@ class RedisIdempotencyStore:
         self._client = client
         self._script = client.register_script(_CLAIM_SCRIPT)
         self._ttl = str(ttl_s).encode()
+        self._slack = str(refresh_slack_s(ttl_s)).encode()
         self._prefix = key_prefix
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
@@ -385,7 +452,14 @@ class RedisIdempotencyStore:
 
     def _claim_chunk(self, records: bytes, claims: Sequence[Claim], legacy: bool) -> bytes:
         count = len(records) // RECORD_BYTES
-        args = [_encode(self.fence.token), self._ttl, b"1" if legacy else b"0", self._base, records]
+        args = [
+            _encode(self.fence.token),
+            self._ttl,
+            b"1" if legacy else b"0",
+            self._base,
+            records,
+            self._slack,
+        ]
         if legacy:
             prefix = self._prefix
             for c in claims:
@@ -463,7 +537,7 @@ class RedisIdempotencyStore:
         elif isinstance(exc, (AuthorizationError, NoPermissionError)):
             hint = (
                 "let the Redis user run PING, SCAN, EXISTS, PTTL, SCRIPT LOAD, EVALSHA, "
-                "GET, SET, EXPIRE, HGET, HSET, HDEL and HGETALL"
+                "TIME, GET, SET, EXPIRE, HGET, HSET, HSETNX, HDEL and HGETALL"
             )
         elif isinstance(exc, OutOfMemoryError):
             hint = "raise maxmemory or lower the idempotency TTL (~30 bytes per event for ttl_s)"

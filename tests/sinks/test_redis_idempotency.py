@@ -37,6 +37,7 @@ from sinks.redis_idempotency import (
     day_key,
     legacy_key,
     redact_url,
+    refresh_slack_s,
 )
 
 integration = pytest.mark.integration
@@ -78,6 +79,11 @@ def claim(
 ) -> Claim:
     """A claim with defaults for the parts a test does not care about."""
     return Claim(tenant, source, id, token, time_ms)
+
+
+def sweep_key(prefix: str, day: int) -> str:
+    """Where the day's sweep is recorded (see sinks.redis_idempotency, Expiry)."""
+    return day_key(prefix, day).replace(":idem-day:", ":idem-sweep:")
 
 
 def buckets(client: redis.Redis, prefix: str, day: int) -> dict[bytes, dict[bytes, bytes]]:
@@ -176,18 +182,77 @@ def test_tenants_are_isolated(store: RedisIdempotencyStore) -> None:
 def test_ttl_is_set_and_refreshed_by_replays_only(
     store: RedisIdempotencyStore, client: redis.Redis, prefix: str
 ) -> None:
+    keep = TTL_S + refresh_slack_s(TTL_S)
     store.claim([claim(token="t1")])
     (bucket,) = buckets(client, prefix, DAY0)
-    keys = [bucket, day_key(prefix, DAY0)]
-    assert all(TTL_S - 5 <= client.ttl(key) <= TTL_S for key in keys)
+    keys = [bucket, day_key(prefix, DAY0), sweep_key(prefix, DAY0)]
+    assert all(keep - 5 <= client.ttl(key) <= keep for key in keys)
 
+    # The day's sweep started with the claim: it covers the bucket, so a replay
+    # within the slack leaves its TTL alone (one command saved per claim).
     for key in keys:
         client.expire(key, 100)
+    assert store.claim([claim(token="t1")]) == [REPLAY]
+    assert client.ttl(bucket) <= 100
+
+    # Once the sweep is older than the slack, a duplicate still changes nothing...
+    since = int(client.time()[0]) - refresh_slack_s(TTL_S)
+    client.set(sweep_key(prefix, DAY0), f"{since} 1", ex=100)
     assert store.claim([claim(token="t2")]) == [DUPLICATE]
     assert all(client.ttl(key) <= 100 for key in keys)
 
+    # ...and a replay sets the TTLs again and starts a new sweep.
     assert store.claim([claim(token="t1")]) == [REPLAY]
-    assert all(TTL_S - 5 <= client.ttl(key) <= TTL_S for key in keys)
+    assert all(keep - 5 <= client.ttl(key) <= keep for key in keys)
+    started, swept = client.get(sweep_key(prefix, DAY0)).split()
+    assert int(started) > since and swept == b"1"
+
+
+@integration
+def test_every_bucket_gets_a_ttl_from_its_claims_or_the_sweep(
+    client: redis.Redis, prefix: str
+) -> None:
+    keep = TTL_S + refresh_slack_s(TTL_S)
+    store = RedisIdempotencyStore(client, ttl_s=TTL_S, key_prefix=prefix)
+    n = 30_000  # 750 buckets: more than one call sweeps
+    ids = [str(i) for i in range(n)]
+    for start in range(0, n, 5_000):
+        store.claim([claim(id=i) for i in ids[start : start + 5_000]])
+    day = buckets(client, prefix, DAY0)
+    assert len(day) == n // 40 + 1
+    assert all(keep - 10 <= client.ttl(key) <= keep for key in day)
+
+    # A stale sweep: the next calls sweep every bucket again, whichever they claim in.
+    for key in day:
+        client.expire(key, 100)
+    since = int(client.time()[0]) - refresh_slack_s(TTL_S)
+    client.set(sweep_key(prefix, DAY0), f"{since} {len(day)}", ex=100)
+    for i in range(2):
+        assert store.claim([claim(id=f"more-{i}")]) == [NEW]
+    assert all(keep - 10 <= client.ttl(key) <= keep for key in day)
+
+
+@integration
+def test_a_split_that_moves_no_claim_or_every_claim_leaves_no_key_without_a_ttl(
+    store: RedisIdempotencyStore, client: redis.Redis, prefix: str
+) -> None:
+    # Bucket 0 splits at its 40th claim: those whose hash is odd move to bucket 1.
+    def parity(id: str) -> int:
+        return int.from_bytes(key_hash("acme", "api", id)[:4], "big") % 2
+
+    for moving in (0, 1):
+        day_prefix = f"{prefix}-{moving}"
+        ids = [i for i in map(str, range(400)) if parity(i) == moving][:40]
+        store = RedisIdempotencyStore(client, ttl_s=TTL_S, key_prefix=day_prefix)
+        assert store.claim([claim(id=i) for i in ids]) == [NEW] * 40
+        day = buckets(client, day_prefix, DAY0)
+        assert len(day) == 2
+        assert all(client.ttl(key) > 0 for key in day)
+        # The bucket left empty holds a placeholder; later claims there are kept as usual.
+        later = [i for i in map(str, range(400, 800)) if parity(i) != moving][:3]
+        assert store.claim([claim(id=i) for i in later]) == [NEW] * 3
+        assert store.claim([claim(id=i, token="t2") for i in ids + later]) == [DUPLICATE] * 43
+        assert all(client.ttl(key) > 0 for key in client.scan_iter(match=f"{day_prefix}:*"))
 
 
 @integration
@@ -208,8 +273,11 @@ def test_keys_and_values_are_stored_as_documented(
 
     every = set(client.scan_iter(match=f"{prefix}:*"))
     day = day_key(prefix, DAY0).encode()
-    assert every == {day, day + b":0"}
+    sweep = sweep_key(prefix, DAY0).encode()
+    assert every == {day, day + b":0", sweep}
     assert client.get(day) == b"2"
+    started, swept = client.get(sweep).split()
+    assert abs(int(started) - int(client.time()[0])) <= 5 and swept == b"1"
     assert client.hgetall(day + b":0") == {
         key_hash("acme", "api-gw/eu", "9f1c"): token_tag("inst|orders|3|42"),
         key_hash("globex", "api", "e1"): token_tag("t1"),
