@@ -310,57 +310,53 @@ class MeteringLogic(_ShardLogic[ShardState, ShardBatch]):
         return kept, len(events) - len(kept), late
 
 
+class _Admitted(NamedTuple):
+    """A native batch whose events are in their windows, its windows closed: what is left
+    to do for it (live usage, event log, rating, counts) does not touch what the next
+    batch's screen reads."""
+
+    batch: NativeShardBatch
+    screened: NativeScreened
+    fresh: array[int]
+    late: int
+    revisions: Revisions
+
+
 class NativeMeteringLogic(_ShardLogic[NativeShardState, NativeShardBatch]):
     """Adapts NativeShardState (flow.engine: native) to Bytewax's batch stateful operator.
 
-    MeteringLogic's steps, on rows of columns: screen -> claim -> seed -> admit
-    (+ live usage) -> event log -> finish -> rate.
+    MeteringLogic's steps, on rows of columns: screen -> claim -> admit -> finish,
+    then seed, live usage, event log and rating. While Redis runs a batch's
+    claims, the batch before it is concluded: its seeding, live usage, event
+    log rows and rating only touch what the next screen does not read, and
+    each batch is still screened after the one before it was admitted and its
+    windows closed, and rated before the next one's windows close. So the
+    outputs are those of one batch after the other.
     """
 
     def on_batch(self, values: list[NativeShardBatch]) -> tuple[Iterable[Output], bool]:
-        state, stats, metrics = self._state, self._ctx.stats, self._ctx.metrics
-        pricing = self._ctx.pricing
+        state, metrics = self._state, self._ctx.metrics
         started = time.perf_counter()
         timer = StageTimer()
         now_ms = self._ctx.clock.now_ms()
         out: list[Output] = []
+        admitted: _Admitted | None = None
         for batch in values:
             screened = state.screen(batch, now_ms)
             timer.lap("screen")
-            fresh, late = self._claim(batch, screened)
+            claimed = self._start_claim(batch, screened)
             timer.lap("claim")
-            durable_duplicates = len(screened.fresh) - len(fresh)
-            # The usage per tenant, meter and window: what live usage and seeding need.
-            wanted = self._ctx.live_usage or self._ctx.seeds is not None
-            live = state.live_partials(batch, fresh) if wanted and fresh else []
-            if live and self._ctx.seeds is not None:
-                periods = state.unseeded(live, pricing)
-                if periods:
-                    read = self._ctx.seeds(state.ledger.incarnation, periods)
-                    state.seed(periods, read, pricing)
-            state.admit(batch, fresh, live, pricing if self._ctx.live_usage else None)
-            out.extend(screened.too_late)
+            if admitted is not None:
+                self._conclude(admitted, out, now_ms, timer)
+            fresh, late = claimed()
+            timer.lap("claim")
+            state.admit(batch, fresh)
             timer.lap("fold")
-            arrivals = batch.arrivals(list(sample(fresh, SAMPLES))) if fresh else []
-            if fresh and self._ctx.event_log:
-                rows, size = state.event_log(batch, fresh, now_ms)
-                out.append(AdmittedRows(rows, size, now_ms, tuple(arrivals)))
-                timer.lap("event_log")
-            usages = state.finish(batch.partition, batch.max_time_ms, time.monotonic())
+            revisions = state.finish(batch.partition, batch.max_time_ms, time.monotonic())
             timer.lap("finish")
-            self._rate_into(out, usages, now_ms)
-            timer.lap("rate")
-            stats.add(
-                accepted=len(fresh),
-                duplicates=screened.duplicates + durable_duplicates,
-                redis_duplicates=durable_duplicates,
-                late=late,
-            )
-            if screened.too_late:
-                stats.reject(Counter(r.reason.value for r in screened.too_late))
-            if self._ctx.live_usage and len(self._arrivals) < MAX_ARRIVAL_SAMPLES:
-                self._arrivals.extend(arrivals)
-            timer.lap("count")
+            admitted = _Admitted(batch, screened, fresh, late, revisions)
+        if admitted is not None:
+            self._conclude(admitted, out, now_ms, timer)
         self._publish_live(out, now_ms, force=False)
         timer.lap("live")
         self._watermark = self._state.watermark
@@ -369,22 +365,69 @@ class NativeMeteringLogic(_ShardLogic[NativeShardState, NativeShardBatch]):
             metrics.observe_stages(timer.seconds)
         return out, self.RETAIN
 
-    def _claim(self, batch: NativeShardBatch, screened: NativeScreened) -> tuple[array[int], int]:
-        """Ask the durable store; keep NEW and REPLAY rows. Returns them and how many are late."""
+    def _conclude(
+        self, admitted: _Admitted, out: list[Output], now_ms: int, timer: StageTimer
+    ) -> None:
+        """Seed, live usage, event log, rating and counts of an admitted batch."""
+        state, stats, pricing = self._state, self._ctx.stats, self._ctx.pricing
+        batch, screened, fresh = admitted.batch, admitted.screened, admitted.fresh
+        durable_duplicates = len(screened.fresh) - len(fresh)
+        # The usage per tenant, meter and window: what live usage and seeding need.
+        wanted = self._ctx.live_usage or self._ctx.seeds is not None
+        live = state.live_partials(batch, fresh) if wanted and fresh else []
+        if live and self._ctx.seeds is not None:
+            periods = state.unseeded(live, pricing)
+            if periods:
+                read = self._ctx.seeds(state.ledger.incarnation, periods)
+                state.seed(periods, read, pricing)
+        if live and self._ctx.live_usage:
+            state.merge_live(live, pricing)
+        out.extend(screened.too_late)
+        timer.lap("fold")
+        arrivals = batch.arrivals(list(sample(fresh, SAMPLES))) if fresh else []
+        if fresh and self._ctx.event_log:
+            rows, size = state.event_log(batch, fresh, now_ms)
+            out.append(AdmittedRows(rows, size, now_ms, tuple(arrivals)))
+            timer.lap("event_log")
+        self._rate_into(out, admitted.revisions, now_ms)
+        timer.lap("rate")
+        stats.add(
+            accepted=len(fresh),
+            duplicates=screened.duplicates + durable_duplicates,
+            redis_duplicates=durable_duplicates,
+            late=admitted.late,
+        )
+        if screened.too_late:
+            stats.reject(Counter(r.reason.value for r in screened.too_late))
+        if self._ctx.live_usage and len(self._arrivals) < MAX_ARRIVAL_SAMPLES:
+            self._arrivals.extend(arrivals)
+        timer.lap("count")
+
+    def _start_claim(
+        self, batch: NativeShardBatch, screened: NativeScreened
+    ) -> Callable[[], tuple[array[int], int]]:
+        """Ask the durable store; the returned call gives the NEW and REPLAY rows and how
+        many of them are late (waiting for the store's answer)."""
         rows, store = screened.fresh, self._ctx.idempotency
         if store is None or not rows:
-            return rows, screened.late
+            return lambda: (rows, screened.late)
         started = time.perf_counter()
-        digits = store.claim_packed(
+        digits_of = store.start_claim_packed(
             self._state.claims(batch, rows), lambda: self._state.unpacked_claims(batch, rows)
         )
-        if self._ctx.metrics is not None:
-            self._ctx.metrics.redis_seconds.labels("claim").observe(time.perf_counter() - started)
-        if DUPLICATE_DIGIT not in digits:
-            return rows, screened.late
-        kept, late = array("I"), 0
-        for row, is_late, digit in zip(rows, screened.fresh_late, digits, strict=True):
-            if digit != DUPLICATE_DIGIT:
-                kept.append(row)
-                late += is_late
-        return kept, late
+
+        def kept() -> tuple[array[int], int]:
+            digits = digits_of()
+            if self._ctx.metrics is not None:
+                seconds = time.perf_counter() - started
+                self._ctx.metrics.redis_seconds.labels("claim").observe(seconds)
+            if DUPLICATE_DIGIT not in digits:
+                return rows, screened.late
+            out, late = array("I"), 0
+            for row, is_late, digit in zip(rows, screened.fresh_late, digits, strict=True):
+                if digit != DUPLICATE_DIGIT:
+                    out.append(row)
+                    late += is_late
+            return out, late
+
+        return kept

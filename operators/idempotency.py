@@ -69,6 +69,16 @@ class IdempotencyStore(Protocol):
         """
         ...
 
+    def start_claim_packed(
+        self, records: bytes, claims: Callable[[], Sequence[Claim]]
+    ) -> Callable[[], bytes]:
+        """``claim_packed``, begun: the returned call gives its digits, waiting for them.
+
+        A store that can leaves the claim on its way while the caller does other
+        work; calls must be finished in the order they were started.
+        """
+        ...
+
 
 def claim_token(instance: str, origin: str, partition: int, offset: int) -> str:
     """The token of a message: which flow instance counted it, and where it was read."""
@@ -139,6 +149,13 @@ class MemoryIdempotencyStore:
         """Claim every event; results are in the order of ``claims``."""
         digits = self.claim_packed(pack_claims(claims), lambda: claims)
         return [ClaimStatus(digit - ord("0")) for digit in digits]
+
+    def start_claim_packed(
+        self, records: bytes, claims: Callable[[], Sequence[Claim]]
+    ) -> Callable[[], bytes]:
+        """Claims at once (nothing to wait for in memory)."""
+        digits = self.claim_packed(records, claims)
+        return lambda: digits
 
     def claim_packed(self, records: bytes, claims: Callable[[], Sequence[Claim]]) -> bytes:
         """Claim packed ``records``; one ClaimStatus digit each, in order."""

@@ -35,6 +35,8 @@ CounterKey = tuple[str, str, int]
 Partial = tuple[str, str, int, Accumulator]
 _HUNDRED = Decimal(100)
 _UNSEEN: Any = object()
+# Later than any period's end.
+_NEVER = 2**63
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,10 @@ class _Period:
 class LiveUsage:
     """Period usage folded event by event, with quota crossings remembered."""
 
+    # No kept period ends before this, so expire() need not look earlier. A class
+    # default: live usage restored from snapshots that lack it looks once, then knows.
+    _earliest_end_ms = -_NEVER
+
     def __init__(self, aggregations: Mapping[str, Aggregation]) -> None:
         self.aggregations = dict(aggregations)
         self.periods: dict[CounterKey, _Period] = {}
@@ -110,6 +116,7 @@ class LiveUsage:
                     period = periods[key] = _Period(
                         segment.period_end_ms, segment.plan.currency, {}, set()
                     )
+                    self._earliest_end_ms = min(self._earliest_end_ms, segment.period_end_ms)
                 acc = period.segments.get(version)
                 if acc is None:
                     acc = period.segments[version] = ACCUMULATORS[
@@ -140,6 +147,7 @@ class LiveUsage:
                 period = periods[key] = _Period(
                     segment.period_end_ms, segment.plan.currency, {}, set()
                 )
+                self._earliest_end_ms = min(self._earliest_end_ms, segment.period_end_ms)
             acc = period.segments.get(version)
             if acc is None:
                 acc = period.segments[version] = ACCUMULATORS[self.aggregations[meter]]()
@@ -166,6 +174,7 @@ class LiveUsage:
         _, quota = self._priced(pricing, key, period)
         period.crossed.update(kind for kind, _, _ in _crossings(quota, quantity, set()))
         self.periods[key] = period
+        self._earliest_end_ms = min(self._earliest_end_ms, end_ms)
 
     @property
     def pending(self) -> bool:
@@ -215,6 +224,8 @@ class LiveUsage:
         watermark passed its settlement) stays until ``changes()`` has emitted
         its final counter and quota crossings; a later call forgets it.
         """
+        if before_ms < self._earliest_end_ms:
+            return 0
         dirty = self._dirty
         done = [
             key
@@ -223,6 +234,7 @@ class LiveUsage:
         ]
         for key in done:
             del self.periods[key]
+        self._earliest_end_ms = min((p.end_ms for p in self.periods.values()), default=_NEVER)
         return len(done)
 
     def _quantity(self, meter: str, segments: Iterable[Accumulator]) -> Decimal:

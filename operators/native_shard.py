@@ -47,6 +47,7 @@ from operators.period_rating import PeriodKey, PeriodLedger, PeriodRef, Unratabl
 from operators.periods import BillingSegment, billing_segment, segment_span
 from operators.shard import (
     IncompatibleStateError,
+    SeededPeriods,
     check_priced,
     check_shards,
     forget_settled,
@@ -139,7 +140,7 @@ class NativeShardState:
         self.instance = instance
         self.live = LiveUsage(self.aggregations)
         # Periods already seeded from the stores (or found empty there), with their ends.
-        self.seeded: dict[CounterKey, int] = {}
+        self.seeded: dict[CounterKey, int] = SeededPeriods()
         self._catalog(meters)
         self._emitted: Revisions | None = None
         self._forget_spans(None)
@@ -169,7 +170,7 @@ class NativeShardState:
         self.instance = state["instance"]  # type: ignore[assignment]
         self.shards = state.get("shards", 0)  # type: ignore[assignment]
         self.live = state.get("live") or LiveUsage(self.aggregations)  # type: ignore[assignment]
-        self.seeded = state.get("seeded", {})  # type: ignore[assignment]
+        self.seeded = SeededPeriods(state.get("seeded", {}))  # type: ignore[call-overload]
         # The catalog's order: reconfigure() follows every restore and sets it.
         self._slugs, self._event_types = [], []
         self._emitted = None
@@ -305,18 +306,13 @@ class NativeShardState:
             periods, stored, pricing, ledger=self.ledger, live=self.live, seeded=self.seeded
         )
 
-    def admit(
-        self,
-        batch: ShardBatch,
-        rows: array[int],
-        live: Sequence[Partial] = (),
-        pricing: PricingCatalog | None = None,
-    ) -> None:
-        """Fold the accepted ``rows`` of ``batch`` into their windows (and, given
-        pricing, their ``live`` partials into the live usage)."""
+    def admit(self, batch: ShardBatch, rows: array[int]) -> None:
+        """Fold the accepted ``rows`` of ``batch`` into their windows."""
         self.shard.admit(batch, rows.tobytes())
-        if pricing is not None:
-            self.live.merge(live, pricing)
+
+    def merge_live(self, live: Sequence[Partial], pricing: PricingCatalog) -> None:
+        """Add a batch's ``live`` partials (``live_partials``) to the live usage."""
+        self.live.merge(live, pricing)
 
     def event_log(self, batch: ShardBatch, rows: array[int], at_ms: int) -> tuple[bytes, int]:
         """The event log rows of ``rows`` (RowBinary of EVENT_LOG_COLUMNS) and how many."""

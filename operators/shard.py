@@ -26,6 +26,9 @@ from operators.period_rating import PeriodKey, PeriodLedger, PeriodRef
 from operators.periods import BillingSegment, billing_segment
 from operators.windowing import Lateness, PartitionKey, WindowConfig, WindowStore
 
+# Later than any period's end.
+_NEVER = 2**63
+
 
 class IncompatibleStateError(ValueError):
     """Restored state cannot work with the current settings; the message says which."""
@@ -81,7 +84,7 @@ class ShardState:
         # are not duplicates of themselves; new for a flow started afresh.
         self.instance = instance
         # Periods already seeded from the stores (or found empty there), with their ends.
-        self.seeded: dict[CounterKey, int] = {}
+        self.seeded: dict[CounterKey, int] = SeededPeriods()
 
     def claims(self, events: Sequence[Event]) -> list[Claim]:
         """Durable-store claims for ``events``, tokened with this instance and their positions."""
@@ -143,7 +146,7 @@ class ShardState:
         self.dedup.horizon_ms = dedup_horizon_ms
         # State from before incarnations were kept: its rows are incarnation "".
         vars(self.ledger).setdefault("incarnation", "")
-        vars(self).setdefault("seeded", {})
+        self.seeded = SeededPeriods(vars(self).get("seeded", {}))
 
     def _check_priced(self, pricing: PricingCatalog) -> None:
         """Refuse a catalog that no longer prices a tenant whose usage is in this state."""
@@ -310,9 +313,33 @@ def forget_settled(
     done_before = slowest_progress_ms - config.size_ms - config.settlement_ms
     ledger.expire(done_before)
     live.expire(done_before)
-    if not seeded:
+    if isinstance(seeded, SeededPeriods):
+        seeded.expire(done_before)
         return seeded
-    return {key: end for key, end in seeded.items() if end > done_before}
+    return SeededPeriods({key: end for key, end in seeded.items() if end > done_before})
+
+
+class SeededPeriods(dict[CounterKey, int]):
+    """Periods seeded from the stores (or found empty there) -> their ends.
+
+    Knows its earliest end, so forgetting costs nothing until a period is due:
+    it runs after every batch, over every period the shard has met.
+    """
+
+    # A class default: a restored or copied one looks once, then knows.
+    earliest_end_ms = -_NEVER
+
+    def __setitem__(self, key: CounterKey, end_ms: int) -> None:
+        super().__setitem__(key, end_ms)
+        self.earliest_end_ms = min(self.earliest_end_ms, end_ms)
+
+    def expire(self, before_ms: int) -> None:
+        """Forget the periods that ended before ``before_ms``."""
+        if before_ms < self.earliest_end_ms:
+            return
+        for key in [key for key, end in self.items() if end <= before_ms]:
+            del self[key]
+        self.earliest_end_ms = min(self.values(), default=_NEVER)
 
 
 def seed_periods(

@@ -450,8 +450,55 @@ class RedisIdempotencyStore:
             out.append(self._claim_chunk(chunk, old, legacy))
         return b"".join(out)
 
+    def start_claim_packed(
+        self, records: bytes, claims: Callable[[], Sequence[Claim]]
+    ) -> Callable[[], bytes]:
+        """Send the claim script now; the returned call reads its digits.
+
+        The caller works on while Redis runs the script. Anything else - keys of
+        the old layout still looked up, more than a chunk, a connection that
+        fails, the script not loaded yet - is claimed by ``claim_packed`` when
+        the digits are asked for, with its retries: running the script again
+        after it ran is safe (see ``_run``).
+        """
+        count = len(records) // RECORD_BYTES
+        if not 0 < count <= self._chunk_size or time.monotonic() < self._legacy_until:
+            return lambda: self.claim_packed(records, claims)
+        pool = self._client.connection_pool
+        try:
+            connection = pool.get_connection()
+        except RedisError:
+            return lambda: self.claim_packed(records, claims)
+        try:
+            # redis-py's connections are untyped.
+            connection.send_command(  # type: ignore[no-untyped-call]
+                "EVALSHA", self._script.sha, 1, self._lease_key, *self._args(records, (), False)
+            )
+        except RedisError:
+            connection.disconnect()  # type: ignore[no-untyped-call]
+            pool.release(connection)
+            return lambda: self.claim_packed(records, claims)
+
+        def digits() -> bytes:
+            reply: object = None
+            try:
+                reply = connection.read_response()
+            except RedisError:
+                connection.disconnect()  # type: ignore[no-untyped-call]
+            finally:
+                pool.release(connection)
+            if reply is None:
+                return self.claim_packed(records, claims)
+            return self._digits(reply, count)
+
+        return digits
+
     def _claim_chunk(self, records: bytes, claims: Sequence[Claim], legacy: bool) -> bytes:
         count = len(records) // RECORD_BYTES
+        return self._digits(self._run(self._args(records, claims, legacy), count), count)
+
+    def _args(self, records: bytes, claims: Sequence[Claim], legacy: bool) -> list[bytes]:
+        """The script's ARGV (see ``_CLAIM_SCRIPT``)."""
         args = [
             _encode(self.fence.token),
             self._ttl,
@@ -464,7 +511,10 @@ class RedisIdempotencyStore:
             prefix = self._prefix
             for c in claims:
                 args += (_encode(legacy_key(prefix, c.tenant, c.source, c.id)), _encode(c.token))
-        reply = self._run(args, count)
+        return args
+
+    def _digits(self, reply: object, count: int) -> bytes:
+        """The script's reply, checked: ``count`` digits (or the lease is lost)."""
         digits = reply if isinstance(reply, bytes) else str(reply).encode()
         if digits == b"L":
             self.fence.lost(f"Redis at {self._address} refused {count} claims")

@@ -74,3 +74,24 @@ def test_a_live_counter_owes_the_opening_versions_zero_usage_fee_once() -> None:
     # The old version's fee is due once a period, with or without usage under it.
     assert [c.amount for c in after] == [Decimal("5.20")]
     assert [c.amount for c in both] == [Decimal("5.40")]
+
+
+def test_expiry_finds_a_period_met_after_a_later_one_was_kept() -> None:
+    # expire() skips its scan while nothing can be due: a period that ends earlier
+    # than every kept one, met later (a slow partition), must still be forgotten.
+    pricing = catalog()
+    live = LiveUsage({"tokens": Aggregation.SUM})
+    dec_1 = NOV_1 + 30 * DAY_MS
+    live.fold([make_event(dec_1 + 1_000, Decimal(1))], pricing, 60_000)
+    live.changes(pricing, dec_1 + 2_000)
+    assert live.expire(NOV_1) == 0  # nothing ended: December's period is kept
+    live.fold([make_event(NOV_1 + 1_000, Decimal(1), event_id="b")], pricing, 60_000)
+    live.changes(pricing, dec_1 + 3_000)
+    assert live.expire(dec_1) == 1  # November's period ended at December 1
+    assert [key[2] for key in live.periods] == [dec_1]
+    # A changed period waits for its counter to be published.
+    live.fold([make_event(dec_1 + 5_000, Decimal(1), event_id="c")], pricing, 60_000)
+    assert live.expire(dec_1 + 31 * DAY_MS) == 0
+    live.changes(pricing, dec_1 + 6_000)
+    assert live.expire(dec_1 + 31 * DAY_MS) == 1
+    assert live.periods == {}

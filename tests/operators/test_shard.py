@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from config.meters import Aggregation
 from config.pricing import PricingCatalog
 from operators.model import Event, Reason, WindowKind, WindowUsage
-from operators.shard import IncompatibleStateError, Screened, ShardState
+from operators.shard import IncompatibleStateError, Screened, SeededPeriods, ShardState
 from operators.windowing import PartitionKey, WindowConfig
 from tests.operators.conftest import make_event
 
@@ -340,3 +340,18 @@ def test_windows_of_a_meter_removed_before_a_restart_still_close_and_rate(
     rated = restored.rate(restored.close_all(), pricing_catalog, NOW_MS)
 
     assert [(r.meter, r.quantity) for r in rated] == [("calls", Decimal(1))]
+
+
+def test_seeded_periods_are_forgotten_once_ended_whatever_order_they_came_in() -> None:
+    seeded = SeededPeriods()
+    seeded[("acme", "calls", 0)] = 2_000
+    seeded.expire(1_000)  # nothing ended
+    seeded[("globex", "calls", 0)] = 1_500  # ends earlier than every kept one
+    seeded.expire(1_500)
+    assert dict(seeded) == {("acme", "calls", 0): 2_000}
+    # A copy (a restored snapshot) looks once, then knows.
+    restored = pickle.loads(pickle.dumps(SeededPeriods({("a", "m", 0): 10, ("b", "m", 0): 30})))
+    restored.expire(20)
+    assert dict(restored) == {("b", "m", 0): 30}
+    restored.expire(30)
+    assert dict(restored) == {}

@@ -26,6 +26,7 @@ from operators.idempotency import (
     MemoryIdempotencyStore,
     claim_day,
     key_hash,
+    pack_claims,
     token_tag,
 )
 from sinks.local_services import RunningService, free_port, start_redis, stop
@@ -585,3 +586,56 @@ def _everything(exc: BaseException) -> str:
         seen.append(current)
         current = current.__cause__ or current.__context__
     return "".join(line for e in seen for line in traceback.format_exception_only(e))
+
+
+# --- claims begun now, read later ---------------------------------------------
+
+
+@integration
+def test_a_claim_begun_and_read_later_answers_as_a_claim_made_at_once(
+    client: redis.Redis, prefix: str
+) -> None:
+    store = RedisIdempotencyStore(client, ttl_s=TTL_S, key_prefix=prefix)
+    first = [claim(id=str(i)) for i in range(50)]
+    again = [claim(id=str(i), token="t1" if i % 2 else "t2") for i in range(0, 100, 2)]
+    # The script is not loaded yet: the begun claim falls back to claiming at once.
+    client.script_flush()
+    started = store.start_claim_packed(pack_claims(first), lambda: first)
+    assert started() == b"0" * 50
+    # Loaded: sent now, answered on reading; two in flight on two connections.
+    one = store.start_claim_packed(pack_claims(again), lambda: again)
+    other = store.start_claim_packed(pack_claims([claim(id="x")]), lambda: [claim(id="x")])
+    expected = [REPLAY if i % 2 else DUPLICATE if i < 50 else NEW for i in range(0, 100, 2)]
+    assert one() == bytes(ord(str(int(status))) for status in expected)
+    assert other() == b"0"
+    # What they claimed is held: the same claims again are replays or duplicates.
+    replayed = [DUPLICATE if status is DUPLICATE else REPLAY for status in expected]
+    assert store.claim(again) == replayed
+
+
+@integration
+def test_a_begun_claim_whose_reply_is_lost_is_claimed_again(
+    client: redis.Redis, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = RedisIdempotencyStore(client, ttl_s=TTL_S, key_prefix=prefix)
+    claims = [claim(id=str(i)) for i in range(20)]
+    store.claim(claims[:1])  # loads the script
+    digits = store.start_claim_packed(pack_claims(claims), lambda: claims)
+    deadline = time.monotonic() + 5
+    while client.get(day_key(prefix, DAY0)) != b"20" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # The script ran; then the connection fails before its reply is read.
+    lost = redis.exceptions.ConnectionError("connection reset")
+    real = redis.connection.Connection.read_response
+    calls = iter([lost])
+
+    def read_response(self: redis.connection.Connection, *args: object, **kwargs: object) -> object:
+        failure = next(calls, None)
+        if failure is not None:
+            raise failure
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.connection.Connection, "read_response", read_response)
+    # Counted all the same: claiming again finds our own tokens.
+    assert digits() == b"1" * 20
+    assert store.claim([claim(id=str(i), token="t2") for i in range(20)]) == [DUPLICATE] * 20
