@@ -15,6 +15,7 @@ import json
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
@@ -45,6 +46,13 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
     while the sink cannot write. ``guard`` runs before each write and raises
     if the flow may not write any more (its output lease is lost). ``size``
     says how many rows an item holds (1 unless items are batches).
+
+    With ``background``, a flush hands the rows to a thread of the partition's
+    own and returns: the flow goes on while the store works (chDB releases the
+    GIL). One write at a time, in order: a flush first waits for the write
+    before it, and a snapshot for every write, so nothing acknowledged by a
+    snapshot is left unwritten; a failed write raises at the next flush,
+    snapshot or close.
     """
 
     def __init__(
@@ -57,6 +65,7 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
         metrics: Metrics | None = None,
         guard: Callable[[], None] | None = None,
         size: Callable[[T], int] | None = None,
+        background: bool = False,
     ) -> None:
         self._write = write
         self._guard = guard or _no_guard
@@ -69,6 +78,12 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
         self._waiting = 0
         self._oldest = 0.0
         self._failed = False
+        self._writer = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"meterwax-{sink or 'sink'}")
+            if background
+            else None
+        )
+        self._writing: Future[None] | None = None
 
     def write_batch(self, values: list[T]) -> None:
         if not self._rows:
@@ -79,30 +94,49 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
             self.flush()
 
     def flush(self) -> None:
-        """Write every waiting row."""
+        """Write every waiting row (with ``background``: start writing them)."""
+        self._finish_writing()
         if self._failed:
             return
         rows = self._rows
+        if rows:
+            try:
+                self._guard()
+            except BaseException:
+                self._failed = True
+                raise
+            self._rows = []
+            self._waiting = 0
+        if self._writer is None:
+            self._write_now(rows)
+        elif rows:
+            self._writing = self._writer.submit(self._write_now, rows)
+
+    def _write_now(self, rows: list[T]) -> None:
         started = time.perf_counter()
         written: int | None = 0
         if rows:
             try:
-                self._guard()
                 written = self._write(rows)
             except BaseException:
                 # The flow is stopping: do not write again from close(), which the
                 # engine calls while it unwinds (a second error there aborts the process).
                 self._failed = True
                 raise
-            self._rows = []
-            self._waiting = 0
         if self._metrics is not None:
             # Writers that store several rows per item say how many they wrote.
             count = len(rows) if written is None else written
             self._metrics.wrote(self._sink, count, time.perf_counter() - started)
 
+    def _finish_writing(self) -> None:
+        """Wait for the write in the background, if any; raise its error."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
+
     def snapshot(self) -> None:
         self.flush()
+        self._finish_writing()
 
     def close(self) -> None:
         # Normally empty: the final snapshot flushed. When the flow is stopping on an
@@ -110,8 +144,12 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
         # covered by a snapshot, so a restart writes them.
         try:
             self.flush()
+            self._finish_writing()
         except Exception:
             log.exception("could not write %d buffered rows while closing", len(self._rows))
+        finally:
+            if self._writer is not None:
+                self._writer.shutdown(wait=True)
 
 
 def _no_guard() -> None:
@@ -151,8 +189,15 @@ class _WriterSink(FixedPartitionedSink[T, None]):
         max_rows: int = 20_000,
         size: Callable[[T], int] | None = None,
     ) -> BufferedPartition[T]:
+        # In the background: the flow's thread goes on while ClickHouse inserts.
         return BufferedPartition(
-            write, max_rows, sink=self.SINK, metrics=self._metrics, guard=self._guard, size=size
+            write,
+            max_rows,
+            sink=self.SINK,
+            metrics=self._metrics,
+            guard=self._guard,
+            size=size,
+            background=True,
         )
 
     def list_parts(self) -> list[str]:
