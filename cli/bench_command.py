@@ -404,6 +404,11 @@ def _flow_config(
     return path
 
 
+# Sinks that write in a thread of their own (dataflows.outputs.BufferedPartition):
+# their time overlaps the flow thread's stages.
+BACKGROUND_STAGES = ("write_clickhouse_",)
+
+
 def stage_table(
     stages: dict[str, dict[str, float]],
     processing_s: float | None,
@@ -414,13 +419,15 @@ def stage_table(
 
     Stage seconds are summed over the flow's ``threads`` (workers times processes),
     so shares are of ``processing_s * threads``. The last row is what no stage
-    timer covers (the engine, shard split, routing, waiting for input).
+    timer covers (the engine, shard split, routing, waiting for input); the
+    ClickHouse writes run in threads of their own, overlapping the rest, so
+    they are marked and left out of it.
     """
     if processing_s:
         processing_s *= threads
     rows: list[dict[str, Any]] = [
         {
-            "stage": stage,
+            "stage": f"{stage} (own thread)" if stage.startswith(BACKGROUND_STAGES) else stage,
             "seconds": spent["seconds"],
             "batches": int(spent["batches"]),
             "share": spent["seconds"] / processing_s if processing_s else None,
@@ -429,7 +436,9 @@ def stage_table(
         for stage, spent in stages.items()
     ]
     if processing_s:
-        rest = processing_s - sum(row["seconds"] for row in rows)
+        rest = processing_s - sum(
+            row["seconds"] for row in rows if not row["stage"].endswith("(own thread)")
+        )
         rows.append(
             {
                 "stage": "other (engine, shard split, routing, input wait)",
