@@ -415,11 +415,15 @@ class NativeMeteringLogic(_ShardLogic[NativeShardState, NativeShardBatch]):
         digits_of = store.start_claim_packed(
             self._state.claims(batch, rows), lambda: self._state.unpacked_claims(batch, rows)
         )
+        sending = time.perf_counter() - started
 
         def kept() -> tuple[array[int], int]:
+            waited = time.perf_counter()
             digits = digits_of()
             if self._ctx.metrics is not None:
-                seconds = time.perf_counter() - started
+                # The flow's time on the claim: sending it, then waiting for the answer
+                # (not the batch before's work in between).
+                seconds = sending + time.perf_counter() - waited
                 self._ctx.metrics.redis_seconds.labels("claim").observe(seconds)
             if DUPLICATE_DIGIT not in digits:
                 return rows, screened.late

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 from bytewax.outputs import FixedPartitionedSink, StatefulSinkPartition
@@ -78,12 +78,11 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
         self._waiting = 0
         self._oldest = 0.0
         self._failed = False
-        self._writer = (
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"meterwax-{sink or 'sink'}")
-            if background
-            else None
-        )
-        self._writing: Future[None] | None = None
+        self._background = background
+        # The write in the background, and its error. A daemon thread: a process
+        # ending on an error must not wait for a write still retrying.
+        self._writing: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def write_batch(self, values: list[T]) -> None:
         if not self._rows:
@@ -107,10 +106,22 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
                 raise
             self._rows = []
             self._waiting = 0
-        if self._writer is None:
+        if not self._background:
             self._write_now(rows)
         elif rows:
-            self._writing = self._writer.submit(self._write_now, rows)
+            self._writing = threading.Thread(
+                target=self._write_in_background,
+                args=(rows,),
+                name=f"meterwax-{self._sink or 'sink'}",
+                daemon=True,
+            )
+            self._writing.start()
+
+    def _write_in_background(self, rows: list[T]) -> None:
+        try:
+            self._write_now(rows)
+        except BaseException as exc:  # raised in the flow's thread by _finish_writing
+            self._error = exc
 
     def _write_now(self, rows: list[T]) -> None:
         started = time.perf_counter()
@@ -132,7 +143,10 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
         """Wait for the write in the background, if any; raise its error."""
         writing, self._writing = self._writing, None
         if writing is not None:
-            writing.result()
+            writing.join()
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
 
     def snapshot(self) -> None:
         self.flush()
@@ -147,9 +161,6 @@ class BufferedPartition(StatefulSinkPartition[T, None], Generic[T]):
             self._finish_writing()
         except Exception:
             log.exception("could not write %d buffered rows while closing", len(self._rows))
-        finally:
-            if self._writer is not None:
-                self._writer.shutdown(wait=True)
 
 
 def _no_guard() -> None:

@@ -160,7 +160,8 @@ local function split(s)
   -- without a TTL, where a sweep may already count it as swept.
   if #names == 0 then
     moved = {'', ''}
-  elseif #names * 2 == #fields then
+  end
+  if #names * 2 == #fields then
     call('HSET', from, '', '')
   end
   call('HSET', to, unpack(moved))
@@ -182,7 +183,8 @@ for k = 0, #packed / size - 1 do
       local since, swept = string.match(sweep, '^(%d+) (%d+)$')
       s.since, s.swept = tonumber(since) or -1, tonumber(swept) or 0
     end
-    s.covered = now >= s.since and now - s.since < slack
+    -- A sweep of a day whose count is gone (its keys deleted) covers nothing.
+    s.covered = s.count > 0 and now >= s.since and now - s.since < slack
     buckets(s)
     days[day] = s
   end
@@ -236,7 +238,12 @@ for day, s in pairs(days) do
       local last = math.min(s.m, s.swept + sweep_step) - 1
       for n = s.swept, last do
         local key = name(s, n)
-        if not touched[key] then call('EXPIRE', key, keep) end
+        -- A bucket that is gone (an operator's HDEL of its last claim) gets a
+        -- placeholder: HSETNX must never make it again without a TTL.
+        if not touched[key] and call('EXPIRE', key, keep) == 0 then
+          call('HSET', key, '', '')
+          call('EXPIRE', key, keep)
+        end
       end
       s.swept = last + 1
     end
@@ -474,17 +481,23 @@ class RedisIdempotencyStore:
             connection.send_command(  # type: ignore[no-untyped-call]
                 "EVALSHA", self._script.sha, 1, self._lease_key, *self._args(records, (), False)
             )
-        except RedisError:
+        except BaseException as exc:
+            # Whatever was sent may be half a command: the connection goes.
             connection.disconnect()  # type: ignore[no-untyped-call]
             pool.release(connection)
+            if not isinstance(exc, RedisError):
+                raise
             return lambda: self.claim_packed(records, claims)
 
         def digits() -> bytes:
             reply: object = None
             try:
                 reply = connection.read_response()
-            except RedisError:
+            except BaseException as exc:
+                # The reply may still come: the next command must not read it as its own.
                 connection.disconnect()  # type: ignore[no-untyped-call]
+                if not isinstance(exc, RedisError):
+                    raise
             finally:
                 pool.release(connection)
             if reply is None:

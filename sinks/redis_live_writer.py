@@ -60,6 +60,8 @@ RETAIN_MS = 35 * 86_400_000
 MIN_MARKER_TTL_MS = 86_400_000
 # Counters per script call: bounds the time Redis spends in one script.
 PUBLISH_CHUNK = 2_000
+# Counters a writer remembers having written whole; beyond, it starts again.
+MAX_WHOLE = 1_000_000
 T = TypeVar("T")
 
 # One call writes a chunk of counters: KEYS[1] is the lease and ARGV[1] the
@@ -69,14 +71,16 @@ T = TypeVar("T")
 # hash's name with another kind and without the period (sinks.redis_keys):
 # built here, so the client encodes one key per counter instead of three.
 # Far cheaper than five pipelined commands per counter, whose encoding
-# dominated publishing. A counter is rewritten every publish
-# interval while its tenant sends usage, so the common case is one HSET of
-# what changes; only a hash that HSET finds without those fields (new, expired
-# or lost with Redis's data) gets its fixed fields, its expiry and its index
-# entry, which never change for a period. TTLs are relative (see the module
-# docstring) and set once per hash, so its expiry stays where the writer's
-# clock first put it; the index only ever gets longer-lived, so a counter of
-# an older period cannot cut a newer one's index.
+# dominated publishing. A counter is rewritten every publish interval while
+# its tenant sends usage, so the common case is one HSET of what changes; a
+# hash that HSET finds without those fields (new, expired or lost with
+# Redis's data), and every counter's first write by this writer (so an index
+# entry lost while its hash lived is mended at the next start), get the fixed
+# fields, the expiry and the index entry, which never change for a period.
+# TTLs are relative (see the module docstring) and set when a hash is written
+# whole, so its expiry stays about where the writer's clock first put it; the
+# index only ever gets longer-lived, so a counter of an older period cannot
+# cut a newer one's index.
 _PUBLISH_SCRIPT = (
     fence_check("-1")
     + """
@@ -84,15 +88,16 @@ local now, prefix = ARGV[2], ARGV[4]
 local usage = #prefix + #':usage:' + 1
 local i = 0
 local call, match, sub = redis.call, string.match, string.sub
-local fields = '^' .. string.rep('([^\\t]*)\\t', 7) .. '(.*)$'
+local fields = '^' .. string.rep('([^\\t]*)\\t', 8) .. '(.*)$'
 for line in string.gmatch(ARGV[3], '[^\\n]+') do
-  -- quantity, amount, hard-limit flag TTL (0: no flag), then currency, period
-  -- start, period end, retention TTL, index member
-  local q, a, flag_ttl, c, s, e, ttl, member = match(line, fields)
+  -- quantity, amount, hard-limit flag TTL (0: no flag), '1' to write it whole,
+  -- then currency, period start, period end, retention TTL, index member
+  local q, a, flag_ttl, whole, c, s, e, ttl, member = match(line, fields)
   local key = KEYS[i + 2]
   -- '{len}:{tenant}' of '{prefix}:usage:{len}:{tenant}:{meter}:{start}'
   local owner = sub(key, usage, #key - #member - 1)
-  if call('HSET', key, 'quantity', q, 'amount', a, 'updated_ms', now) > 0 then
+  local created = call('HSET', key, 'quantity', q, 'amount', a, 'updated_ms', now) > 0
+  if created or whole == '1' then
     local index = prefix .. ':usage-index:' .. owner
     call('HSET', key, 'currency', c, 'period_start_ms', s, 'period_end_ms', e)
     call('PEXPIRE', key, ttl)
@@ -130,6 +135,8 @@ class LiveUsageWriter:
         self.on_failure = on_failure or (lambda: None)
         # Counters are written only while the flow still holds its output lease.
         self.fence = Fence()
+        # Hashes this writer has written whole (fixed fields, expiry, index entry).
+        self._whole: set[str] = set()
 
     def publish(self, counters: Sequence[LiveCounter], now_ms: int) -> None:
         """Write the absolute values of ``counters`` (``updated_ms``: ``now_ms``), in chunks.
@@ -145,22 +152,28 @@ class LiveUsageWriter:
                 keys = [lease_key(prefix)]
                 lines: list[str] = []
                 clock_ms = self._clock.now_ms()
+                whole = self._whole
                 for c in chunk:
                     ttl = c.period_end_ms + RETAIN_MS - clock_ms
                     if ttl <= 0:
                         continue
-                    keys.append(live_usage_key(prefix, c.tenant, c.meter, c.period_start_ms))
+                    key = live_usage_key(prefix, c.tenant, c.meter, c.period_start_ms)
+                    keys.append(key)
                     flag_ttl = max(0, c.period_end_ms - clock_ms) if c.hard_limited else 0
                     lines.append(
-                        f"{c.quantity:f}\t{c.amount:f}\t{flag_ttl}\t{c.currency}\t"
-                        f"{c.period_start_ms}\t{c.period_end_ms}\t{ttl}\t"
+                        f"{c.quantity:f}\t{c.amount:f}\t{flag_ttl}\t{int(key not in whole)}\t"
+                        f"{c.currency}\t{c.period_start_ms}\t{c.period_end_ms}\t{ttl}\t"
                         f"{c.meter}:{c.period_start_ms}"
                     )
                 if not lines:
                     return 0
-                return self._publish(
+                reply = self._publish(
                     keys=keys, args=[self.fence.token, now_ms, "\n".join(lines), prefix]
                 )
+                if len(whole) > MAX_WHOLE:
+                    whole.clear()
+                whole.update(keys[1:])
+                return reply
 
             if _with_retry(write, "publish live usage", self.on_failure) == -1:
                 self.fence.lost(f"Redis refused {len(chunk)} live counters")

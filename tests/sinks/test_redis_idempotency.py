@@ -639,3 +639,22 @@ def test_a_begun_claim_whose_reply_is_lost_is_claimed_again(
     # Counted all the same: claiming again finds our own tokens.
     assert digits() == b"1" * 20
     assert store.claim([claim(id=str(i), token="t2") for i in range(20)]) == [DUPLICATE] * 20
+
+
+@integration
+def test_a_sweep_puts_a_placeholder_in_a_bucket_that_is_gone(
+    store: RedisIdempotencyStore, client: redis.Redis, prefix: str
+) -> None:
+    # An operator deleted a bucket's last claims: a claim made there later must not
+    # make it again without a TTL, so the next sweep gives it a placeholder.
+    assert store.claim([claim(id=str(i)) for i in range(100)]) == [NEW] * 100
+    gone = f"{day_key(prefix, DAY0)}:1"
+    client.delete(gone)
+    since = int(client.time()[0]) - refresh_slack_s(TTL_S)
+    client.set(sweep_key(prefix, DAY0), f"{since} 3", ex=100)
+    store.claim([claim(id="another")])
+    assert client.hgetall(gone) == {b"": b""}
+    assert client.ttl(gone) > TTL_S
+    # The claims it held are gone with it; those of the other buckets are kept.
+    kept = store.claim([claim(id=str(i), token="t2") for i in range(100)])
+    assert set(kept) == {NEW, DUPLICATE} and 0 < kept.count(NEW) < 100

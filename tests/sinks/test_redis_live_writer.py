@@ -182,6 +182,21 @@ def test_a_counter_whose_keys_were_lost_is_written_whole_again(client: redis.Red
     assert client.get(flag) == str(counter.period_end_ms).encode()
 
 
+def test_a_writers_first_write_of_a_counter_mends_a_lost_index_entry(
+    client: redis.Redis,
+) -> None:
+    # The index entry is written with the hash; one lost while the hash lived (an
+    # operator's DEL, eviction) comes back with the next writer's first publish.
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    counter = _counter("acme", "calls", "5")
+    LiveUsageWriter(client, prefix).publish([counter], 1)
+    index = live_index_key(prefix, counter.tenant)
+    client.delete(index)
+    LiveUsageWriter(client, prefix).publish([_counter("acme", "calls", "6")], 2)
+    assert client.smembers(index) == {f"calls:{counter.period_start_ms}".encode()}
+    assert client.pttl(index) > 0
+
+
 def test_many_counters_go_in_chunks(client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(redis_live_writer, "PUBLISH_CHUNK", 3)
     prefix = f"t{uuid.uuid4().hex[:8]}"
