@@ -33,7 +33,7 @@ from operators.aggregation import (
 )
 from operators.contributions import Contribution
 from operators.idempotency import Claim, claim_token
-from operators.live_usage import CounterKey, LiveCounter, LiveUsage, Partial, QuotaEvent
+from operators.live_usage import LiveCounter, LiveUsage, Partial, QuotaEvent
 from operators.model import (
     GroupValues,
     RatedColumns,
@@ -140,7 +140,7 @@ class NativeShardState:
         self.instance = instance
         self.live = LiveUsage(self.aggregations)
         # Periods already seeded from the stores (or found empty there), with their ends.
-        self.seeded: dict[CounterKey, int] = SeededPeriods()
+        self.seeded = SeededPeriods()
         self._catalog(meters)
         self._emitted: Revisions | None = None
         self._forget_spans(None)
@@ -170,7 +170,11 @@ class NativeShardState:
         self.instance = state["instance"]  # type: ignore[assignment]
         self.shards = state.get("shards", 0)  # type: ignore[assignment]
         self.live = state.get("live") or LiveUsage(self.aggregations)  # type: ignore[assignment]
-        self.seeded = SeededPeriods(state.get("seeded", {}))  # type: ignore[call-overload]
+        seeded = state.get("seeded", {})
+        # State from before SeededPeriods held a plain dict (or nothing, before seeding).
+        self.seeded = (
+            seeded if isinstance(seeded, SeededPeriods) else SeededPeriods(seeded)  # type: ignore[call-overload]
+        )
         # The catalog's order: reconfigure() follows every restore and sets it.
         self._slugs, self._event_types = [], []
         self._emitted = None
@@ -380,7 +384,7 @@ class NativeShardState:
         period_quantity, period_amount, amounts = columns or ([], [], [])
         self.shard.set_amounts(list(map(str, amounts)))
         config = self.config
-        self.seeded = forget_settled(
+        forget_settled(
             self.shard.slowest_progress(), config, ledger=ledger, live=self.live, seeded=self.seeded
         )
         aggregations = {meter: a.value for meter, a in self.aggregations.items()}

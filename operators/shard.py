@@ -84,7 +84,7 @@ class ShardState:
         # are not duplicates of themselves; new for a flow started afresh.
         self.instance = instance
         # Periods already seeded from the stores (or found empty there), with their ends.
-        self.seeded: dict[CounterKey, int] = SeededPeriods()
+        self.seeded = SeededPeriods()
 
     def claims(self, events: Sequence[Event]) -> list[Claim]:
         """Durable-store claims for ``events``, tokened with this instance and their positions."""
@@ -146,7 +146,10 @@ class ShardState:
         self.dedup.horizon_ms = dedup_horizon_ms
         # State from before incarnations were kept: its rows are incarnation "".
         vars(self.ledger).setdefault("incarnation", "")
-        self.seeded = SeededPeriods(vars(self).get("seeded", {}))
+        # State from before SeededPeriods held a plain dict (or nothing, before seeding).
+        seeded = vars(self).get("seeded", {})
+        if not isinstance(seeded, SeededPeriods):
+            self.seeded = SeededPeriods(seeded)
 
     def _check_priced(self, pricing: PricingCatalog) -> None:
         """Refuse a catalog that no longer prices a tenant whose usage is in this state."""
@@ -266,7 +269,7 @@ class ShardState:
     ) -> list[RatedWindow]:
         """Price window revisions against their billing periods, then forget settled periods."""
         rated = [self.ledger.rate(usage, pricing, now_ms) for usage in usages]
-        self.seeded = forget_settled(
+        forget_settled(
             self.windows.slowest_progress(),
             self.windows.config,
             ledger=self.ledger,
@@ -303,9 +306,9 @@ def forget_settled(
     *,
     ledger: PeriodLedger,
     live: LiveUsage,
-    seeded: dict[CounterKey, int],
-) -> dict[CounterKey, int]:
-    """Forget the periods no window can change any more; the seeded ones still open.
+    seeded: SeededPeriods,
+) -> None:
+    """Forget the periods no window can change any more, seeded ones included.
 
     A period's last window can change until the slowest input partition has
     passed its end plus the settlement horizon.
@@ -313,10 +316,7 @@ def forget_settled(
     done_before = slowest_progress_ms - config.size_ms - config.settlement_ms
     ledger.expire(done_before)
     live.expire(done_before)
-    if isinstance(seeded, SeededPeriods):
-        seeded.expire(done_before)
-        return seeded
-    return SeededPeriods({key: end for key, end in seeded.items() if end > done_before})
+    seeded.expire(done_before)
 
 
 class SeededPeriods(dict[CounterKey, int]):
