@@ -167,13 +167,16 @@ class PricingCatalog:
     plans: Mapping[str, Plan]
     subscriptions: Mapping[str, Subscription]
     default_plan: str | None = None
+    # Made once: every event of a tenant without a subscription asks for it.
+    _default: Subscription | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        default = None if self.default_plan is None else Subscription(self.default_plan)
+        object.__setattr__(self, "_default", default)
 
     def subscription_for(self, tenant: str) -> Subscription | None:
         """The tenant's subscription (the default plan's, monthly from the 1st UTC), or None."""
-        found = self.subscriptions.get(tenant)
-        if found is not None:
-            return found
-        return None if self.default_plan is None else Subscription(self.default_plan)
+        return self.subscriptions.get(tenant) or self._default
 
     def plan_for(self, tenant: str) -> Plan | None:
         """The tenant's plan, the default plan, or None for an unknown tenant."""

@@ -15,10 +15,10 @@ levels that usage reached count as announced.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from config.meters import Aggregation
 from config.pricing import PricingCatalog, Quota
@@ -27,7 +27,7 @@ from operators.contributions import Contribution, accumulator_of
 from operators.model import Event
 from operators.money import EXACT, ZERO
 from operators.periods import BillingSegment, billing_segment
-from operators.pricing import opening_version, segment_cost
+from operators.pricing import opening_version, segment_cost, segment_pricer
 
 # tenant, meter, period start (epoch ms)
 CounterKey = tuple[str, str, int]
@@ -39,9 +39,12 @@ _UNSEEN: Any = object()
 _NEVER = 2**63
 
 
-@dataclass(frozen=True, slots=True)
-class LiveCounter:
-    """A tenant's usage and cost of one meter in the current period, so far."""
+class LiveCounter(NamedTuple):
+    """A tenant's usage and cost of one meter in the current period, so far.
+
+    A named tuple, not a frozen dataclass: one is made per changed counter per
+    publish, and a tuple costs a fraction of a frozen dataclass's ``__init__``.
+    """
 
     tenant: str
     meter: str
@@ -192,23 +195,24 @@ class LiveUsage:
             period = self.periods[key]
             quantity = self._quantity(meter, period.segments.values())
             amount, quota = self._priced(pricing, key, period)
-            new = _crossings(quota, quantity, period.crossed)
-            period.crossed.update(kind for kind, _, _ in new)
-            crossings += [
-                QuotaEvent(
-                    tenant,
-                    meter,
-                    start,
-                    period.end_ms,
-                    kind.split(":")[0],
-                    level,
-                    pct,
-                    quantity,
-                    now_ms,
-                )
-                for kind, level, pct in new
-            ]
-            limited = any(kind == "hard_limit" for kind in period.crossed)
+            if quota is not None:
+                new = _crossings(quota, quantity, period.crossed)
+                period.crossed.update(kind for kind, _, _ in new)
+                crossings += [
+                    QuotaEvent(
+                        tenant,
+                        meter,
+                        start,
+                        period.end_ms,
+                        kind.split(":")[0],
+                        level,
+                        pct,
+                        quantity,
+                        now_ms,
+                    )
+                    for kind, level, pct in new
+                ]
+            limited = "hard_limit" in period.crossed
             counters.append(
                 LiveCounter(
                     tenant, meter, start, period.end_ms, quantity, amount, period.currency, limited
@@ -246,32 +250,77 @@ class LiveUsage:
             whole.merge(part, part.quantity())  # type: ignore[arg-type]
         return whole.quantity()
 
-    @staticmethod
     def _priced(
-        pricing: PricingCatalog, key: CounterKey, period: _Period
+        self, pricing: PricingCatalog, key: CounterKey, period: _Period
     ) -> tuple[Decimal, Quota | None]:
         tenant, meter, start = key
         subscription = pricing.subscription_for(tenant)
         if subscription is None:
             return ZERO, None
-        plan = pricing.plans[subscription.plan]
-        amount, quota, quota_from = ZERO, None, None
+        terms = self.__dict__.get("_terms")
+        if terms is None or terms.pricing is not pricing:
+            terms = self._terms = _PeriodTerms(pricing)
+        opening_fee, pricers, quota = terms.of(subscription.plan, meter, start, period.segments)
+        amount = ZERO if opening_fee is None else opening_fee
+        for pricer, acc in zip(pricers, period.segments.values(), strict=True):
+            if pricer is not None:
+                amount = EXACT.add(amount, pricer(acc.quantity()))
+        return amount, quota
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The pricing terms are a cache of the catalog, not state.
+        state = dict(self.__dict__)
+        state.pop("_terms", None)
+        return state
+
+
+# A period's pricing: the opening version's zero-usage fee when no usage fell
+# under it, each segment's pricer (None for a version the plan no longer has)
+# and the quota that applies.
+_Terms = tuple[Decimal | None, tuple[Callable[[Decimal], Decimal] | None, ...], Quota | None]
+
+
+class _PeriodTerms:
+    """What prices a live period, by plan, meter, period start and its segments' versions.
+
+    Made once per combination from ``pricing`` (a catalog never changes;
+    a new one gets new terms): counters are priced again on every change.
+    """
+
+    def __init__(self, pricing: PricingCatalog) -> None:
+        self.pricing = pricing
+        self._terms: dict[tuple[str, str, int, tuple[str, ...]], _Terms] = {}
+
+    def of(self, plan_id: str, meter: str, start: int, segments: Mapping[str, object]) -> _Terms:
+        names = tuple(segments)
+        found = self._terms.get((plan_id, meter, start, names))
+        if found is None:
+            found = self._terms[(plan_id, meter, start, names)] = self._make(
+                plan_id, meter, start, names
+            )
+        return found
+
+    def _make(self, plan_id: str, meter: str, start: int, names: tuple[str, ...]) -> _Terms:
+        plan = self.pricing.plans[plan_id]
+        opening_fee, quota, quota_from = None, None, None
         opening = opening_version(plan, start)
-        if opening is not None and opening.version not in period.segments:
+        if opening is not None and opening.version not in names:
             # No usage under the opening version yet: its zero-usage fee is still due.
-            amount = segment_cost(plan, opening, meter, ZERO, start)
-        for name, acc in period.segments.items():
+            opening_fee = segment_cost(plan, opening, meter, ZERO, start)
+        pricers: list[Callable[[Decimal], Decimal] | None] = []
+        for name in names:
             version = plan.version_named(name)
             if version is None:
+                pricers.append(None)
                 continue
-            amount = EXACT.add(amount, segment_cost(plan, version, meter, acc.quantity(), start))
+            pricers.append(segment_pricer(plan, version, meter, start))
             # The quotas of the latest version in effect apply, whatever order the
             # segments were first seen in (out-of-order partitions, seeding).
             if meter in version.quotas and (
                 quota_from is None or version.effective_from_ms > quota_from
             ):
                 quota, quota_from = version.quotas[meter], version.effective_from_ms
-        return amount, quota
+        return opening_fee, tuple(pricers), quota
 
 
 def _crossings(

@@ -13,7 +13,7 @@ tests/native/test_shard_differential.py holds both to operators/shard.py.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import accumulate
@@ -43,8 +43,15 @@ from operators.model import (
     WindowUsage,
 )
 from operators.money import EXACT, ZERO
-from operators.period_rating import PeriodKey, PeriodLedger, PeriodRef, UnratableError
+from operators.period_rating import (
+    PeriodKey,
+    PeriodLedger,
+    PeriodRef,
+    PricedPeriod,
+    UnratableError,
+)
 from operators.periods import BillingSegment, billing_segment, segment_span
+from operators.pricing import segment_pricer
 from operators.shard import (
     IncompatibleStateError,
     SeededPeriods,
@@ -367,9 +374,9 @@ class NativeShardState:
         distinct = _ranges(strings, cols.distinct_end, cols.distinct)
         if pricing is not self._pricing:
             self._forget_spans(pricing)
-        spans, plans = self._spans, []
+        spans, pricers, plans = self._spans, self._pricers, []
         rated: list[tuple[Decimal, Decimal, Decimal]] = []
-        charge, subtract = ledger.charge, EXACT.subtract
+        charge, subtract = ledger.charge_priced, EXACT.subtract
         for tenant, meter, start, quantity, was, latest, values, amount in zip(
             tenants, meters, starts, quantities, previous, latest_ms, distinct, before, strict=True
         ):
@@ -377,9 +384,9 @@ class NativeShardState:
             if span is None or not span.starts_from <= start < span.ends_before:
                 span = spans[tenant] = _Span.of(pricing, tenant, start)
             plans.append(span)
-            key = span.keys.get(meter) or span.key(meter)
+            priced = span.meters.get(meter) or span.meter(meter, pricers)
             window = (quantity, latest, values)
-            rated.append(charge(key, span.segment, subtract(quantity, was), window, amount))
+            rated.append(charge(priced, subtract(quantity, was), window, amount))
         columns = [list(column) for column in zip(*rated, strict=True)]
         period_quantity, period_amount, amounts = columns or ([], [], [])
         self.shard.set_amounts(list(map(str, amounts)))
@@ -417,6 +424,8 @@ class NativeShardState:
         # Each tenant's last billing segment under ``pricing`` and the window starts
         # it covers: most revisions fall in it. Not state.
         self._spans: dict[str, _Span] = {}
+        # Segment pricers by (plan, version, meter, period start): tenants share them.
+        self._pricers: dict[tuple[str, str, str, int], Callable[[Decimal], Decimal]] = {}
         self._pricing = pricing
 
 
@@ -432,8 +441,8 @@ class _Span:
     currency: str
     plan_id: str
     period_start_ms: int
-    # The ledger keys of its periods by meter, made once.
-    keys: dict[str, PeriodKey] = field(default_factory=dict)
+    # Each meter's ledger key, period end and segment pricer, made once.
+    meters: dict[str, PricedPeriod] = field(default_factory=dict)
 
     @classmethod
     def of(cls, pricing: PricingCatalog, tenant: str, start_ms: int) -> _Span:
@@ -453,10 +462,18 @@ class _Span:
             segment.period_start_ms,
         )
 
-    def key(self, meter: str) -> PeriodKey:
-        key = PeriodKey(self.tenant, meter, self.period_start_ms, self.version)
-        self.keys[meter] = key
-        return key
+    def meter(
+        self, meter: str, pricers: dict[tuple[str, str, str, int], Callable[[Decimal], Decimal]]
+    ) -> PricedPeriod:
+        """``meter``'s ledger key, period end and pricer, kept for the span's next revisions."""
+        start, segment = self.period_start_ms, self.segment
+        shared = (self.plan_id, self.version, meter, start)
+        pricer = pricers.get(shared)
+        if pricer is None:
+            pricer = pricers[shared] = segment_pricer(segment.plan, segment.version, meter, start)
+        key = PeriodKey(self.tenant, meter, start, self.version)
+        priced = self.meters[meter] = PricedPeriod(key, segment.period_end_ms, pricer)
+        return priced
 
 
 def revision_usages(revisions: Revisions, meters: MeterCatalog, size_ms: int) -> list[WindowUsage]:

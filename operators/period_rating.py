@@ -19,7 +19,7 @@ still changes of the whole period's cost.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -30,7 +30,7 @@ from operators.contributions import Contribution, accumulator_of, contribution_o
 from operators.model import RatedWindow, WindowUsage
 from operators.money import EXACT, ZERO
 from operators.periods import BillingSegment, billing_segment
-from operators.pricing import segment_cost
+from operators.pricing import segment_pricer
 
 # Later than any period's end (epoch ms).
 _NEVER = 2**63
@@ -43,6 +43,14 @@ class PeriodKey(NamedTuple):
     meter: str
     period_start_ms: int
     price_version: str
+
+
+class PricedPeriod(NamedTuple):
+    """A period's ledger key, its end and the pricer of its segment (``segment_pricer``)."""
+
+    key: PeriodKey
+    end_ms: int
+    cost_of: Callable[[Decimal], Decimal]
 
 
 class LedgerEntry(NamedTuple):
@@ -143,18 +151,31 @@ class PeriodLedger:
         ``charged_before`` what it was charged so far. Returns the period's
         quantity and cost after it, and the window's new amount.
         """
-        end = segment.period_end_ms
+        pricer = segment_pricer(segment.plan, segment.version, key[1], key[2])
+        return self.charge_priced(
+            PricedPeriod(key, segment.period_end_ms, pricer), change, window, charged_before
+        )
+
+    def charge_priced(
+        self,
+        priced: PricedPeriod,
+        change: Decimal,
+        window: tuple[Decimal, int, Collection[str]],
+        charged_before: Decimal,
+    ) -> tuple[Decimal, Decimal, Decimal]:
+        """``charge`` with the period's key, end and pricer made once by the caller."""
+        key, end_ms, cost_of = priced
         entry = self.periods.get(key)
         if entry is None:
             period, charged = ACCUMULATORS[self.aggregations[key[1]]](), ZERO
-            self._earliest_end_ms = min(self._earliest_end_ms, end)
+            self._earliest_end_ms = min(self._earliest_end_ms, end_ms)
         else:
             # Unpacked, not read by name: snapshots from before LedgerEntry hold plain tuples.
             period, charged, _ = entry
         period.merge_revision(change, *window)
         period_quantity = period.quantity()
-        cost = segment_cost(segment.plan, segment.version, key[1], period_quantity, key[2])
-        self.periods[key] = LedgerEntry(period, cost, end)
+        cost = cost_of(period_quantity)
+        self.periods[key] = LedgerEntry(period, cost, end_ms)
         return period_quantity, cost, EXACT.add(charged_before, EXACT.subtract(cost, charged))
 
     def expire(self, before_ms: int) -> int:

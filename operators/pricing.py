@@ -8,7 +8,7 @@ the invoice, never applied to stored amounts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, Overflow
 from typing import NamedTuple, assert_never
 
@@ -160,6 +160,39 @@ def segment_cost(
     if price is None:
         return ZERO
     return _segment(plan, version, price, period_cost(price, quantity), period_start_ms)
+
+
+def segment_pricer(
+    plan: Plan, version: PlanVersion | None, meter: str, period_start_ms: int
+) -> Callable[[Decimal], Decimal]:
+    """``segment_cost`` of one segment as a function of the quantity alone.
+
+    The same arithmetic, step for step, with the lookups (meter price, opening
+    version, zero-usage fee) done once: rating and live usage price the same
+    segment again for every revision and counter.
+    """
+    price = meter_price(version, meter)
+    if price is None:
+        return _nothing
+    cost = _period_pricer(price)
+    opening = opening_version(plan, period_start_ms)
+    if version is None or opening is None or version.version == opening.version:
+        return cost
+    zero_fee = period_cost(price, ZERO)
+    return lambda quantity: EXACT.subtract(cost(quantity), zero_fee)
+
+
+def _nothing(quantity: Decimal) -> Decimal:
+    return ZERO
+
+
+def _period_pricer(price: MeterPrice) -> Callable[[Decimal], Decimal]:
+    """``period_cost`` of ``price``; per-unit prices without discount or cap inlined."""
+    free, model, subtract = price.free_allowance, price.model, EXACT.subtract
+    if isinstance(model, UnitPrice) and not price.discount_percent and price.maximum is None:
+        unit, multiply = model.unit_price, EXACT.multiply
+        return lambda quantity: multiply(max(ZERO, subtract(quantity, free)), unit)
+    return lambda quantity: _finish(price, model_cost(model, max(ZERO, subtract(quantity, free))))
 
 
 def segment_events_cost(

@@ -14,13 +14,22 @@ from config.pricing import (
     MeterPrice,
     PackagePrice,
     PercentagePrice,
+    Plan,
+    PlanVersion,
     PriceModel,
     Tier,
     UnitPrice,
     VolumePrice,
 )
 from operators.money import EXACT
-from operators.pricing import minor_units, model_cost, period_cost, round_to_minor
+from operators.pricing import (
+    minor_units,
+    model_cost,
+    period_cost,
+    round_to_minor,
+    segment_cost,
+    segment_pricer,
+)
 
 D = Decimal
 # First 100 units at 1 (+10 once any unit is used), everything above at 0.5 (+20 once reached).
@@ -403,3 +412,43 @@ def test_every_cost_is_exact_within_21_decimal_places(
     if quantity <= allowance:
         # Within the allowance only what zero usage costs is due (a first tier's flat price).
         assert capped == period_cost(MeterPrice(model, maximum=maximum), D(0))
+
+
+@given(
+    price_models(),
+    st.lists(QUANTITIES, min_size=1, max_size=4),
+    QUANTITIES,
+    st.none() | PRICES,
+    st.decimals(min_value=0, max_value=100, places=2, allow_nan=False),
+    st.sampled_from([0, 5, 10]),
+)
+def test_a_segment_pricer_is_segment_cost_digit_for_digit(
+    model: PriceModel,
+    quantities: list[Decimal],
+    allowance: Decimal,
+    maximum: Decimal | None,
+    discount: Decimal,
+    period_start_ms: int,
+) -> None:
+    # Two versions: a period starting at 0 or 5 opens under v1, so v2 is a later
+    # segment (less its zero-usage fee); one starting at 10 opens under v2.
+    price = MeterPrice(model, allowance, maximum, discount_percent=discount)
+    plain = MeterPrice(model)
+    v1 = PlanVersion("v1", 0, {"m": plain, "other": price})
+    v2 = PlanVersion("v2", 10, {"m": price})
+    plan = Plan("p", "USD", (v1, v2))
+
+    for version in (None, v1, v2):
+        for meter in ("m", "other", "unpriced"):
+            pricer = segment_pricer(plan, version, meter, period_start_ms)
+            for quantity in quantities:
+                try:
+                    expected = segment_cost(plan, version, meter, quantity, period_start_ms)
+                except DecimalException:
+                    # The discount cannot be exact here: the pricer must fail alike.
+                    with pytest.raises(DecimalException):
+                        pricer(quantity)
+                    continue
+                cost = pricer(quantity)
+                # Equal as values and as digits: amounts are stored as written.
+                assert (cost, str(cost)) == (expected, str(expected))
