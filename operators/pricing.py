@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation, Overflow
+from functools import partial
 from typing import NamedTuple, assert_never
 
 from config.pricing import (
@@ -187,12 +188,25 @@ def _nothing(quantity: Decimal) -> Decimal:
 
 
 def _period_pricer(price: MeterPrice) -> Callable[[Decimal], Decimal]:
-    """``period_cost`` of ``price``; per-unit prices without discount or cap inlined."""
-    free, model, subtract = price.free_allowance, price.model, EXACT.subtract
-    if isinstance(model, UnitPrice) and not price.discount_percent and price.maximum is None:
-        unit, multiply = model.unit_price, EXACT.multiply
-        return lambda quantity: multiply(max(ZERO, subtract(quantity, free)), unit)
-    return lambda quantity: _finish(price, model_cost(model, max(ZERO, subtract(quantity, free))))
+    """``period_cost`` of ``price``, with the model's dispatch done once."""
+    free, subtract, model = price.free_allowance, EXACT.subtract, _model_pricer(price.model)
+    if price.discount_percent or price.maximum is not None:
+        return lambda quantity: _finish(price, model(max(ZERO, subtract(quantity, free))))
+    return lambda quantity: model(max(ZERO, subtract(quantity, free)))
+
+
+def _model_pricer(model: PriceModel) -> Callable[[Decimal], Decimal]:
+    """``model_cost`` of ``model`` for quantities >= 0 (what ``_period_pricer`` passes)."""
+    match model:
+        case UnitPrice(unit_price=unit_price):
+            multiply = EXACT.multiply
+            return lambda quantity: multiply(quantity, unit_price)
+        case GraduatedPrice(tiers=tiers):
+            return partial(_graduated, tiers)
+        case VolumePrice(tiers=tiers):
+            return partial(_volume, tiers)
+        case _:
+            return partial(model_cost, model)
 
 
 def segment_events_cost(
