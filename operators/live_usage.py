@@ -37,6 +37,8 @@ _HUNDRED = Decimal(100)
 _UNSEEN: Any = object()
 # Later than any period's end.
 _NEVER = 2**63
+# Pricing terms kept at most (_PeriodTerms).
+_MAX_TERMS = 4096
 
 
 class LiveCounter(NamedTuple):
@@ -295,6 +297,9 @@ class _PeriodTerms:
         names = tuple(segments)
         found = self._terms.get((plan_id, meter, start, names))
         if found is None:
+            if len(self._terms) >= _MAX_TERMS:
+                # A few per plan, meter and month: cleared rather than left to grow.
+                self._terms.clear()
             found = self._terms[(plan_id, meter, start, names)] = self._make(
                 plan_id, meter, start, names
             )

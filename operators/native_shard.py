@@ -424,8 +424,10 @@ class NativeShardState:
         # Each tenant's last billing segment under ``pricing`` and the window starts
         # it covers: most revisions fall in it. Not state.
         self._spans: dict[str, _Span] = {}
-        # Segment pricers by (plan, version, meter, period start): tenants share them.
-        self._pricers: dict[tuple[str, str, str, int], Callable[[Decimal], Decimal]] = {}
+        # Segment pricers by (plan, version, meter, period start): tenants share
+        # them. Keyed by the catalog's own plan and version objects (alive as long
+        # as ``pricing`` is), so two plans or versions can never share one by name.
+        self._pricers: dict[tuple[int, int, str, int], Callable[[Decimal], Decimal]] = {}
         self._pricing = pricing
 
 
@@ -463,17 +465,24 @@ class _Span:
         )
 
     def meter(
-        self, meter: str, pricers: dict[tuple[str, str, str, int], Callable[[Decimal], Decimal]]
+        self, meter: str, pricers: dict[tuple[int, int, str, int], Callable[[Decimal], Decimal]]
     ) -> PricedPeriod:
         """``meter``'s ledger key, period end and pricer, kept for the span's next revisions."""
         start, segment = self.period_start_ms, self.segment
-        shared = (self.plan_id, self.version, meter, start)
+        shared = (id(segment.plan), id(segment.version), meter, start)
         pricer = pricers.get(shared)
         if pricer is None:
+            if len(pricers) >= _MAX_PRICERS:
+                # A few per plan, meter and month: cleared rather than left to grow.
+                pricers.clear()
             pricer = pricers[shared] = segment_pricer(segment.plan, segment.version, meter, start)
         key = PeriodKey(self.tenant, meter, start, self.version)
         priced = self.meters[meter] = PricedPeriod(key, segment.period_end_ms, pricer)
         return priced
+
+
+# Segment pricers kept at most (each is a few closures).
+_MAX_PRICERS = 4096
 
 
 def revision_usages(revisions: Revisions, meters: MeterCatalog, size_ms: int) -> list[WindowUsage]:

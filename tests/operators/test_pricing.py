@@ -420,7 +420,7 @@ def test_every_cost_is_exact_within_21_decimal_places(
     QUANTITIES,
     st.none() | PRICES,
     st.decimals(min_value=0, max_value=100, places=2, allow_nan=False),
-    st.sampled_from([0, 5, 10]),
+    st.sampled_from([-5, 0, 5, 10]),
 )
 def test_a_segment_pricer_is_segment_cost_digit_for_digit(
     model: PriceModel,
@@ -430,25 +430,56 @@ def test_a_segment_pricer_is_segment_cost_digit_for_digit(
     discount: Decimal,
     period_start_ms: int,
 ) -> None:
-    # Two versions: a period starting at 0 or 5 opens under v1, so v2 is a later
-    # segment (less its zero-usage fee); one starting at 10 opens under v2.
+    # Two versions, the first from 0: a period starting at 0 or 5 opens under
+    # v1, so v2 is a later segment (less its zero-usage fee); one at 10 opens
+    # under v2; one at -5 starts before the plan, which opens under its first.
     price = MeterPrice(model, allowance, maximum, discount_percent=discount)
-    plain = MeterPrice(model)
+    plain = MeterPrice(model, maximum=maximum)
     v1 = PlanVersion("v1", 0, {"m": plain, "other": price})
-    v2 = PlanVersion("v2", 10, {"m": price})
+    v2 = PlanVersion("v2", 10, {"m": price, "other": plain})
     plan = Plan("p", "USD", (v1, v2))
 
     for version in (None, v1, v2):
         for meter in ("m", "other", "unpriced"):
-            pricer = segment_pricer(plan, version, meter, period_start_ms)
-            for quantity in quantities:
-                try:
-                    expected = segment_cost(plan, version, meter, quantity, period_start_ms)
-                except DecimalException:
-                    # The discount cannot be exact here: the pricer must fail alike.
-                    with pytest.raises(DecimalException):
-                        pricer(quantity)
-                    continue
-                cost = pricer(quantity)
-                # Equal as values and as digits: amounts are stored as written.
-                assert (cost, str(cost)) == (expected, str(expected))
+            _assert_same_costs(plan, version, meter, period_start_ms, quantities)
+
+
+@pytest.mark.parametrize("discount", [D(0), D(10)])
+def test_a_segment_pricer_caps_with_and_without_a_discount(discount: D) -> None:
+    price = MeterPrice(UnitPrice(D(2)), maximum=D(15), discount_percent=discount)
+    v1 = PlanVersion("v1", 0, {"m": price})
+    v2 = PlanVersion("v2", 10, {"m": price})
+    plan = Plan("p", "USD", (v1, v2))
+
+    for start in (-5, 0, 10):
+        for version in (v1, v2):
+            _assert_same_costs(plan, version, "m", start, [D(0), D(3), D(7), D(100)])
+    assert segment_pricer(plan, v1, "m", 0)(D(100)) == D(15)
+
+
+def _assert_same_costs(
+    plan: Plan,
+    version: PlanVersion | None,
+    meter: str,
+    period_start_ms: int,
+    quantities: list[Decimal],
+) -> None:
+    try:
+        pricer = segment_pricer(plan, version, meter, period_start_ms)
+    except DecimalException as exc:
+        # Then every cost of the segment fails the same way.
+        for quantity in quantities:
+            with pytest.raises(type(exc)):
+                segment_cost(plan, version, meter, quantity, period_start_ms)
+        return
+    for quantity in quantities:
+        try:
+            expected = segment_cost(plan, version, meter, quantity, period_start_ms)
+        except DecimalException as exc:
+            # Not exact here: the pricer must fail alike.
+            with pytest.raises(type(exc)):
+                pricer(quantity)
+            continue
+        cost = pricer(quantity)
+        # Equal as values and as digits: amounts are stored as written.
+        assert (cost, str(cost)) == (expected, str(expected))
