@@ -26,7 +26,7 @@ from operators.aggregation import ACCUMULATORS, Accumulator
 from operators.contributions import Contribution, accumulator_of
 from operators.model import Event
 from operators.money import EXACT, ZERO
-from operators.periods import BillingSegment, billing_segment
+from operators.periods import NEVER_MS, BillingSegment, billing_segment
 from operators.pricing import opening_version, segment_cost, segment_pricer
 
 # tenant, meter, period start (epoch ms)
@@ -35,8 +35,6 @@ CounterKey = tuple[str, str, int]
 Partial = tuple[str, str, int, Accumulator]
 _HUNDRED = Decimal(100)
 _UNSEEN: Any = object()
-# Later than any period's end.
-_NEVER = 2**63
 # Pricing terms kept at most (_PeriodTerms).
 _MAX_TERMS = 4096
 
@@ -92,7 +90,7 @@ class LiveUsage:
 
     # No kept period ends before this, so expire() need not look earlier. A class
     # default: live usage restored from snapshots that lack it looks once, then knows.
-    _earliest_end_ms = -_NEVER
+    _earliest_end_ms = -NEVER_MS
 
     def __init__(self, aggregations: Mapping[str, Aggregation]) -> None:
         self.aggregations = dict(aggregations)
@@ -240,7 +238,7 @@ class LiveUsage:
         ]
         for key in done:
             del self.periods[key]
-        self._earliest_end_ms = min((p.end_ms for p in self.periods.values()), default=_NEVER)
+        self._earliest_end_ms = min((p.end_ms for p in self.periods.values()), default=NEVER_MS)
         return len(done)
 
     def _quantity(self, meter: str, segments: Iterable[Accumulator]) -> Decimal:

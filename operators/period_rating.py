@@ -29,11 +29,8 @@ from operators.aggregation import ACCUMULATORS, Accumulator
 from operators.contributions import Contribution, accumulator_of, contribution_of
 from operators.model import RatedWindow, WindowUsage
 from operators.money import EXACT, ZERO
-from operators.periods import BillingSegment, billing_segment
-from operators.pricing import segment_pricer
-
-# Later than any period's end (epoch ms).
-_NEVER = 2**63
+from operators.periods import NEVER_MS, BillingSegment, billing_segment
+from operators.pricing import segment_cost
 
 
 class PeriodKey(NamedTuple):
@@ -46,7 +43,7 @@ class PeriodKey(NamedTuple):
 
 
 class PricedPeriod(NamedTuple):
-    """A period's ledger key, its end and the pricer of its segment (``segment_pricer``)."""
+    """A period's ledger key, its end and the cost of its segment by quantity (``segment_cost``)."""
 
     key: PeriodKey
     end_ms: int
@@ -79,7 +76,7 @@ class PeriodLedger:
 
     # No kept period ends before this, so expire() need not look earlier. A class
     # default: ledgers restored from snapshots that lack it look once, then know.
-    _earliest_end_ms = -_NEVER
+    _earliest_end_ms = -NEVER_MS
 
     def __init__(self, aggregations: Mapping[str, Aggregation], incarnation: str = "") -> None:
         self.aggregations = dict(aggregations)
@@ -151,9 +148,14 @@ class PeriodLedger:
         ``charged_before`` what it was charged so far. Returns the period's
         quantity and cost after it, and the window's new amount.
         """
-        pricer = segment_pricer(segment.plan, segment.version, key[1], key[2])
+        plan, version, meter, start = segment.plan, segment.version, key[1], key[2]
+
+        def cost_of(quantity: Decimal) -> Decimal:
+            # The specification itself: building a segment_pricer for one call costs more.
+            return segment_cost(plan, version, meter, quantity, start)
+
         return self.charge_priced(
-            PricedPeriod(key, segment.period_end_ms, pricer), change, window, charged_before
+            PricedPeriod(key, segment.period_end_ms, cost_of), change, window, charged_before
         )
 
     def charge_priced(
@@ -185,5 +187,5 @@ class PeriodLedger:
         done = [key for key, (_, _, end) in self.periods.items() if end <= before_ms]
         for key in done:
             del self.periods[key]
-        self._earliest_end_ms = min((end for _, _, end in self.periods.values()), default=_NEVER)
+        self._earliest_end_ms = min((end for _, _, end in self.periods.values()), default=NEVER_MS)
         return len(done)

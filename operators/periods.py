@@ -10,6 +10,9 @@ from zoneinfo import ZoneInfo
 
 from config.pricing import Plan, PlanVersion, PricingCatalog, Subscription
 
+# Later than any period's end (epoch ms): where a search for the earliest end starts.
+NEVER_MS = 2**63
+
 
 @functools.lru_cache(maxsize=65_536)
 def billing_period(at_ms: int, anchor_day: int, timezone: str) -> tuple[int, int]:

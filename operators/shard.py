@@ -23,11 +23,8 @@ from operators.idempotency import Claim, claim_token
 from operators.live_usage import CounterKey, LiveCounter, LiveUsage, QuotaEvent
 from operators.model import Event, RatedWindow, Reason, Rejection, WindowUsage
 from operators.period_rating import PeriodKey, PeriodLedger, PeriodRef
-from operators.periods import BillingSegment, billing_segment
+from operators.periods import NEVER_MS, BillingSegment, billing_segment
 from operators.windowing import Lateness, PartitionKey, WindowConfig, WindowStore
-
-# Later than any period's end.
-_NEVER = 2**63
 
 
 class IncompatibleStateError(ValueError):
@@ -327,7 +324,7 @@ class SeededPeriods(dict[CounterKey, int]):
     """
 
     # A class default: a restored or copied one looks once, then knows.
-    earliest_end_ms = -_NEVER
+    earliest_end_ms = -NEVER_MS
 
     def __setitem__(self, key: CounterKey, end_ms: int) -> None:
         super().__setitem__(key, end_ms)
@@ -339,7 +336,7 @@ class SeededPeriods(dict[CounterKey, int]):
             return
         for key in [key for key, end in self.items() if end <= before_ms]:
             del self[key]
-        self.earliest_end_ms = min(self.values(), default=_NEVER)
+        self.earliest_end_ms = min(self.values(), default=NEVER_MS)
 
 
 def seed_periods(
