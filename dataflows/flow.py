@@ -37,6 +37,7 @@ from dataflows.stats import RunStats
 from operators._native import ParsedColumns
 from operators._native import ShardBatch as NativeShardBatch
 from operators.idempotency import IdempotencyStore
+from operators.message_batch import MessageBatch
 from operators.model import RatedColumns, RatedWindow, Rejection
 from operators.native_parse import NativeParser, known_tenants
 from operators.native_parse import rejections as native_rejections
@@ -207,7 +208,7 @@ def _python_engine(
 class NativeParsed(NamedTuple):
     """A batch parsed by the native core: its messages, columns and rejections."""
 
-    messages: Batch
+    messages: MessageBatch
     columns: ParsedColumns
     rejections: list[Rejection]
 
@@ -241,8 +242,9 @@ def _native_engine(
     splitter = NativeSplitter(spec.meters, spec.shards)
 
     def parse(batch: Batch, now_ms: int) -> NativeParsed:
-        columns = parser.columns([m.payload for m in batch], now_ms)
-        return NativeParsed(batch, columns, native_rejections(batch, columns, now_ms))
+        messages = MessageBatch.of(batch)
+        columns = parser.batch_columns(messages, now_ms)
+        return NativeParsed(messages, columns, native_rejections(messages, columns, now_ms))
 
     def split(item: tuple[PartitionKey, NativeParsed]) -> list[tuple[str, NativeShardBatch]]:
         partition, parsed = item

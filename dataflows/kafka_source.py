@@ -2,24 +2,25 @@
 
 Bytewax's ``KafkaSource`` owns partition discovery, offset resume from
 recovery snapshots and consumer settings; its per-message items would cost an
-engine round trip per event, so each poll here becomes ONE item: a list of
-RawMessage from one Kafka partition.
+engine round trip per event, so each poll here becomes ONE item: a
+MessageBatch, the columns of one Kafka partition's messages.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from array import array
+from typing import Any, cast
 
 import orjson
 from bytewax.connectors.kafka import KafkaSource
 from bytewax.connectors.kafka import _KafkaSourcePartition as _ConnectorPartition
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, Message
 
 from dataflows.metrics import METRICS
 from dataflows.shutdown import StopRequest
 from dataflows.sources import Batch
-from operators.model import RawMessage
+from operators.message_batch import MessageBatch
 
 log = logging.getLogger(__name__)
 
@@ -110,27 +111,44 @@ class _BatchPartition(_ConnectorPartition):
         # its offset, the next message to read.
         if self._eof or self._stop.requested:
             raise StopIteration
-        batch: Batch = []
+        messages = self._consumer.consume(self._batch_size, 0.001)
+        # Errors and the end of the partition are rare: the common poll is read
+        # column by column, without a Python object per message.
+        # (By identity: KafkaError's == does not take None.)
+        if any(m.error() is not None for m in messages):
+            messages = self._data_messages(messages)
+        if not messages:
+            return []
+        # Data messages always have an offset. A tombstone's value is None. Timestamps:
+        # producer create time or broker append time, as the topic is configured.
+        offsets = array("q", cast("list[int]", [m.offset() for m in messages]))
+        self._offset = offsets[-1] + 1
+        return [
+            MessageBatch.of_payloads(
+                self._topic,
+                self._part_idx,
+                [m.value() or b"" for m in messages],
+                offsets,
+                array("q", [m.timestamp()[1] for m in messages]),
+            )
+        ]
+
+    def _data_messages(self, messages: list[Message]) -> list[Message]:
+        """The messages that carry data, up to the end of the partition; errors logged."""
         topic, partition = self._topic, self._part_idx
-        last_offset = None
-        for msg in self._consumer.consume(self._batch_size, 0.001):
+        kept = []
+        for msg in messages:
             error = msg.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    self._eof = True
-                    break
-                if error.fatal():
-                    raise RuntimeError(f"Kafka consumer failed on {topic}[{partition}]: {error}")
-                # librdkafka retries transient errors itself; they are reported for logging.
-                log.warning("Kafka %s[%d]: %s", topic, partition, error)
+            if error is None:
+                # Only error events lack an offset.
+                if msg.offset() is not None:
+                    kept.append(msg)
                 continue
-            offset = msg.offset()
-            if offset is None:  # only error events lack an offset
-                continue
-            # Producer create time or broker append time, as the topic is configured.
-            _, arrived_ms = msg.timestamp()
-            batch.append(RawMessage(msg.value() or b"", topic, partition, offset, arrived_ms))
-            last_offset = offset
-        if last_offset is not None:
-            self._offset = last_offset + 1
-        return [batch] if batch else []
+            if error.code() == KafkaError._PARTITION_EOF:
+                self._eof = True
+                break
+            if error.fatal():
+                raise RuntimeError(f"Kafka consumer failed on {topic}[{partition}]: {error}")
+            # librdkafka retries transient errors itself; they are reported for logging.
+            log.warning("Kafka %s[%d]: %s", topic, partition, error)
+        return kept

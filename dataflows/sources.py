@@ -1,4 +1,4 @@
-"""Batch sources: each item is a list of RawMessage from ONE input partition.
+"""Batch sources: each item is a sequence of RawMessage from ONE input partition.
 
 Batching at the source keeps the per-event engine overhead near zero; the
 single-partition rule lets the metering step track event-time progress per
@@ -8,6 +8,7 @@ input partition.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,8 @@ from dataflows.shutdown import StopRequest
 from operators.model import RawMessage
 from operators.synthetic import SyntheticPartition, SyntheticSpec
 
-Batch = list[RawMessage]
+# A list, or the Kafka source's columns (operators.message_batch.MessageBatch).
+Batch = Sequence[RawMessage]
 
 
 class JsonlFileSource(FixedPartitionedSource[Batch, tuple[int, int]]):
@@ -77,7 +79,7 @@ class _JsonlPartition(StatefulSourcePartition[Batch, tuple[int, int]]):
     def next_batch(self) -> list[Batch]:
         if self._stop.requested:
             raise StopIteration
-        batch: Batch = []
+        batch: list[RawMessage] = []
         readline = self._file.readline
         now_ms = self._clock.now_ms()
         while len(batch) < self._batch_size:
@@ -171,7 +173,7 @@ class _SyntheticPartition(StatefulSourcePartition[Batch, dict[str, int]]):
             raise StopIteration
         end = min(self._events.count, self._next + self._batch_size)
         partition = self._events.partition
-        batch: Batch = []
+        batch: list[RawMessage] = []
         now_ms = self._clock.now_ms()
         for n in range(self._next, end):
             for payload in self._events.payloads(n):

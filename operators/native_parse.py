@@ -19,6 +19,7 @@ from config.jsonpath import JsonPath
 from config.meters import Aggregation, MeterCatalog
 from config.pricing import PricingCatalog
 from operators._native import ParsedColumns, Parser
+from operators.message_batch import MessageBatch
 from operators.model import Event, Measure, RawMessage, Reason, Rejection
 from operators.parse import ParsedBatch
 
@@ -68,6 +69,10 @@ class NativeParser:
         """Parse ``payloads`` at wall time ``now_ms`` into columns."""
         ends = array("Q", accumulate(len(p) for p in payloads))
         return self._parser.parse_batch(b"".join(payloads), ends, now_ms)
+
+    def batch_columns(self, batch: MessageBatch, now_ms: int) -> ParsedColumns:
+        """Parse the messages of ``batch`` at wall time ``now_ms`` into columns."""
+        return self._parser.parse_batch(batch.data, batch.ends, now_ms)
 
     def parse(self, batch: Sequence[RawMessage], now_ms: int) -> ParsedBatch:
         """Like ``BatchParser.parse``: accepted events and rejections, in input order."""

@@ -16,7 +16,6 @@ from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from itertools import accumulate
 from operator import attrgetter
 from typing import Literal
 
@@ -34,6 +33,7 @@ from operators.aggregation import (
 from operators.contributions import Contribution
 from operators.idempotency import Claim, claim_token
 from operators.live_usage import LiveCounter, LiveUsage, Partial, QuotaEvent
+from operators.message_batch import MessageBatch
 from operators.model import (
     GroupValues,
     RatedColumns,
@@ -86,19 +86,15 @@ class NativeSplitter:
         self, partition: PartitionKey, batch: Sequence[RawMessage], columns: ParsedColumns
     ) -> dict[str, ShardBatch]:
         """Every shard's part of ``columns`` (parsed from ``batch``), keyed as shard_of keys."""
-        raw = [m.payload for m in batch]
-        payloads = b"".join(raw)
-        ends = array("Q", accumulate(map(len, raw)))
-        offsets = array("q", [m.offset for m in batch])
-        arrivals = array("q", [m.arrived_ms for m in batch])
+        messages = MessageBatch.of(batch)
         origin, number = partition
         parts = split_batch(
             columns,
             self._group_counts,
-            payloads,
-            ends,
-            offsets,
-            arrivals,
+            messages.data,
+            messages.ends,
+            messages.offsets,
+            messages.arrivals_ms,
             origin,
             number,
             self.shards,
