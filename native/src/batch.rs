@@ -1,6 +1,7 @@
 //! A batch in, columns out: no object per event, only the rare rejection carries its own.
 
 use std::collections::HashMap;
+use std::fmt::Write;
 
 use xxhash_rust::xxh3::xxh3_128;
 
@@ -52,11 +53,21 @@ pub struct Columns {
 
 /// The idempotency key (tenant, source, id), length-prefixed as operators/model.py spells it.
 pub fn idempotency_key(tenant: &str, source: &str, id: &str) -> String {
-    format!(
+    let mut key = String::new();
+    write_idempotency_key(&mut key, tenant, source, id);
+    key
+}
+
+/// `idempotency_key` into `key` (cleared first): one buffer for a whole batch.
+fn write_idempotency_key(key: &mut String, tenant: &str, source: &str, id: &str) {
+    key.clear();
+    // Writing to a String cannot fail.
+    let _ = write!(
+        key,
         "{}:{tenant}{}:{source}{id}",
         char_len(tenant),
         char_len(source)
-    )
+    );
 }
 
 /// The 128-bit hash in-state dedup keys events by.
@@ -68,6 +79,7 @@ struct Writer<'r> {
     rules: &'r Rules,
     out: Columns,
     tenant_ids: HashMap<String, u32>,
+    key: String,
 }
 
 impl Writer<'_> {
@@ -97,8 +109,10 @@ impl Writer<'_> {
         };
         self.out.tenant.push(tenant);
         self.out.event_type.push(event.event_type);
-        let key = idempotency_key(event.tenant, event.source, event.id);
-        self.out.key_hash.extend_from_slice(&idempotency_hash(&key));
+        write_idempotency_key(&mut self.key, event.tenant, event.source, event.id);
+        self.out
+            .key_hash
+            .extend_from_slice(&idempotency_hash(&self.key));
         let source = self.span(event.source);
         self.out.source.extend_from_slice(&source);
         let id = self.span(event.id);
@@ -165,6 +179,7 @@ pub fn parse_batch(rules: &Rules, payloads: &[u8], ends: &[u64], now_ms: i64) ->
         rules,
         out: Columns::default(),
         tenant_ids: HashMap::new(),
+        key: String::new(),
     };
     let latest_allowed_ms = now_ms.saturating_add(rules.max_future_skew_ms);
     let mut start = 0usize;

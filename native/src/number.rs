@@ -27,6 +27,39 @@ pub struct Quantity {
     pub nanos: u32,
 }
 
+impl Quantity {
+    /// The common case without a `Decimal`: plain `digits[.digits]` below 10^18 with
+    /// at most 9 fractional digits. `None` for anything else (signs, exponents,
+    /// rejections), which `Decimal::parse` and `Decimal::quantity` then judge.
+    pub fn plain(text: &str) -> Option<Quantity> {
+        let bytes = text.as_bytes();
+        let (int_part, frac_part) = match bytes.iter().position(|&b| b == b'.') {
+            Some(point) => (&bytes[..point], &bytes[point + 1..]),
+            None => (bytes, &bytes[bytes.len()..]),
+        };
+        let all_digits = |part: &[u8]| part.iter().all(u8::is_ascii_digit);
+        let point = int_part.len() < bytes.len();
+        if int_part.is_empty() || (point && frac_part.is_empty()) || frac_part.len() > 9 {
+            return None;
+        }
+        if !all_digits(int_part) || !all_digits(frac_part) {
+            return None;
+        }
+        let significant = int_part
+            .iter()
+            .position(|&b| b != b'0')
+            .unwrap_or(int_part.len());
+        if int_part.len() - significant > 18 {
+            return None;
+        }
+        let number = |part: &[u8]| part.iter().fold(0u64, |n, &b| n * 10 + u64::from(b - b'0'));
+        let units = number(&int_part[significant..]);
+        let scale = 10u32.pow(9 - frac_part.len() as u32);
+        let nanos = u32::try_from(number(frac_part)).ok()? * scale;
+        Some(Quantity { units, nanos })
+    }
+}
+
 pub const MAX_FRACTION_DIGITS: i64 = 9;
 const MAX_INTEGER_DIGITS: i64 = 18; // quantities are below 10^18
 /// The largest adjusted exponent a Python Decimal holds (libmpdec's MAX_EMAX).
@@ -263,6 +296,45 @@ mod tests {
 
     fn dec(text: &str) -> Decimal {
         Decimal::parse(text).unwrap()
+    }
+
+    #[test]
+    fn plain_quantities_are_what_decimals_make_of_them() {
+        let texts = [
+            "0",
+            "7",
+            "007",
+            "12.5",
+            "0.000000001",
+            "1.100000000",
+            "999999999999999999",
+            "0000999999999999999999.999999999",
+            "123456789012345678.9",
+        ];
+        for text in texts {
+            let plain = Quantity::plain(text).unwrap_or_else(|| panic!("{text} is plain"));
+            assert_eq!(Ok(plain), dec(text).quantity(), "{text}");
+        }
+        // Left to Decimal: signs, exponents, too many digits, not numbers at all.
+        let others = [
+            "-1",
+            "+1",
+            "1e3",
+            "1E-2",
+            "1000000000000000000",
+            "0.1234567891",
+            ".5",
+            "5.",
+            "",
+            ".",
+            "1.2.3",
+            "1 ",
+            "NaN",
+            "١",
+        ];
+        for text in others {
+            assert_eq!(Quantity::plain(text), None, "{text}");
+        }
     }
 
     #[test]

@@ -384,9 +384,12 @@ fn measure<'d>(meter: &Meter, index: u32, data: &'d Value<'_>) -> Result<Measure
         measure.quantity = match raw {
             None | Some(Value::Null) => return missing(),
             // A JSON number's grammar is a subset of what Decimal::parse reads.
-            Some(Value::Number(text)) => match Decimal::parse(text) {
-                Some(decimal) => quantity(&decimal, &path.place, text)?,
-                None => unreachable!("JSON number text {text:?} is decimal notation"),
+            Some(Value::Number(text)) => match Quantity::plain(text) {
+                Some(plain) => plain,
+                None => match Decimal::parse(text) {
+                    Some(decimal) => quantity(&decimal, &path.place, text)?,
+                    None => unreachable!("JSON number text {text:?} is decimal notation"),
+                },
             },
             Some(Value::Str(text)) => quantity_of_text(text, &path.place)?,
             Some(other) => {
@@ -441,6 +444,9 @@ fn quantity(decimal: &Decimal, place: &str, value: &str) -> Result<Quantity, Rej
 /// A numeric string: plain ASCII decimal notation, padding allowed.
 fn quantity_of_text(text: &str, place: &str) -> Result<Quantity, Rejected> {
     let stripped = text.trim_matches([' ', '\t', '\r', '\n']);
+    if let Some(plain) = Quantity::plain(stripped) {
+        return Ok(plain);
+    }
     if is_non_finite_word(stripped) {
         return reject(
             Reason::NonFiniteValue,
