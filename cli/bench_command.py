@@ -792,6 +792,14 @@ def _check_inputs(load: ModuleType, args: argparse.Namespace) -> None:
     load_pricing_catalog(args.pricing or workload.pricing, meters)
 
 
+def _earlier_run(out: Path) -> str:
+    """What in ``out`` an earlier bench run left ('' if nothing)."""
+    if not out.is_dir():
+        return ""
+    names = sorted(p.name for p in out.iterdir())
+    return ", ".join(n for n in names if n.startswith("ch-") or n == "truth.json")
+
+
 def main(args: argparse.Namespace) -> int:
     """Run ``meterwax bench``: 0 when the flow matches the ground truth, 1 if not, 2 on set-up."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -804,6 +812,15 @@ def main(args: argparse.Namespace) -> int:
         _check_inputs(load, args)
     except (ValueError, ConfigError) as exc:
         print(f"meterwax bench: {exc}", file=sys.stderr)
+        return SETUP_FAILED
+    held = _earlier_run(out)
+    if held:
+        # Its stores would start with the earlier run's windows in them.
+        print(
+            f"meterwax bench: --out {out} already holds a bench run ({held}); "
+            "give a new or empty directory",
+            file=sys.stderr,
+        )
         return SETUP_FAILED
     out.mkdir(parents=True, exist_ok=True)
     try:

@@ -99,3 +99,14 @@ def test_bench_latency_phase_reports_arrival_to_live_counter(
     assert json.loads((out / "latency.json").read_text())["flow"]["engine"] == "native"
     quantiles = latency["latency_ms"]["live_counter"]
     assert 0 < quantiles["p50"] <= quantiles["p99"]
+
+
+def test_bench_refuses_an_out_directory_with_an_earlier_run(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    (out / "ch-lean-native").mkdir(parents=True)
+    completed = bench(tmp_path, "--events", "10", "--out", str(out))
+    assert completed.returncode == 2
+    assert completed.stderr.strip() == (
+        f"meterwax bench: --out {out} already holds a bench run (ch-lean-native); "
+        "give a new or empty directory"
+    )
