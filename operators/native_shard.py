@@ -352,8 +352,8 @@ class NativeShardState:
 
         ``revisions`` must be what the last ``finish``/``close_all`` returned: the
         amounts charged go back to their windows, for their next revision. No
-        Python object per revision: columns in, columns out, one ledger
-        ``charge`` per row.
+        Python object per revision: columns in, columns out, the ledger charging
+        the rows in turn.
         """
         if revisions is not self._emitted:
             raise ValueError("rate() takes what the last finish() or close_all() returned")
@@ -370,21 +370,20 @@ class NativeShardState:
         distinct = _ranges(strings, cols.distinct_end, cols.distinct)
         if pricing is not self._pricing:
             self._forget_spans(pricing)
-        spans, pricers, plans = self._spans, self._pricers, []
-        rated: list[tuple[Decimal, Decimal, Decimal]] = []
-        charge, subtract = ledger.charge_priced, EXACT.subtract
-        for tenant, meter, start, quantity, was, latest, values, amount in zip(
-            tenants, meters, starts, quantities, previous, latest_ms, distinct, before, strict=True
-        ):
+        spans, pricers = self._spans, self._pricers
+        plans: list[_Span] = []
+        priced: list[PricedPeriod] = []
+        for tenant, meter, start in zip(tenants, meters, starts, strict=True):
             span = spans.get(tenant)
             if span is None or not span.starts_from <= start < span.ends_before:
                 span = spans[tenant] = _Span.of(pricing, tenant, start)
             plans.append(span)
-            priced = span.meters.get(meter) or span.meter(meter, pricers)
-            window = (quantity, latest, values)
-            rated.append(charge(priced, subtract(quantity, was), window, amount))
-        columns = [list(column) for column in zip(*rated, strict=True)]
-        period_quantity, period_amount, amounts = columns or ([], [], [])
+            priced.append(span.meters.get(meter) or span.meter(meter, pricers))
+        windows = zip(quantities, latest_ms, distinct, strict=True)
+        changes = map(EXACT.subtract, quantities, previous)
+        period_quantity, period_amount, amounts = ledger.charge_each(
+            zip(priced, changes, windows, before, strict=True)
+        )
         self.shard.set_amounts(list(map(str, amounts)))
         config = self.config
         forget_settled(

@@ -19,7 +19,7 @@ still changes of the whole period's cost.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from decimal import Decimal
 from typing import NamedTuple
 
@@ -166,19 +166,37 @@ class PeriodLedger:
         charged_before: Decimal,
     ) -> tuple[Decimal, Decimal, Decimal]:
         """``charge`` with the period's key, end and pricer made once by the caller."""
-        key, end_ms, cost_of = priced
-        entry = self.periods.get(key)
-        if entry is None:
-            period, charged = ACCUMULATORS[self.aggregations[key[1]]](), ZERO
-            self._earliest_end_ms = min(self._earliest_end_ms, end_ms)
-        else:
-            # Unpacked, not read by name: snapshots from before LedgerEntry hold plain tuples.
-            period, charged, _ = entry
-        period.merge_revision(change, *window)
-        period_quantity = period.quantity()
-        cost = cost_of(period_quantity)
-        self.periods[key] = LedgerEntry(period, cost, end_ms)
-        return period_quantity, cost, EXACT.add(charged_before, EXACT.subtract(cost, charged))
+        row = (priced, change, window, charged_before)
+        (quantity,), (cost,), (amount,) = self.charge_each((row,))
+        return quantity, cost, amount
+
+    def charge_each(
+        self,
+        rows: Iterable[tuple[PricedPeriod, Decimal, tuple[Decimal, int, Collection[str]], Decimal]],
+    ) -> tuple[list[Decimal], list[Decimal], list[Decimal]]:
+        """``charge_priced`` of each row in turn, as columns: the period quantities and
+        costs after each, and each window's new amount."""
+        periods, aggregations = self.periods, self.aggregations
+        get, add, subtract = periods.get, EXACT.add, EXACT.subtract
+        quantities: list[Decimal] = []
+        costs: list[Decimal] = []
+        amounts: list[Decimal] = []
+        for (key, end_ms, cost_of), change, window, charged_before in rows:
+            entry = get(key)
+            if entry is None:
+                period, charged = ACCUMULATORS[aggregations[key[1]]](), ZERO
+                self._earliest_end_ms = min(self._earliest_end_ms, end_ms)
+            else:
+                # Unpacked, not read by name: snapshots from before LedgerEntry hold plain tuples.
+                period, charged, _ = entry
+            period.merge_revision(change, *window)
+            quantity = period.quantity()
+            cost = cost_of(quantity)
+            periods[key] = LedgerEntry(period, cost, end_ms)
+            quantities.append(quantity)
+            costs.append(cost)
+            amounts.append(add(charged_before, subtract(cost, charged)))
+        return quantities, costs, amounts
 
     def expire(self, before_ms: int) -> int:
         """Forget periods that ended before ``before_ms`` (no window of theirs can change)."""
