@@ -1,5 +1,7 @@
 """Type stubs of the native core (native/, Rust + PyO3), built by maturin into this package."""
 
+from typing import Any
+
 from typing_extensions import Buffer
 
 class Parser:
@@ -46,6 +48,10 @@ class ParsedColumns:
     max_time_ms: int | None
 
 def idempotency_hash(key: str) -> bytes: ...
+
+RATED_WINDOW_COLUMNS: list[str]
+
+def encode_rated_windows(columns: list[list[Any]]) -> tuple[bytes, int] | None: ...
 
 class ShardBatch:
     """One shard's part of a parsed batch, as columns; pickles as bytes."""

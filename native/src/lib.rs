@@ -16,6 +16,7 @@ mod number;
 mod parse;
 mod py;
 mod py_shard;
+mod rated_rows;
 mod shard;
 mod snapshot;
 mod split;

@@ -3,12 +3,14 @@
 use std::collections::HashSet;
 
 use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::PyTypeError;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use crate::batch::{self, Columns};
 use crate::parse::{Meter, Path, Rules, Step};
+use crate::rated_rows::{self, Encoding};
 
 /// A path step as config.jsonpath compiles it: an index (int) or a key (str).
 #[derive(FromPyObject)]
@@ -198,11 +200,117 @@ fn idempotency_hash<'py>(py: Python<'py>, key: &str) -> Bound<'py, PyBytes> {
     PyBytes::new(py, &batch::idempotency_hash(key))
 }
 
+/// Rated window revisions as RowBinary rows of `RATED_WINDOW_COLUMNS` and how many:
+/// `columns` holds one list per column, in that order (sinks/clickhouse.py's
+/// `_window_columns`, with each row's group values as (name, value) pairs).
+/// `None` when a decimal is not held exactly by its column: the caller then
+/// takes the driver's path, which says why.
+#[pyfunction]
+fn encode_rated_windows<'py>(
+    py: Python<'py>,
+    columns: &Bound<'py, PyList>,
+) -> PyResult<Option<(Bound<'py, PyBytes>, usize)>> {
+    if columns.len() != rated_rows::COLUMNS.len() {
+        return Err(PyValueError::new_err(format!(
+            "{} columns, expected {}",
+            columns.len(),
+            rated_rows::COLUMNS.len()
+        )));
+    }
+    let columns: Vec<Bound<'py, PyList>> = columns
+        .iter()
+        .map(|column| column.cast_into::<PyList>().map_err(PyErr::from))
+        .collect::<PyResult<_>>()?;
+    let rows = columns[0].len();
+    if let Some((name, _)) = columns
+        .iter()
+        .zip(rated_rows::COLUMNS)
+        .find_map(|(column, named)| (column.len() != rows).then_some(named))
+    {
+        return Err(PyValueError::new_err(format!(
+            "column {name} is not {rows} rows long"
+        )));
+    }
+    let mut out = Vec::with_capacity(rows * 256);
+    for row in 0..rows {
+        for (column, (name, kind)) in columns.iter().zip(rated_rows::COLUMNS) {
+            let value = column.get_item(row)?;
+            let encoded = match kind {
+                Encoding::Text => {
+                    rated_rows::text(&mut out, value.cast::<PyString>()?.to_str()?.as_bytes());
+                    true
+                }
+                Encoding::Pairs => {
+                    let pairs: Vec<(Bound<'py, PyString>, Bound<'py, PyString>)> =
+                        value.extract()?;
+                    rated_rows::length(&mut out, pairs.len());
+                    for (key, text) in &pairs {
+                        rated_rows::text(&mut out, key.to_str()?.as_bytes());
+                        rated_rows::text(&mut out, text.to_str()?.as_bytes());
+                    }
+                    true
+                }
+                Encoding::Int64 => {
+                    out.extend_from_slice(&value.extract::<i64>()?.to_le_bytes());
+                    true
+                }
+                Encoding::UInt64 => {
+                    out.extend_from_slice(&value.extract::<u64>()?.to_le_bytes());
+                    true
+                }
+                Encoding::RevisionKind => {
+                    let kind = value.cast::<PyString>()?;
+                    let code = rated_rows::window_kind(kind.to_str()?).ok_or_else(|| {
+                        PyValueError::new_err(format!("{name}: unknown kind {kind}"))
+                    })?;
+                    out.push(code);
+                    true
+                }
+                Encoding::Quantity | Encoding::Amount => {
+                    let (precision, scale, bytes) = if kind == Encoding::Quantity {
+                        (38, 9, 16)
+                    } else {
+                        (76, 21, 32)
+                    };
+                    let text = value.str()?;
+                    match rated_rows::decimal(text.to_str()?, precision, scale, bytes) {
+                        Some(encoded) => {
+                            out.extend_from_slice(&encoded);
+                            true
+                        }
+                        None => false,
+                    }
+                }
+                Encoding::Texts => {
+                    if value.is_instance_of::<PyString>() {
+                        return Err(PyTypeError::new_err(format!(
+                            "{name}: expected a list of str"
+                        )));
+                    }
+                    let texts: Vec<Bound<'py, PyString>> = value.extract()?;
+                    rated_rows::length(&mut out, texts.len());
+                    for text in &texts {
+                        rated_rows::text(&mut out, text.to_str()?.as_bytes());
+                    }
+                    true
+                }
+            };
+            if !encoded {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some((PyBytes::new(py, &out), rows)))
+}
+
 #[pymodule]
 #[pyo3(name = "_native")]
 fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyParser>()?;
     m.add_class::<ParsedColumns>()?;
     m.add_function(wrap_pyfunction!(idempotency_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_rated_windows, m)?)?;
+    let names: Vec<&str> = rated_rows::COLUMNS.iter().map(|(name, _)| *name).collect();
+    m.add("RATED_WINDOW_COLUMNS", names)?;
     crate::py_shard::register(m)
 }

@@ -9,13 +9,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from decimal import Decimal
+from decimal import Context, Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError, ProgrammingError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from operators._native import EVENT_LOG_COLUMNS
 from operators.model import GroupValues, RatedColumns, RatedWindow, Reason, Rejection, WindowKind
@@ -356,6 +358,70 @@ def test_rated_columns_store_the_rows_their_windows_store(
     assert sink.write_windows([windows[0], as_columns(windows[1:])]) == len(windows)
     assert stored() == as_objects
     assert len(as_objects) == len(windows)
+
+
+def _decimals(places: int, digits: int) -> st.SearchStrategy[Decimal]:
+    """Decimals a column with ``places`` decimal places of ``digits`` digits holds,
+    padded to its scale or normalized (``1.5E+3``), as arithmetic leaves them."""
+    # Exact at every step: the default context's 28 digits would round.
+    wide = Context(prec=digits + 4)
+    return st.builds(
+        lambda n, normal: (
+            wide.normalize(wide.scaleb(Decimal(n), -places))
+            if normal
+            else wide.scaleb(Decimal(n), -places)
+        ),
+        st.integers(-(10**digits) + 1, 10**digits - 1),
+        st.booleans(),
+    )
+
+
+_texts = st.text(max_size=12)
+_revisions = st.builds(
+    rated,
+    st.integers(1, 2**64 - 1),
+    _decimals(9, 38).map(str),
+    _decimals(21, 76).map(str),
+    tenant=_texts,
+    meter=_texts,
+    groups=st.lists(st.tuples(_texts, _texts), max_size=3, unique_by=lambda g: g[0]).map(
+        lambda pairs: tuple(sorted(pairs))
+    ),
+    start_ms=st.integers(0, 2**40),
+    previous=st.tuples(_decimals(9, 38).map(str), _decimals(21, 76).map(str)),
+)
+
+
+@integration
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.tuples(_revisions, st.frozensets(_texts, max_size=3), st.integers(-(2**40), 2**40)),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_natively_encoded_rows_are_the_drivers(
+    ch_client: Client,
+    ch_database: str,
+    revisions: list[tuple[RatedWindow, frozenset[str], int]],
+) -> None:
+    # Decimals at every scale and sign, unicode texts, maps, arrays, 64-bit revisions.
+    windows = [replace(w, distinct_values=d, latest_ms=t) for w, d, t in revisions]
+    sink = writer(ch_client, ch_database)
+    table = f"`{ch_database}`.rated_windows"
+
+    def stored() -> list[tuple[Any, ...]]:
+        rows = ch_client.query(f"SELECT * FROM {table} ORDER BY ALL").result_rows
+        ch_client.command(f"TRUNCATE TABLE {table}")
+        return [tuple(row) for row in rows]
+
+    assert sink.write_windows(windows) == len(windows)  # the driver's path
+    by_driver = stored()
+    assert sink.write_windows([as_columns(windows)]) == len(windows)  # the native core's
+    assert stored() == by_driver
 
 
 @integration
