@@ -45,6 +45,7 @@ from config.display import iso_utc as _iso
 from config.errors import ConfigError
 from config.meter_catalog import load_meter_catalog
 from config.pricing_catalog import load_pricing_catalog
+from config.settings import DEFAULT_BATCH_SIZE
 from sinks.kafka_topics import TopicError
 from sinks.local_services import (
     RunningService,
@@ -138,10 +139,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     bench.add_argument(
         "--batch-size",
         type=int,
-        default=1000,
+        default=DEFAULT_BATCH_SIZE,
         metavar="N",
-        help="input.batch_size of the flows: messages per Kafka poll (default 1000, "
-        "the flow's default)",
+        help=f"input.batch_size of the flows: messages per Kafka poll (default "
+        f"{DEFAULT_BATCH_SIZE}, the flow's default)",
     )
     bench.add_argument(
         "--processes", type=int, default=1, metavar="N", help="flow processes (a local cluster)"
@@ -376,7 +377,7 @@ def _flow_config(
     mode: str,
     name: str,
     engine: str = "python",
-    batch_size: int = 1000,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> Path:
     """The flow's settings file: ``lean`` has no Redis, event log or dead letters."""
     full = mode == "full"

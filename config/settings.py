@@ -44,12 +44,19 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Messages per input batch (per Kafka poll, per file read): per-batch costs (engine
+# items, step calls, sink buffers) fall with larger batches; a poll returns what
+# is there, so a slow topic still gives small batches and no added latency.
+# 4,000 measured ~9% faster than 1,000 (W1 lean, native, two interleaved pairs).
+DEFAULT_BATCH_SIZE = 4_000
+
+
 class InputSettings(_Section):
     """Where events come from."""
 
     kind: Literal["file", "generator", "kafka"] = "file"
     path: Path = EXAMPLES / "events.jsonl"
-    batch_size: int = Field(1000, ge=1, le=100_000)
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, le=100_000)
 
 
 class GeneratorSettings(_Section):
