@@ -188,10 +188,16 @@ for k = 0, #packed / size - 1 do
     buckets(s)
     days[day] = s
   end
-  local h, p = bits(field), s.p
+  -- bits(field) and name(s, n), inline: this loop runs once per claim.
+  local b1, b2, b3, b4 = byte(packed, at + 11, at + 14)
+  local h, p = ((b1 * 256 + b2) * 256 + b3) * 256 + b4, s.p
   local n = h % p
   if n < s.m - p then n = h % (2 * p) end
-  local key = name(s, n)
+  local key = s.names[n]
+  if key == nil then
+    key = s.base .. n
+    s.names[n] = key
+  end
   -- HSETNX first: one command for the common case, a new claim.
   local status, inserted = '2', false
   if legacy then
@@ -213,8 +219,11 @@ for k = 0, #packed / size - 1 do
   end
   if inserted then
     s.count, s.grown = s.count + 1, true
-    if s.count % every == 0 then split(s) end
-    buckets(s)
+    -- The number of buckets changes only here, when a bucket splits off.
+    if s.count % every == 0 then
+      split(s)
+      buckets(s)
+    end
   end
   if status ~= '2' then
     s.live = true
