@@ -365,16 +365,7 @@ class ClickHouseWriter:
             if block is None:
                 return None
             blocks.append(block)
-        rows = sum(count for _, count in blocks)
-        if not rows:
-            return 0
-        data = b"".join(block for block, _ in blocks)
-        table = f"{quote_database(self._database)}.rated_windows"
-
-        def insert() -> object:
-            return self._client.raw_insert(table, RATED_WINDOW_COLUMNS, data, fmt="RowBinary")
-
-        return self._attempt("rated_windows", rows, insert)
+        return self._insert_row_binary("rated_windows", RATED_WINDOW_COLUMNS, blocks)
 
     def write_events(
         self,
@@ -396,16 +387,22 @@ class ClickHouseWriter:
 
         The same rows as ``write_events`` writes, in the core's column order.
         """
+        return self._insert_row_binary("accepted_events", EVENT_LOG_COLUMNS, blocks)
+
+    def _insert_row_binary(
+        self, table: str, columns: Sequence[str], blocks: Sequence[tuple[bytes, int]]
+    ) -> int:
+        """Insert rows the native core encoded, (RowBinary, rows) pairs; the rows written."""
         rows = sum(count for _, count in blocks)
         if not rows:
             return 0
         data = b"".join(block for block, _ in blocks)
-        table = f"{quote_database(self._database)}.accepted_events"
+        qualified = f"{quote_database(self._database)}.{table}"
 
         def insert() -> object:
-            return self._client.raw_insert(table, EVENT_LOG_COLUMNS, data, fmt="RowBinary")
+            return self._client.raw_insert(qualified, columns, data, fmt="RowBinary")
 
-        return self._attempt("accepted_events", rows, insert)
+        return self._attempt(table, rows, insert)
 
     def write_rejections(self, rows: Sequence[Rejection]) -> int:
         """Insert rejected events with their original payload bytes."""

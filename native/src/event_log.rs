@@ -3,6 +3,7 @@
 //! the shard batch's columns (no Python object per event).
 
 use crate::aggregate::{Aggregation, SCALE};
+use crate::row_binary;
 use crate::shard::MeterSpec;
 use crate::split::{ShardBatch, Span};
 
@@ -23,21 +24,6 @@ pub const COLUMNS: [&str; 14] = [
     "offset",
     "ingested_at",
 ];
-
-/// RowBinary's length prefix (unsigned LEB128) and the bytes.
-fn string(out: &mut Vec<u8>, bytes: &[u8]) {
-    let mut len = bytes.len();
-    loop {
-        let low = (len & 0x7f) as u8;
-        len >>= 7;
-        if len == 0 {
-            out.push(low);
-            break;
-        }
-        out.push(low | 0x80);
-    }
-    out.extend_from_slice(bytes);
-}
 
 /// A string as Python's `json.dumps(..., ensure_ascii=False)` writes it.
 fn json_string(out: &mut Vec<u8>, text: &[u8]) {
@@ -100,17 +86,17 @@ pub fn rows(
                 Aggregation::Count => (SCALE, &b""[..]),
                 _ => (batch.value[at], &b""[..]),
             };
-            string(&mut out, tenant);
-            string(&mut out, meter.slug.as_bytes());
-            string(&mut out, meter.aggregation.code().as_bytes());
-            string(&mut out, &group_key);
+            row_binary::text(&mut out, tenant);
+            row_binary::text(&mut out, meter.slug.as_bytes());
+            row_binary::text(&mut out, meter.aggregation.code().as_bytes());
+            row_binary::text(&mut out, &group_key);
             out.extend_from_slice(&quantity.to_le_bytes());
-            string(&mut out, distinct);
+            row_binary::text(&mut out, distinct);
             out.extend_from_slice(&batch.time_ms[row].to_le_bytes());
-            string(&mut out, span(batch, batch.source[row]));
-            string(&mut out, span(batch, batch.id[row]));
-            string(&mut out, event_types[index].as_bytes());
-            string(&mut out, origin);
+            row_binary::text(&mut out, span(batch, batch.source[row]));
+            row_binary::text(&mut out, span(batch, batch.id[row]));
+            row_binary::text(&mut out, event_types[index].as_bytes());
+            row_binary::text(&mut out, origin);
             out.extend_from_slice(&partition.to_le_bytes());
             out.extend_from_slice(&batch.offset[row].to_le_bytes());
             out.extend_from_slice(&ingested_at_ms.to_le_bytes());
@@ -129,13 +115,5 @@ mod tests {
         let mut out = Vec::new();
         json_string(&mut out, "a\"\\\n\u{1}é\u{7f}".as_bytes());
         assert_eq!(out, "\"a\\\"\\\\\\n\\u0001é\u{7f}\"".as_bytes());
-    }
-
-    #[test]
-    fn lengths_are_leb128() {
-        let mut out = Vec::new();
-        string(&mut out, &[b'x'; 300]);
-        assert_eq!(&out[..2], &[0xac, 0x02]);
-        assert_eq!(out.len(), 302);
     }
 }

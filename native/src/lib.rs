@@ -17,6 +17,7 @@ mod parse;
 mod py;
 mod py_shard;
 mod rated_rows;
+mod row_binary;
 mod shard;
 mod snapshot;
 mod split;

@@ -11,6 +11,7 @@ use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use crate::batch::{self, Columns};
 use crate::parse::{Meter, Path, Rules, Step};
 use crate::rated_rows::{self, Encoding};
+use crate::row_binary;
 
 /// A path step as config.jsonpath compiles it: an index (int) or a key (str).
 #[derive(FromPyObject)]
@@ -237,16 +238,16 @@ fn encode_rated_windows<'py>(
             let value = column.get_item(row)?;
             let encoded = match kind {
                 Encoding::Text => {
-                    rated_rows::text(&mut out, value.cast::<PyString>()?.to_str()?.as_bytes());
+                    row_binary::text(&mut out, value.cast::<PyString>()?.to_str()?.as_bytes());
                     true
                 }
                 Encoding::Pairs => {
                     let pairs: Vec<(Bound<'py, PyString>, Bound<'py, PyString>)> =
                         value.extract()?;
-                    rated_rows::length(&mut out, pairs.len());
+                    row_binary::length(&mut out, pairs.len());
                     for (key, text) in &pairs {
-                        rated_rows::text(&mut out, key.to_str()?.as_bytes());
-                        rated_rows::text(&mut out, text.to_str()?.as_bytes());
+                        row_binary::text(&mut out, key.to_str()?.as_bytes());
+                        row_binary::text(&mut out, text.to_str()?.as_bytes());
                     }
                     true
                 }
@@ -273,13 +274,7 @@ fn encode_rated_windows<'py>(
                         (76, 21, 32)
                     };
                     let text = value.str()?;
-                    match rated_rows::decimal(text.to_str()?, precision, scale, bytes) {
-                        Some(encoded) => {
-                            out.extend_from_slice(&encoded);
-                            true
-                        }
-                        None => false,
-                    }
+                    rated_rows::decimal(&mut out, text.to_str()?, precision, scale, bytes)
                 }
                 Encoding::Texts => {
                     if value.is_instance_of::<PyString>() {
@@ -288,9 +283,9 @@ fn encode_rated_windows<'py>(
                         )));
                     }
                     let texts: Vec<Bound<'py, PyString>> = value.extract()?;
-                    rated_rows::length(&mut out, texts.len());
+                    row_binary::length(&mut out, texts.len());
                     for text in &texts {
-                        rated_rows::text(&mut out, text.to_str()?.as_bytes());
+                        row_binary::text(&mut out, text.to_str()?.as_bytes());
                     }
                     true
                 }

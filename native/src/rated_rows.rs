@@ -51,25 +51,6 @@ pub const COLUMNS: [(&str, Encoding); 20] = [
     ("distinct_values", Encoding::Texts),
 ];
 
-/// RowBinary's length prefix (unsigned LEB128).
-pub fn length(out: &mut Vec<u8>, mut len: usize) {
-    loop {
-        let low = (len & 0x7f) as u8;
-        len >>= 7;
-        if len == 0 {
-            out.push(low);
-            return;
-        }
-        out.push(low | 0x80);
-    }
-}
-
-/// A String value: its length and bytes.
-pub fn text(out: &mut Vec<u8>, bytes: &[u8]) {
-    length(out, bytes.len());
-    out.extend_from_slice(bytes);
-}
-
 /// The Enum8 value of a revision kind; `None` for an unknown one.
 pub fn window_kind(kind: &str) -> Option<u8> {
     match kind {
@@ -79,12 +60,31 @@ pub fn window_kind(kind: &str) -> Option<u8> {
     }
 }
 
-/// `text` (Python's `str(Decimal)`: plain or scientific notation) as the
-/// little-endian two's complement of `value * 10^scale` in `bytes` bytes (16 or
-/// 32), if the column (`precision`, `scale`) holds it exactly. `None` for
-/// anything else: more nonzero fractional digits than `scale`, more digits than
-/// `precision`, NaN, Infinity, text that is not a number.
-pub fn decimal(text: &str, precision: usize, scale: usize, bytes: usize) -> Option<Vec<u8>> {
+/// Appends `text` (Python's `str(Decimal)`: plain or scientific notation) to `out`
+/// as the little-endian two's complement of `value * 10^scale` in `bytes` bytes
+/// (16 or 32), if the column (`precision`, `scale`) holds it exactly. `false`,
+/// with nothing appended, for anything else: more nonzero fractional digits
+/// than `scale`, more digits than `precision`, NaN, Infinity, not a number.
+pub fn decimal(
+    out: &mut Vec<u8>,
+    text: &str,
+    precision: usize,
+    scale: usize,
+    bytes: usize,
+) -> bool {
+    match scaled(text, precision, scale) {
+        Some(limbs) => {
+            for limb in &limbs[..bytes / 8] {
+                out.extend_from_slice(&limb.to_le_bytes());
+            }
+            true
+        }
+        None => false,
+    }
+}
+
+/// `text * 10^scale` as four little-endian 64-bit limbs, two's complement.
+fn scaled(text: &str, precision: usize, scale: usize) -> Option<[u64; 4]> {
     let (negative, rest) = match text.as_bytes().first()? {
         b'-' => (true, &text[1..]),
         b'+' => (false, &text[1..]),
@@ -105,38 +105,44 @@ pub fn decimal(text: &str, precision: usize, scale: usize, bytes: usize) -> Opti
     {
         return None;
     }
-    // The digits, and the power of ten of the last one.
-    let digits: Vec<u8> = whole
-        .bytes()
-        .chain(fraction.bytes())
-        .map(|b| b - b'0')
-        .collect();
+    // The digits (ASCII), and the power of ten of the last one.
     let mut last_power = exponent.checked_sub(i64::try_from(fraction.len()).ok()?)?;
-    let mut digits = &digits[..];
+    let (whole, mut fraction) = (whole.as_bytes(), fraction.as_bytes());
+    let mut whole_len = whole.len();
     // Zeros below the column's scale are dropped; any other digit there is not held.
     while last_power < -(scale as i64) {
-        match digits.split_last() {
-            Some((0, rest)) => {
-                digits = rest;
-                last_power += 1;
+        let last = match fraction.split_last() {
+            Some((&last, rest)) => {
+                fraction = rest;
+                last
             }
-            Some(_) => return None,
+            None if whole_len > 0 => {
+                whole_len -= 1;
+                whole[whole_len]
+            }
             None => break,
+        };
+        if last != b'0' {
+            return None;
         }
+        last_power += 1;
     }
-    let first = digits.iter().position(|&d| d != 0).unwrap_or(digits.len());
-    let digits = &digits[first..];
-    if digits.is_empty() {
-        return Some(vec![0; bytes]);
+    let digits = whole[..whole_len].iter().chain(fraction);
+    let significant: Vec<u8> = digits.skip_while(|&&d| d == b'0').copied().collect();
+    if significant.is_empty() {
+        return Some([0; 4]);
     }
     // Scaled: the digits, then zeros up to the scale.
     let padding = usize::try_from(last_power.checked_add(scale as i64)?).ok()?;
-    if digits.len() + padding > precision {
+    if significant.len() + padding > precision {
         return None;
     }
     let mut limbs = [0u64; 4];
-    for &digit in digits.iter().chain(std::iter::repeat_n(&0, padding)) {
-        let mut carry = u128::from(digit);
+    for &digit in significant
+        .iter()
+        .chain(std::iter::repeat_n(&b'0', padding))
+    {
+        let mut carry = u128::from(digit - b'0');
         for limb in &mut limbs {
             let value = u128::from(*limb) * 10 + carry;
             *limb = value as u64;
@@ -152,16 +158,20 @@ pub fn decimal(text: &str, precision: usize, scale: usize, bytes: usize) -> Opti
             carry = value >> 64;
         }
     }
-    let out: Vec<u8> = limbs.iter().flat_map(|limb| limb.to_le_bytes()).collect();
-    Some(out[..bytes].to_vec())
+    Some(limbs)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn encoded(text: &str, precision: usize, scale: usize, bytes: usize) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        decimal(&mut out, text, precision, scale, bytes).then_some(out)
+    }
+
     fn i128_of(text: &str) -> Option<i128> {
-        decimal(text, 38, 9, 16).map(|b| i128::from_le_bytes(b.try_into().unwrap()))
+        encoded(text, 38, 9, 16).map(|b| i128::from_le_bytes(b.try_into().unwrap()))
     }
 
     #[test]
@@ -196,12 +206,12 @@ mod tests {
 
     #[test]
     fn amounts_are_int256() {
-        let bytes = decimal("-1.5", 76, 21, 32).unwrap();
+        let bytes = encoded("-1.5", 76, 21, 32).unwrap();
         let mut expected = (-1_500_000_000_000_000_000_000i128).to_le_bytes().to_vec();
         expected.extend_from_slice(&[0xff; 16]);
         assert_eq!(bytes, expected);
         let largest = format!("{}.{}", "9".repeat(55), "9".repeat(21));
-        assert!(decimal(&largest, 76, 21, 32).is_some());
-        assert_eq!(decimal(&format!("1{largest}"), 76, 21, 32), None);
+        assert!(encoded(&largest, 76, 21, 32).is_some());
+        assert_eq!(encoded(&format!("1{largest}"), 76, 21, 32), None);
     }
 }
