@@ -152,3 +152,63 @@ class NativeShard:
     def restore(data: bytes) -> NativeShard: ...
 
 EVENT_LOG_COLUMNS: list[str]
+
+class NativeLedger:
+    """operators/period_rating.py's PeriodLedger; prices a NativeShard's last emission."""
+
+    def __init__(self, aggregations: list[tuple[str, str]]) -> None: ...
+    def __len__(self) -> int: ...
+    def set_aggregations(self, aggregations: list[tuple[str, str]]) -> None: ...
+    def add_pricer(
+        self,
+        kind: str | None,
+        numbers: list[str | None],
+        tiers: list[tuple[str | None, str, str]],
+        round_down: bool,
+        free_allowance: str,
+        kept: str | None,
+        maximum: str | None,
+        zero_fee: str | None,
+    ) -> int | None: ...
+    def quote(self, pricer: int, quantity: str) -> str | None: ...
+    def clear_spans(self) -> None: ...
+    def pricer_count(self) -> int: ...
+    def missing_spans(self, shard: NativeShard) -> list[tuple[str, int]]: ...
+    def add_span(
+        self,
+        tenant: str,
+        from_ms: int,
+        before_ms: int,
+        period_start_ms: int,
+        period_end_ms: int,
+        version: str,
+        plan_id: str,
+        currency: str,
+        pricers: list[tuple[str, int]],
+    ) -> None: ...
+    def rate(
+        self, shard: NativeShard
+    ) -> (
+        tuple[
+            list[str], list[str], list[str], list[str], list[str], list[str], list[str], list[int]
+        ]
+        | None
+    ): ...
+    def seed(
+        self,
+        tenant: str,
+        meter: str,
+        start_ms: int,
+        version: str,
+        end_ms: int,
+        quantity: str,
+        amount: str,
+        latest_ms: int,
+        distinct: list[str],
+    ) -> bool: ...
+    def expire(self, before_ms: int) -> int: ...
+    def tenants(self) -> set[str]: ...
+    def entries(self) -> list[tuple[str, str, int, str, int, str, str, int, list[str]]]: ...
+    def snapshot(self) -> bytes: ...
+    @staticmethod
+    def restore(data: bytes) -> NativeLedger: ...

@@ -13,10 +13,9 @@ tests/native/test_shard_differential.py holds both to operators/shard.py.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from operator import attrgetter
 from typing import Literal
 
 from config.meters import MeterCatalog
@@ -42,16 +41,9 @@ from operators.model import (
     WindowKind,
     WindowUsage,
 )
-from operators.money import EXACT, ZERO
-from operators.period_rating import (
-    PeriodKey,
-    PeriodLedger,
-    PeriodRef,
-    PricedPeriod,
-    UnratableError,
-)
-from operators.periods import BillingSegment, billing_segment, segment_span
-from operators.pricing import segment_pricer
+from operators.money import ZERO
+from operators.native_rating import NativeRating, RatingRows
+from operators.period_rating import PeriodKey, PeriodLedger, PeriodRef
 from operators.shard import (
     IncompatibleStateError,
     SeededPeriods,
@@ -139,14 +131,13 @@ class NativeShardState:
         )
         self.config = window
         self.aggregations = {m.slug: m.aggregation for m in meters.meters}
-        self.ledger = PeriodLedger(self.aggregations, incarnation)
+        self.ledger = NativeRating(self.aggregations, incarnation)
         self.instance = instance
         self.live = LiveUsage(self.aggregations)
         # Periods already seeded from the stores (or found empty there), with their ends.
         self.seeded = SeededPeriods()
         self._catalog(meters)
         self._emitted: Revisions | None = None
-        self._forget_spans(None)
 
     def _catalog(self, meters: MeterCatalog) -> None:
         # The catalog in the order batches number meters.
@@ -169,7 +160,11 @@ class NativeShardState:
         self.shard = NativeShard.restore(state["shard"])  # type: ignore[arg-type]
         self.config = state["config"]  # type: ignore[assignment]
         self.aggregations = state["aggregations"]  # type: ignore[assignment]
-        self.ledger = state["ledger"]  # type: ignore[assignment]
+        ledger = state["ledger"]
+        # Snapshots from before the core rated hold a PeriodLedger.
+        self.ledger = (
+            NativeRating.of_python(ledger) if isinstance(ledger, PeriodLedger) else ledger  # type: ignore[assignment]
+        )
         self.instance = state["instance"]  # type: ignore[assignment]
         self.shards = state.get("shards", 0)  # type: ignore[assignment]
         self.live = state.get("live") or LiveUsage(self.aggregations)  # type: ignore[assignment]
@@ -181,7 +176,6 @@ class NativeShardState:
         # The catalog's order: reconfigure() follows every restore and sets it.
         self._slugs, self._event_types = [], []
         self._emitted = None
-        self._forget_spans(None)
 
     def reconfigure(
         self,
@@ -210,7 +204,7 @@ class NativeShardState:
                 )
         if pricing is not None:
             tenants = set(self.shard.tenants())
-            tenants.update(key[0] for key in self.ledger.periods)
+            tenants.update(self.ledger.tenants())
             check_priced(tenants, pricing)
         self.shard.reconfigure(
             _meter_specs(meters),
@@ -225,7 +219,7 @@ class NativeShardState:
         # windows and periods must still close and be rated.
         self.aggregations = {**self.aggregations, **{m.slug: m.aggregation for m in meters.meters}}
         self.config = window
-        self.ledger.aggregations = dict(self.aggregations)
+        self.ledger.set_aggregations(self.aggregations)
         self.live.aggregations = dict(self.aggregations)
         self._catalog(meters)
 
@@ -352,8 +346,8 @@ class NativeShardState:
 
         ``revisions`` must be what the last ``finish``/``close_all`` returned: the
         amounts charged go back to their windows, for their next revision. No
-        Python object per revision: columns in, columns out, the ledger charging
-        the rows in turn.
+        Python object per revision in the rating: the core's ledger prices the
+        rows (``operators.native_rating``) and they leave as columns.
         """
         if revisions is not self._emitted:
             raise ValueError("rate() takes what the last finish() or close_all() returned")
@@ -365,26 +359,12 @@ class NativeShardState:
         starts = _ints(cols.window_start, "q")
         quantities = list(map(Decimal, cols.quantity))
         previous = list(map(Decimal, cols.previous))
-        before = [ZERO if a is None else Decimal(a) for a in cols.amount]
         latest_ms = _ints(cols.latest_ms, "q")
         distinct = _ranges(strings, cols.distinct_end, cols.distinct)
-        if pricing is not self._pricing:
-            self._forget_spans(pricing)
-        spans, pricers = self._spans, self._pricers
-        plans: list[_Span] = []
-        priced: list[PricedPeriod] = []
-        for tenant, meter, start in zip(tenants, meters, starts, strict=True):
-            span = spans.get(tenant)
-            if span is None or not span.starts_from <= start < span.ends_before:
-                span = spans[tenant] = _Span.of(pricing, tenant, start)
-            plans.append(span)
-            priced.append(span.meters.get(meter) or span.meter(meter, pricers))
-        windows = zip(quantities, latest_ms, distinct, strict=True)
-        changes = map(EXACT.subtract, quantities, previous)
-        period_quantity, period_amount, amounts = ledger.charge_each(
-            zip(priced, changes, windows, before, strict=True)
+        rows = RatingRows(
+            tenants, meters, starts, quantities, previous, cols.amount, latest_ms, distinct
         )
-        self.shard.set_amounts(list(map(str, amounts)))
+        charges = ledger.rate(self.shard, rows, pricing)
         config = self.config
         forget_settled(
             self.shard.slowest_progress(), config, ledger=ledger, live=self.live, seeded=self.seeded
@@ -398,86 +378,22 @@ class NativeShardState:
             window_end_ms=list(map(config.size_ms.__add__, starts)),
             quantity=quantities,
             previous_quantity=previous,
-            amount=amounts,
-            previous_amount=before,
-            currency=list(map(attrgetter("currency"), plans)),
-            plan_id=list(map(attrgetter("plan_id"), plans)),
-            price_version=list(map(attrgetter("version"), plans)),
+            amount=charges.amount,
+            previous_amount=charges.previous_amount,
+            currency=charges.currency,
+            plan_id=charges.plan_id,
+            price_version=charges.price_version,
             revision=_ints(cols.revision, "Q"),
             kind=list(map(_KINDS.__getitem__, cols.kind)),
-            period_start_ms=list(map(attrgetter("period_start_ms"), plans)),
-            period_quantity=period_quantity,
-            period_amount=period_amount,
+            period_start_ms=charges.period_start_ms,
+            period_quantity=charges.period_quantity,
+            period_amount=charges.period_amount,
             aggregation=list(map(aggregations.__getitem__, meters)),
             latest_ms=latest_ms,
             distinct_values=list(map(sorted, distinct)),
             emitted_at_ms=now_ms,
             incarnation=ledger.incarnation,
         )
-
-    def _forget_spans(self, pricing: PricingCatalog | None) -> None:
-        # Each tenant's last billing segment under ``pricing`` and the window starts
-        # it covers: most revisions fall in it. Not state.
-        self._spans: dict[str, _Span] = {}
-        # Segment pricers by (plan, version, meter, period start): tenants share
-        # them. Keyed by the catalog's own plan and version objects (alive as long
-        # as ``pricing`` is), so two plans or versions can never share one by name.
-        self._pricers: dict[tuple[int, int, str, int], Callable[[Decimal], Decimal]] = {}
-        self._pricing = pricing
-
-
-@dataclass(slots=True)
-class _Span:
-    """A tenant's billing segment and the window starts [from, before) it covers."""
-
-    tenant: str
-    starts_from: int
-    ends_before: int
-    segment: BillingSegment
-    version: str
-    currency: str
-    plan_id: str
-    period_start_ms: int
-    # Each meter's ledger key, period end and segment pricer, made once.
-    meters: dict[str, PricedPeriod] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, pricing: PricingCatalog, tenant: str, start_ms: int) -> _Span:
-        segment = billing_segment(pricing, tenant, start_ms)
-        if segment is None:
-            raise UnratableError(f"tenant {tenant!r} has no plan")
-        starts_from, ends_before = segment_span(segment, start_ms)
-        plan = segment.plan
-        return cls(
-            tenant,
-            starts_from,
-            ends_before,
-            segment,
-            segment.version_name,
-            plan.currency,
-            plan.id,
-            segment.period_start_ms,
-        )
-
-    def meter(
-        self, meter: str, pricers: dict[tuple[int, int, str, int], Callable[[Decimal], Decimal]]
-    ) -> PricedPeriod:
-        """``meter``'s ledger key, period end and pricer, kept for the span's next revisions."""
-        start, segment = self.period_start_ms, self.segment
-        shared = (id(segment.plan), id(segment.version), meter, start)
-        pricer = pricers.get(shared)
-        if pricer is None:
-            if len(pricers) >= _MAX_PRICERS:
-                # A few per plan, meter and month: cleared rather than left to grow.
-                pricers.clear()
-            pricer = pricers[shared] = segment_pricer(segment.plan, segment.version, meter, start)
-        key = PeriodKey(self.tenant, meter, start, self.version)
-        priced = self.meters[meter] = PricedPeriod(key, segment.period_end_ms, pricer)
-        return priced
-
-
-# Segment pricers kept at most (each is a few closures).
-_MAX_PRICERS = 4096
 
 
 def revision_usages(revisions: Revisions, meters: MeterCatalog, size_ms: int) -> list[WindowUsage]:

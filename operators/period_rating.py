@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
 from decimal import Decimal
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from config.meters import Aggregation
 from config.pricing import PricingCatalog
@@ -65,6 +65,16 @@ class PeriodRef(NamedTuple):
     meter: str
     start_ms: int
     end_ms: int
+
+
+class Ledger(Protocol):
+    """What seeding and settling need of a shard's period ledger, wherever it lives."""
+
+    def seed(self, key: PeriodKey, stored: Contribution, end_ms: int) -> None:
+        """Start a period not seen yet from what other incarnations stored."""
+
+    def expire(self, before_ms: int) -> int:
+        """Forget periods that ended before ``before_ms``."""
 
 
 class UnratableError(LookupError):

@@ -22,7 +22,7 @@ from operators.dedup import DedupState
 from operators.idempotency import Claim, claim_token
 from operators.live_usage import CounterKey, LiveCounter, LiveUsage, QuotaEvent
 from operators.model import Event, RatedWindow, Reason, Rejection, WindowUsage
-from operators.period_rating import PeriodKey, PeriodLedger, PeriodRef
+from operators.period_rating import Ledger, PeriodKey, PeriodLedger, PeriodRef
 from operators.periods import NEVER_MS, BillingSegment, billing_segment
 from operators.windowing import Lateness, PartitionKey, WindowConfig, WindowStore
 
@@ -301,7 +301,7 @@ def forget_settled(
     slowest_progress_ms: int,
     config: WindowConfig,
     *,
-    ledger: PeriodLedger,
+    ledger: Ledger,
     live: LiveUsage,
     seeded: SeededPeriods,
 ) -> None:
@@ -344,7 +344,7 @@ def seed_periods(
     stored: Mapping[PeriodKey, Contribution],
     pricing: PricingCatalog,
     *,
-    ledger: PeriodLedger,
+    ledger: Ledger,
     live: LiveUsage,
     seeded: dict[CounterKey, int],
 ) -> None:

@@ -307,5 +307,6 @@ fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(encode_rated_windows, m)?)?;
     let names: Vec<&str> = rated_rows::COLUMNS.iter().map(|(name, _)| *name).collect();
     m.add("RATED_WINDOW_COLUMNS", names)?;
-    crate::py_shard::register(m)
+    crate::py_shard::register(m)?;
+    crate::py_ledger::register(m)
 }

@@ -362,7 +362,7 @@ impl Interner {
     }
 }
 
-fn revisions(py: Python<'_>, rows: Vec<Revision>) -> Revisions {
+fn revisions(py: Python<'_>, rows: &[Revision]) -> Revisions {
     let mut texts = Interner::default();
     let (mut tenant, mut meter, mut group_end, mut group_name, mut group_value) =
         (vec![], vec![], vec![], vec![], vec![]);
@@ -391,7 +391,7 @@ fn revisions(py: Python<'_>, rows: Vec<Revision>) -> Revisions {
             _ => latest_ms.push(-1),
         }
         distinct_end.push(distinct.len() as u32);
-        amount.push(row.acc.amount);
+        amount.push(row.acc.amount.clone());
     }
     Revisions {
         strings: texts.strings,
@@ -416,6 +416,20 @@ fn revisions(py: Python<'_>, rows: Vec<Revision>) -> Revisions {
 #[pyclass(module = "operators._native", name = "NativeShard")]
 pub struct PyShard {
     shard: Shard,
+    /// The last emission's revisions, for the native ledger to rate; not state.
+    last: Vec<Revision>,
+}
+
+impl PyShard {
+    /// The last emission's revisions (what the last finish or close_all returned).
+    pub(crate) fn last(&self) -> &[Revision] {
+        &self.last
+    }
+
+    /// Record the amounts charged for the last emission's revisions, in its order.
+    pub(crate) fn charge_last(&mut self, amounts: Vec<String>) {
+        self.shard.set_amounts(amounts);
+    }
 }
 
 #[pymethods]
@@ -441,7 +455,10 @@ impl PyShard {
             dedup_horizon_ms,
             expected_partitions.into_iter().collect(),
         );
-        Ok(PyShard { shard })
+        Ok(PyShard {
+            shard,
+            last: Vec::new(),
+        })
     }
 
     /// Apply the current settings to restored state (the caller checked the window
@@ -652,13 +669,17 @@ impl PyShard {
     ) -> Revisions {
         let shard = &mut self.shard;
         let rows = py.detach(|| shard.finish(partition.as_ref(), max_time_ms, now_s));
-        revisions(py, rows)
+        let out = revisions(py, &rows);
+        self.last = rows;
+        out
     }
 
     /// End of input: close every window.
     fn close_all(&mut self, py: Python<'_>) -> Revisions {
         let rows = self.shard.close_all();
-        revisions(py, rows)
+        let out = revisions(py, &rows);
+        self.last = rows;
+        out
     }
 
     /// The amounts charged for the last emission's rows (exact decimal texts, in order).
@@ -680,7 +701,10 @@ impl PyShard {
     #[staticmethod]
     fn restore(data: &[u8]) -> PyResult<PyShard> {
         let shard = snapshot::decode(data).map_err(|e| PyValueError::new_err(e.0))?;
-        Ok(PyShard { shard })
+        Ok(PyShard {
+            shard,
+            last: Vec::new(),
+        })
     }
 }
 

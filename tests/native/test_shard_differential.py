@@ -207,8 +207,11 @@ def accumulated(usage: WindowUsage) -> tuple[Any, ...]:
 class Flows:
     """One input fed to the Python and the native shards side by side, compared at each step."""
 
-    def __init__(self, config: WindowConfig, horizon_ms: int) -> None:
+    def __init__(
+        self, config: WindowConfig, horizon_ms: int, pricing: PricingCatalog = PRICING
+    ) -> None:
         self.config = config
+        self.pricing = pricing
         self.python = {
             str(s): ShardState(config, AGGREGATIONS, horizon_ms, "test", NAMES)
             for s in range(SHARDS)
@@ -275,9 +278,9 @@ class Flows:
         assert usages == expected
         assert [accumulated(u) for u in usages] == [accumulated(u) for u in expected]
         if expected:
-            rated = python.rate(expected, PRICING, RATED_AT_MS)
+            rated = python.rate(expected, self.pricing, RATED_AT_MS)
             # Columns in, columns out: every field of every row, amounts to the last decimal.
-            assert native.rate(got, PRICING, RATED_AT_MS).windows() == rated
+            assert native.rate(got, self.pricing, RATED_AT_MS).windows() == rated
         assert native.watermark == python.windows.watermark
         assert native.next_wakeup(self.now_s) == python.windows.next_wakeup(self.now_s)
         self.verdicts["revisions"] += len(expected)
