@@ -19,7 +19,6 @@ import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
-from operator import sub
 from typing import Protocol, TypeVar
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -284,7 +283,14 @@ class Metrics:
         """Count the change in rated amount each window revision brings, per currency."""
         by_currency: dict[tuple[str, str], Decimal] = {}
         rows = (
-            zip(rated.currency, map(sub, rated.amount, rated.previous_amount), strict=True)
+            (
+                (currency, Decimal(amount) - Decimal(previous))
+                for currency, amount, previous in zip(
+                    rated.currency, rated.amount, rated.previous_amount, strict=True
+                )
+                # Texts: an unchanged amount is (nearly always) the same text.
+                if amount != previous
+            )
             if isinstance(rated, RatedColumns)
             else ((w.currency, w.amount - w.previous_amount) for w in rated)
         )

@@ -32,7 +32,8 @@ class RunStats:
     adjustments: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     # Where each billing period this run rated stands: (usage, cost) after its last revision.
-    periods: dict[_PeriodKey, tuple[Decimal, Decimal]] = field(default_factory=dict)
+    # Decimals, or exact texts from the native engine's columns (read at the end).
+    periods: dict[_PeriodKey, tuple[Decimal | str, Decimal | str]] = field(default_factory=dict)
     # Mirrors every count into Prometheus when given.
     metrics: Metrics | None = field(default=None, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -67,7 +68,7 @@ class RunStats:
         """The billing periods this run rated, as the flow's state last priced them."""
         with self._lock:
             items = sorted(self.periods.items())
-        return [PeriodUsage(*key, quantity=q, amount=a) for key, (q, a) in items]
+        return [PeriodUsage(*key, quantity=Decimal(q), amount=Decimal(a)) for key, (q, a) in items]
 
     @property
     def rejected_total(self) -> int:

@@ -180,8 +180,10 @@ class RatedColumns:
     """Rated window revisions as columns, one list per RatedWindow field: the native engine's.
 
     Row i of every list is one revision; ``kind`` holds WindowKind values as
-    text and ``distinct_values`` each row's values sorted. One emission shares
-    ``emitted_at_ms`` and ``incarnation``.
+    text and ``distinct_values`` each row's values sorted. Decimals are exact
+    texts, as the core writes them (``Decimal(text)`` is the value): most rows
+    only pass through to ClickHouse, which takes them as text. One emission
+    shares ``emitted_at_ms`` and ``incarnation``.
     """
 
     tenant: list[str]
@@ -189,18 +191,18 @@ class RatedColumns:
     groups: list[GroupValues]
     window_start_ms: list[int]
     window_end_ms: list[int]
-    quantity: list[Decimal]
-    previous_quantity: list[Decimal]
-    amount: list[Decimal]
-    previous_amount: list[Decimal]
+    quantity: list[str]
+    previous_quantity: list[str]
+    amount: list[str]
+    previous_amount: list[str]
     currency: list[str]
     plan_id: list[str]
     price_version: list[str]
     revision: list[int]
     kind: list[str]
     period_start_ms: list[int]
-    period_quantity: list[Decimal]
-    period_amount: list[Decimal]
+    period_quantity: list[str]
+    period_amount: list[str]
     aggregation: list[str]
     latest_ms: list[int]
     distinct_values: list[list[str]]
@@ -210,8 +212,8 @@ class RatedColumns:
     def __len__(self) -> int:
         return len(self.tenant)
 
-    def periods(self) -> Iterator[tuple[PeriodName, tuple[Decimal, Decimal]]]:
-        """Each row's billing period with its (quantity, cost) after the row, in order."""
+    def periods(self) -> Iterator[tuple[PeriodName, tuple[str, str]]]:
+        """Each row's billing period with its (quantity, cost) texts after the row, in order."""
         names = zip(
             self.tenant,
             self.meter,
@@ -232,10 +234,10 @@ class RatedColumns:
                 groups=self.groups[i],
                 window_start_ms=self.window_start_ms[i],
                 window_end_ms=self.window_end_ms[i],
-                quantity=self.quantity[i],
-                previous_quantity=self.previous_quantity[i],
-                amount=self.amount[i],
-                previous_amount=self.previous_amount[i],
+                quantity=Decimal(self.quantity[i]),
+                previous_quantity=Decimal(self.previous_quantity[i]),
+                amount=Decimal(self.amount[i]),
+                previous_amount=Decimal(self.previous_amount[i]),
                 currency=self.currency[i],
                 plan_id=self.plan_id[i],
                 price_version=self.price_version[i],
@@ -243,8 +245,8 @@ class RatedColumns:
                 kind=WindowKind(self.kind[i]),
                 emitted_at_ms=self.emitted_at_ms,
                 period_start_ms=self.period_start_ms[i],
-                period_quantity=self.period_quantity[i],
-                period_amount=self.period_amount[i],
+                period_quantity=Decimal(self.period_quantity[i]),
+                period_amount=Decimal(self.period_amount[i]),
                 incarnation=self.incarnation,
                 aggregation=self.aggregation[i],
                 latest_ms=self.latest_ms[i],

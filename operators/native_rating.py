@@ -60,12 +60,12 @@ PricerArgs = tuple[
 
 
 class Charges(NamedTuple):
-    """What rating an emission gives each revision, as columns."""
+    """What rating an emission gives each revision, as columns (decimals as exact texts)."""
 
-    amount: list[Decimal]
-    previous_amount: list[Decimal]
-    period_quantity: list[Decimal]
-    period_amount: list[Decimal]
+    amount: list[str]
+    previous_amount: list[str]
+    period_quantity: list[str]
+    period_amount: list[str]
     currency: list[str]
     plan_id: list[str]
     price_version: list[str]
@@ -73,13 +73,13 @@ class Charges(NamedTuple):
 
 
 class RatingRows(NamedTuple):
-    """The revision columns the Python ledger needs (the core reads its own)."""
+    """The revision columns the Python ledger needs (the core reads its own); decimal texts."""
 
     tenant: list[str]
     meter: list[str]
     window_start_ms: list[int]
-    quantity: list[Decimal]
-    previous: list[Decimal]
+    quantity: list[str]
+    previous: list[str]
     amount: list[str | None]
     latest_ms: list[int]
     distinct: list[Sequence[str]]
@@ -220,23 +220,16 @@ class NativeRating:
     def _rate_natively(self, shard: NativeShard, pricing: PricingCatalog) -> Charges | None:
         native = self.native
         assert native is not None, "a ledger is in the core or in Python"
-        for tenant, start in native.missing_spans(shard):
-            if not self._add_span(native, pricing, tenant, start):
-                return None
         charged = native.rate(shard)
-        if charged is None:
-            return None
-        amounts, previous, quantities, costs, currency, plan_id, version, starts = charged
-        return Charges(
-            list(map(Decimal, amounts)),
-            list(map(Decimal, previous)),
-            list(map(Decimal, quantities)),
-            list(map(Decimal, costs)),
-            currency,
-            plan_id,
-            version,
-            starts,
-        )
+        if isinstance(charged, list):
+            # Tenants whose billing segment the core does not know yet: add, rate again.
+            for tenant, start in charged:
+                if not self._add_span(native, pricing, tenant, start):
+                    return None
+            charged = native.rate(shard)
+            if isinstance(charged, list):
+                raise RuntimeError(f"billing segments still missing after adding them: {charged}")
+        return None if charged is None else Charges(*charged)
 
     def _add_span(
         self, native: NativeLedger, pricing: PricingCatalog, tenant: str, start_ms: int
@@ -319,17 +312,19 @@ class NativeRating:
             plans.append(span)
             priced.append(span.meters.get(meter) or span.meter(meter, pricers))
         before = [ZERO if a is None else Decimal(a) for a in rows.amount]
-        windows = zip(rows.quantity, rows.latest_ms, rows.distinct, strict=True)
-        changes = map(EXACT.subtract, rows.quantity, rows.previous)
+        quantities = list(map(Decimal, rows.quantity))
+        windows = zip(quantities, rows.latest_ms, rows.distinct, strict=True)
+        changes = map(EXACT.subtract, quantities, map(Decimal, rows.previous))
         period_quantity, period_amount, amounts = ledger.charge_each(
             zip(priced, changes, windows, before, strict=True)
         )
-        shard.set_amounts(list(map(str, amounts)))
+        texts = list(map(str, amounts))
+        shard.set_amounts(texts)
         return Charges(
-            amounts,
-            before,
-            period_quantity,
-            period_amount,
+            texts,
+            list(map(str, before)),
+            list(map(str, period_quantity)),
+            list(map(str, period_amount)),
             list(map(attrgetter("currency"), plans)),
             list(map(attrgetter("plan_id"), plans)),
             list(map(attrgetter("version"), plans)),

@@ -357,8 +357,7 @@ class NativeShardState:
         tenants = list(map(text, _ints(cols.tenant, "I")))
         meters = list(map(text, _ints(cols.meter, "I")))
         starts = _ints(cols.window_start, "q")
-        quantities = list(map(Decimal, cols.quantity))
-        previous = list(map(Decimal, cols.previous))
+        quantities, previous = cols.quantity, cols.previous
         latest_ms = _ints(cols.latest_ms, "q")
         distinct = _ranges(strings, cols.distinct_end, cols.distinct)
         rows = RatingRows(

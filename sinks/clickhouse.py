@@ -552,8 +552,9 @@ def _window_columns(batch: RatedColumns, *, native: bool = False) -> list[list[A
     """
     rows = len(batch)
 
-    def exact(values: list[Decimal], column: tuple[int, int], field: str) -> list[Decimal]:
-        return values if native else _exact_column(values, column, field)
+    def exact(values: list[str], column: tuple[int, int], field: str) -> list[Decimal] | list[str]:
+        # The core encodes the texts; the driver's path checks Decimals.
+        return values if native else _exact_column(list(map(Decimal, values)), column, field)
 
     return [
         batch.tenant,

@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use crate::aggregate::Aggregation;
+use crate::keyhash::NumberHash;
 use crate::money::{Exact, Money, ZERO};
 use crate::pricing::Pricer;
 
@@ -132,7 +133,7 @@ enum Undo {
 
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
-    pub periods: HashMap<Key, Entry>,
+    pub periods: HashMap<Key, Entry, NumberHash>,
     pub names: Names,
     earliest_end_ms: i64,
 }
@@ -169,7 +170,7 @@ impl<'de> Deserialize<'de> for Ledger {
 impl Ledger {
     pub fn new() -> Ledger {
         Ledger {
-            periods: HashMap::new(),
+            periods: HashMap::default(),
             names: Names::default(),
             earliest_end_ms: NEVER_MS,
         }

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyString};
 
 use crate::aggregate::{Aggregation, Fold};
 use crate::ledger::{Key, Ledger, PeriodKey, Usage, WindowChange};
@@ -31,7 +31,7 @@ struct Span {
     currency: Py<PyString>,
     /// Each meter's name, number and pricer (an index into `pricers`).
     pricers: Vec<(String, u32, usize)>,
-    /// The `missing_spans` call it was added after: never evicted before its rating.
+    /// The rating round it was added for: never evicted before that rating.
     added_in: u64,
 }
 
@@ -67,7 +67,7 @@ pub struct PyLedger {
     // Made from the pricing catalog; not state.
     pricers: Vec<Pricer>,
     spans: HashMap<String, Vec<Span>>,
-    /// `missing_spans` calls so far.
+    /// Ratings that found spans missing so far.
     round: u64,
 }
 
@@ -185,21 +185,6 @@ impl PyLedger {
         self.pricers.len()
     }
 
-    /// The (tenant, window start) of the last emission's rows that no span covers.
-    fn missing_spans(&mut self, shard: PyRef<'_, PyShard>) -> Vec<(String, i64)> {
-        self.round += 1;
-        let mut seen = HashSet::new();
-        let mut out = Vec::new();
-        for row in shard.last() {
-            let tenant = &row.name.tenant;
-            if span_of(&self.spans, tenant, row.start).is_none() && seen.insert((tenant, row.start))
-            {
-                out.push((tenant.clone(), row.start));
-            }
-        }
-        out
-    }
-
     /// Add `tenant`'s segment covering window starts [from_ms, before_ms) and
     /// each meter's pricer (`pricers`: (meter, pricer number)).
     #[pyo3(signature = (tenant, from_ms, before_ms, period_start_ms, period_end_ms, version, plan_id, currency, pricers))]
@@ -254,12 +239,19 @@ impl PyLedger {
     /// Price `shard`'s last emission against the periods and record each window's
     /// new amount in it. Columns of decimal texts: (amount, previous amount,
     /// period quantity, period amount), then (currency, plan id, price version,
-    /// period start); None, with nothing changed, if a number does not fit here.
+    /// period start). Or, with nothing changed: the (tenant, window start) pairs
+    /// no span covers yet, as a list (add them, then rate again); None if a
+    /// number does not fit here.
     fn rate<'py>(
         &mut self,
         py: Python<'py>,
         mut shard: PyRefMut<'py, PyShard>,
-    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let missing = self.missing(shard.last());
+        if !missing.is_empty() {
+            self.round += 1;
+            return Ok(Some(missing.into_pyobject(py)?.into_any()));
+        }
         let empty = HashSet::new();
         let rows = shard.last();
         let mut spans = Vec::with_capacity(rows.len());
@@ -338,7 +330,7 @@ impl PyLedger {
             spans.iter().map(|s| s.period_start_ms).collect::<Vec<_>>(),
         );
         shard.charge_last(amounts);
-        Ok(Some(columns.into_pyobject(py)?))
+        Ok(Some(columns.into_pyobject(py)?.into_any()))
     }
 
     /// Start a period not seen yet from what other incarnations stored; False
@@ -462,6 +454,22 @@ impl PyLedger {
             spans: HashMap::new(),
             round: 0,
         })
+    }
+}
+
+impl PyLedger {
+    /// The (tenant, window start) of `rows` that no span covers, each once.
+    fn missing(&self, rows: &[crate::window::Revision]) -> Vec<(String, i64)> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for row in rows {
+            let tenant = &row.name.tenant;
+            if span_of(&self.spans, tenant, row.start).is_none() && seen.insert((tenant, row.start))
+            {
+                out.push((tenant.clone(), row.start));
+            }
+        }
+        out
     }
 }
 

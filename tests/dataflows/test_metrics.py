@@ -16,6 +16,7 @@ from dataflows.metrics import Metrics, StageTimer, histogram_quantile, metric_na
 from dataflows.stats import RunStats
 from operators.model import RatedWindow, WindowKind
 from sinks.local_services import free_port
+from tests.sinks.test_clickhouse import as_columns
 
 # The metrics' clock: flush times and the watermark lag are read from it.
 NOW_MS = 1_893_456_000_000  # 2030-01-01T00:00:00Z
@@ -73,6 +74,15 @@ def _rated(amount: str, previous: str, currency: str = "USD") -> RatedWindow:
 def test_rated_amounts_count_charges_and_credits_apart() -> None:
     m = _metrics()
     m.count_amounts([_rated("1.5", "0"), _rated("2", "2.25"), _rated("3", "1", "EUR")])
+    assert _value(m, "meterwax_rated_amount_total", currency="USD", sign="charge") == 1.5
+    assert _value(m, "meterwax_rated_amount_total", currency="USD", sign="credit") == 0.25
+    assert _value(m, "meterwax_rated_amount_total", currency="EUR", sign="charge") == 2
+
+
+def test_rated_columns_count_their_changes_from_the_texts() -> None:
+    m = _metrics()
+    windows = [_rated("1.5", "0"), _rated("2", "2.25"), _rated("3", "1", "EUR"), _rated("1.0", "1")]
+    m.count_amounts(as_columns(windows))
     assert _value(m, "meterwax_rated_amount_total", currency="USD", sign="charge") == 1.5
     assert _value(m, "meterwax_rated_amount_total", currency="USD", sign="credit") == 0.25
     assert _value(m, "meterwax_rated_amount_total", currency="EUR", sign="charge") == 2

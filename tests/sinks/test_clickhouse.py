@@ -88,10 +88,21 @@ def as_columns(windows: Sequence[RatedWindow]) -> RatedColumns:
     columns: dict[str, Any] = {name: [getattr(w, name) for w in windows] for name in fields}
     columns["kind"] = [w.kind.value for w in windows]
     columns["distinct_values"] = [sorted(w.distinct_values) for w in windows]
+    for name in _DECIMALS:
+        columns[name] = list(map(str, columns[name]))
     return RatedColumns(**columns, emitted_at_ms=emitted_at_ms, incarnation=incarnation)
 
 
 _SHARED = ("emitted_at_ms", "incarnation")
+# Exact texts in the columns, as the core writes them.
+_DECIMALS = (
+    "quantity",
+    "previous_quantity",
+    "amount",
+    "previous_amount",
+    "period_quantity",
+    "period_amount",
+)
 
 
 def rejection(offset: int, reason: Reason, *, at_ms: int = T0, payload: bytes = b"{") -> Rejection:
