@@ -230,7 +230,9 @@ class _ShardLogic(StatefulBatchLogic[B, Output, bytes | None], Generic[S, B]):
         else:
             out.extend(rated)
             adjustments = sum(w.kind is WindowKind.ADJUSTMENT for w in rated)
-        self._ctx.stats.rated(rated)
+        if not isinstance(rated, RatedColumns):
+            # The native engine's ledger notes its periods itself (watch_periods).
+            self._ctx.stats.rated(rated)
         self._ctx.stats.add(windows=len(usages) - adjustments, adjustments=adjustments)
         if self._ctx.metrics is not None:
             self._ctx.metrics.count_amounts(rated)
@@ -333,6 +335,10 @@ class NativeMeteringLogic(_ShardLogic[NativeShardState, NativeShardBatch]):
     windows closed, and rated before the next one's windows close. So the
     outputs are those of one batch after the other.
     """
+
+    def __init__(self, context: StepContext[NativeShardState], resume: bytes | None) -> None:
+        super().__init__(context, resume)
+        context.stats.watch_periods(self._state.ledger.rated_periods)
 
     def on_batch(self, values: list[NativeShardBatch]) -> tuple[Iterable[Output], bool]:
         state, metrics = self._state, self._ctx.metrics

@@ -282,6 +282,11 @@ class Metrics:
     def count_amounts(self, rated: Iterable[RatedWindow] | RatedColumns) -> None:
         """Count the change in rated amount each window revision brings, per currency."""
         by_currency: dict[tuple[str, str], Decimal] = {}
+        if isinstance(rated, RatedColumns) and rated.amount_changes is not None:
+            # Summed by the core already.
+            for currency, sign, total in rated.amount_changes:
+                self.rated_amount.labels(currency, sign).inc(float(Decimal(total)))
+            return
         rows = (
             (
                 (currency, Decimal(amount) - Decimal(previous))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -37,6 +37,10 @@ class RunStats:
     # Mirrors every count into Prometheus when given.
     metrics: Metrics | None = field(default=None, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    # Periods the native engine's shards note themselves, read at the end (rated_periods).
+    _sources: list[Callable[[], Mapping[_PeriodKey, tuple[Decimal | str, Decimal | str]]]] = field(
+        default_factory=list, repr=False, compare=False
+    )
 
     def add(self, **counts: int) -> None:
         """Add to the named counters."""
@@ -64,10 +68,21 @@ class RunStats:
                 key = (w.tenant, w.meter, w.period_start_ms, w.plan_id, w.price_version, w.currency)
                 self.periods[key] = (w.period_quantity, w.period_amount)
 
+    def watch_periods(
+        self, source: Callable[[], Mapping[_PeriodKey, tuple[Decimal | str, Decimal | str]]]
+    ) -> None:
+        """Include the periods ``source`` returns (a shard's own record) in ``rated_periods``."""
+        with self._lock:
+            self._sources.append(source)
+
     def rated_periods(self) -> list[PeriodUsage]:
         """The billing periods this run rated, as the flow's state last priced them."""
         with self._lock:
-            items = sorted(self.periods.items())
+            periods = dict(self.periods)
+            sources = list(self._sources)
+        for source in sources:
+            periods.update(source())
+        items = sorted(periods.items())
         return [PeriodUsage(*key, quantity=Decimal(q), amount=Decimal(a)) for key, (q, a) in items]
 
     @property

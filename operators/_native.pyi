@@ -189,11 +189,20 @@ class NativeLedger:
         self, shard: NativeShard
     ) -> (
         tuple[
-            list[str], list[str], list[str], list[str], list[str], list[str], list[str], list[int]
+            list[str],
+            list[str],
+            list[str],
+            list[str],
+            list[str],
+            list[str],
+            list[str],
+            list[int],
+            list[tuple[str, str, str]] | None,
         ]
         | list[tuple[str, int]]
         | None
     ): ...
+    def rated_periods(self) -> list[tuple[str, str, int, str, str, str, str, str]]: ...
     def seed(
         self,
         tenant: str,

@@ -208,6 +208,9 @@ class RatedColumns:
     distinct_values: list[list[str]]
     emitted_at_ms: int
     incarnation: str
+    # Per (currency, "charge" or "credit"): the rows' changes in amount added up, as
+    # exact text, when the core summed them (None: the metrics sum the rows).
+    amount_changes: list[tuple[str, str, str]] | None = None
 
     def __len__(self) -> int:
         return len(self.tenant)

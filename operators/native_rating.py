@@ -36,6 +36,7 @@ from config.pricing import (
 )
 from operators._native import NativeLedger, NativeShard
 from operators.contributions import Contribution, contribution_of
+from operators.model import PeriodName
 from operators.money import EXACT, ZERO
 from operators.period_rating import PeriodKey, PeriodLedger, PricedPeriod, UnratableError
 from operators.periods import BillingSegment, billing_segment, segment_span
@@ -70,6 +71,8 @@ class Charges(NamedTuple):
     plan_id: list[str]
     price_version: list[str]
     period_start_ms: list[int]
+    # Per (currency, sign): the changes in amount added up (None: not summed).
+    amount_changes: list[tuple[str, str, str]] | None = None
 
 
 class RatingRows(NamedTuple):
@@ -144,6 +147,7 @@ class NativeRating:
         self.native: NativeLedger | None = NativeLedger(_codes(self.aggregations))
         self.python: PeriodLedger | None = None
         self._forget_spans(None)
+        self._rated_in_python: dict[PeriodName, tuple[str, str]] = {}
 
     @classmethod
     def of_python(cls, ledger: PeriodLedger) -> NativeRating:
@@ -173,9 +177,20 @@ class NativeRating:
         self.native = None if native is None else NativeLedger.restore(native)  # type: ignore[arg-type]
         self.python = state["python"]  # type: ignore[assignment]
         self._forget_spans(None)
+        self._rated_in_python = {}
 
     def __len__(self) -> int:
         return len(self.python.periods) if self.python is not None else len(self.native or ())
+
+    def rated_periods(self) -> dict[PeriodName, tuple[str, str]]:
+        """The periods this run rated, each with its (quantity, cost) texts after its last
+        revision (the run's summary: not state)."""
+        found: dict[PeriodName, tuple[str, str]] = {}
+        if self.native is not None:
+            for *name, quantity, cost in self.native.rated_periods():
+                found[tuple(name)] = (quantity, cost)  # type: ignore[index]
+        found.update(self._rated_in_python)
+        return found
 
     def set_aggregations(self, aggregations: Mapping[str, Aggregation]) -> None:
         """Every meter's aggregation (restored meters keep theirs)."""
@@ -281,6 +296,7 @@ class NativeRating:
         """Rate in Python from now on: the core's periods into a PeriodLedger."""
         native = self.native
         assert native is not None, "a ledger is in the core or in Python"
+        self._rated_in_python = self.rated_periods()
         ledger = PeriodLedger(self.aggregations, self.incarnation)
         for (
             tenant,
@@ -320,7 +336,7 @@ class NativeRating:
         )
         texts = list(map(str, amounts))
         shard.set_amounts(texts)
-        return Charges(
+        charges = Charges(
             texts,
             list(map(str, before)),
             list(map(str, period_quantity)),
@@ -330,6 +346,21 @@ class NativeRating:
             list(map(attrgetter("version"), plans)),
             list(map(attrgetter("period_start_ms"), plans)),
         )
+        names = zip(
+            rows.tenant,
+            rows.meter,
+            charges.period_start_ms,
+            charges.plan_id,
+            charges.price_version,
+            charges.currency,
+            strict=True,
+        )
+        self._rated_in_python.update(
+            zip(
+                names, zip(charges.period_quantity, charges.period_amount, strict=True), strict=True
+            )
+        )
+        return charges
 
     def _forget_spans(self, pricing: PricingCatalog | None) -> None:
         # Each tenant's last billing segment under ``pricing`` and the window starts

@@ -392,6 +392,7 @@ class NativeShardState:
             distinct_values=list(map(sorted, distinct)),
             emitted_at_ms=now_ms,
             incarnation=ledger.incarnation,
+            amount_changes=charges.amount_changes,
         )
 
 

@@ -9,10 +9,11 @@ use std::collections::{HashMap, HashSet};
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyBytes, PyList, PyString};
 
 use crate::aggregate::{Aggregation, Fold};
-use crate::ledger::{Key, Ledger, PeriodKey, Usage, WindowChange};
+use crate::keyhash::NumberHash;
+use crate::ledger::{Charged, Key, Ledger, PeriodKey, Usage, WindowChange};
 use crate::money::{Exact, Money, ZERO};
 use crate::pricing::{Model, Pricer, Tier};
 use crate::py_shard::PyShard;
@@ -29,6 +30,9 @@ struct Span {
     version_text: Py<PyString>,
     plan_id: Py<PyString>,
     currency: Py<PyString>,
+    /// The plan id's and currency's numbers in the ledger's names.
+    plan: u32,
+    currency_id: u32,
     /// Each meter's name, number and pricer (an index into `pricers`).
     pricers: Vec<(String, u32, usize)>,
     /// The rating round it was added for: never evicted before that rating.
@@ -69,6 +73,9 @@ pub struct PyLedger {
     spans: HashMap<String, Vec<Span>>,
     /// Ratings that found spans missing so far.
     round: u64,
+    /// Each period this run rated (with its plan and currency): its quantity and
+    /// cost after its last revision. The run's summary; not state.
+    rated: HashMap<(Key, u32, u32), (Money, Money), NumberHash>,
 }
 
 #[pymethods]
@@ -84,6 +91,7 @@ impl PyLedger {
             pricers: Vec::new(),
             spans: HashMap::new(),
             round: 0,
+            rated: HashMap::default(),
         };
         ledger.set_aggregations(aggregations)?;
         Ok(ledger)
@@ -219,6 +227,8 @@ impl PyLedger {
             period_end_ms,
             tenant: names.id(&tenant),
             version: names.id(version.to_str()?),
+            plan: names.id(plan_id.to_str()?),
+            currency_id: names.id(currency.to_str()?),
             version_text: version.unbind(),
             plan_id: plan_id.unbind(),
             currency: currency.unbind(),
@@ -247,22 +257,28 @@ impl PyLedger {
         py: Python<'py>,
         mut shard: PyRefMut<'py, PyShard>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let missing = self.missing(shard.last());
-        if !missing.is_empty() {
-            self.round += 1;
-            return Ok(Some(missing.into_pyobject(py)?.into_any()));
-        }
-        let empty = HashSet::new();
         let rows = shard.last();
-        let mut spans = Vec::with_capacity(rows.len());
+        // Each row's span, found once; the rows without one are reported instead.
+        let found: Vec<Option<&Span>> = rows
+            .iter()
+            .map(|row| span_of(&self.spans, &row.name.tenant, row.start))
+            .collect();
+        if found.iter().any(Option::is_none) {
+            let mut seen = HashSet::new();
+            let missing: Vec<(&str, i64)> = rows
+                .iter()
+                .zip(&found)
+                .filter(|(row, span)| span.is_none() && seen.insert((&row.name.tenant, row.start)))
+                .map(|(row, _)| (row.name.tenant.as_str(), row.start))
+                .collect();
+            let missing = missing.into_pyobject(py)?.into_any();
+            self.round += 1;
+            return Ok(Some(missing));
+        }
+        let spans: Vec<&Span> = found.into_iter().flatten().collect();
+        let empty = HashSet::new();
         let mut inputs = Vec::with_capacity(rows.len());
-        for row in rows {
-            let span = span_of(&self.spans, &row.name.tenant, row.start).ok_or_else(|| {
-                PyValueError::new_err(format!(
-                    "no billing segment for tenant {:?} at {}: add_span first",
-                    row.name.tenant, row.start
-                ))
-            })?;
+        for (row, span) in rows.iter().zip(&spans) {
             let meter = &row.name.meter;
             let kind = *self.state.aggregations.get(meter).ok_or_else(|| {
                 PyValueError::new_err(format!("meter {meter:?} has no aggregation"))
@@ -295,39 +311,61 @@ impl PyLedger {
                 distinct,
                 charged_before,
             };
-            spans.push(span);
             inputs.push((key, kind, span.period_end_ms, pricer, change));
         }
+        let keys: Vec<(Key, u32, u32)> = inputs
+            .iter()
+            .zip(&spans)
+            .map(|(input, span)| (input.0, span.plan, span.currency_id))
+            .collect();
+        let before: Vec<Money> = inputs.iter().map(|input| input.4.charged_before).collect();
         let ledger = &mut self.state.ledger;
         let Ok(charged) = py.detach(move || ledger.charge_all(inputs.into_iter())) else {
             return Ok(None);
         };
-        let text = |pick: fn(&crate::ledger::Charged) -> Money| -> Vec<String> {
-            charged.iter().map(|c| pick(c).text()).collect()
+        // Python strings straight from one buffer: no Rust string per value.
+        let mut buffer = String::with_capacity(48);
+        let mut texts = |pick: fn(&Charged) -> Money| -> PyResult<Bound<'py, PyList>> {
+            PyList::new(
+                py,
+                charged.iter().map(|c| {
+                    buffer.clear();
+                    pick(c).write(&mut buffer);
+                    PyString::new(py, &buffer)
+                }),
+            )
         };
-        let amounts = text(|c| c.amount);
-        let previous: Vec<String> = rows
-            .iter()
-            .map(|row| row.acc.amount.clone().unwrap_or_else(|| "0".to_owned()))
-            .collect();
+        let period_quantity = texts(|c| c.period_quantity)?;
+        let period_cost = texts(|c| c.period_cost)?;
+        let amounts: Vec<String> = charged.iter().map(|c| c.amount.text()).collect();
+        let amount_list = PyList::new(py, &amounts)?;
+        let previous = PyList::new(
+            py,
+            rows.iter()
+                .map(|row| row.acc.amount.as_deref().unwrap_or("0")),
+        )?;
+        for (key, c) in keys.iter().zip(&charged) {
+            self.rated.insert(*key, (c.period_quantity, c.period_cost));
+        }
+        let changes = amount_changes(&spans, &charged, &before)
+            .map(|totals| {
+                let names = &self.state.ledger.names;
+                totals
+                    .into_iter()
+                    .map(|((currency, sign), total)| (names.text(currency), sign, total.text()))
+                    .collect::<Vec<_>>()
+            })
+            .into_pyobject(py)?;
         let columns = (
-            amounts.clone(),
+            amount_list,
             previous,
-            text(|c| c.period_quantity),
-            text(|c| c.period_cost),
-            spans
-                .iter()
-                .map(|s| s.currency.clone_ref(py))
-                .collect::<Vec<_>>(),
-            spans
-                .iter()
-                .map(|s| s.plan_id.clone_ref(py))
-                .collect::<Vec<_>>(),
-            spans
-                .iter()
-                .map(|s| s.version_text.clone_ref(py))
-                .collect::<Vec<_>>(),
-            spans.iter().map(|s| s.period_start_ms).collect::<Vec<_>>(),
+            period_quantity,
+            period_cost,
+            PyList::new(py, spans.iter().map(|s| s.currency.bind(py)))?,
+            PyList::new(py, spans.iter().map(|s| s.plan_id.bind(py)))?,
+            PyList::new(py, spans.iter().map(|s| s.version_text.bind(py)))?,
+            PyList::new(py, spans.iter().map(|s| s.period_start_ms))?,
+            changes,
         );
         shard.charge_last(amounts);
         Ok(Some(columns.into_pyobject(py)?.into_any()))
@@ -387,6 +425,28 @@ impl PyLedger {
         let periods = ledger.periods.keys();
         periods
             .map(|key| ledger.names.text(key.tenant).to_owned())
+            .collect()
+    }
+
+    /// The periods this run rated, each after its last revision: (tenant, meter,
+    /// period start, plan id, version, currency, quantity, cost), decimals as texts.
+    #[allow(clippy::type_complexity)]
+    fn rated_periods(&self) -> Vec<(&str, &str, i64, &str, &str, &str, String, String)> {
+        let names = &self.state.ledger.names;
+        self.rated
+            .iter()
+            .map(|((key, plan, currency), (quantity, cost))| {
+                (
+                    names.text(key.tenant),
+                    names.text(key.meter),
+                    key.start_ms,
+                    names.text(*plan),
+                    names.text(key.version),
+                    names.text(*currency),
+                    quantity.text(),
+                    cost.text(),
+                )
+            })
             .collect()
     }
 
@@ -453,24 +513,34 @@ impl PyLedger {
             pricers: Vec::new(),
             spans: HashMap::new(),
             round: 0,
+            rated: HashMap::default(),
         })
     }
 }
 
-impl PyLedger {
-    /// The (tenant, window start) of `rows` that no span covers, each once.
-    fn missing(&self, rows: &[crate::window::Revision]) -> Vec<(String, i64)> {
-        let mut seen = HashSet::new();
-        let mut out = Vec::new();
-        for row in rows {
-            let tenant = &row.name.tenant;
-            if span_of(&self.spans, tenant, row.start).is_none() && seen.insert((tenant, row.start))
-            {
-                out.push((tenant.clone(), row.start));
-            }
+/// Per (currency, "charge" or "credit"): the rows' changes in amount added up
+/// (operators' metrics count them); None if a total does not fit here.
+fn amount_changes(
+    spans: &[&Span],
+    charged: &[Charged],
+    before: &[Money],
+) -> Option<Vec<((u32, &'static str), Money)>> {
+    let mut totals: Vec<((u32, &'static str), Money)> = Vec::new();
+    for ((span, c), was) in spans.iter().zip(charged).zip(before) {
+        let change = c.amount.sub(*was).ok()?;
+        let sign = match change.mantissa.signum() {
+            1 => "charge",
+            -1 => "credit",
+            _ => continue,
+        };
+        let magnitude = Money::new(change.mantissa.checked_abs()?, change.exponent);
+        let key = (span.currency_id, sign);
+        match totals.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, total)) => *total = total.add(magnitude).ok()?,
+            None => totals.push((key, magnitude)),
         }
-        out
     }
+    Some(totals)
 }
 
 /// `tenant`'s span that covers windows starting at `start_ms`.

@@ -40,7 +40,8 @@ from config.pricing import (
 )
 from operators._native import Revisions
 from operators.aggregation import LatestAccumulator, UniqueCountAccumulator
-from operators.model import RawMessage, WindowUsage
+from operators.model import RatedWindow, RawMessage, WindowUsage
+from operators.money import EXACT
 from operators.native_parse import NativeParser
 from operators.native_shard import NativeShardState, NativeSplitter, revision_usages
 from operators.parse import MIN_TIME_MS, BatchParser, ParserConfig
@@ -279,8 +280,11 @@ class Flows:
         assert [accumulated(u) for u in usages] == [accumulated(u) for u in expected]
         if expected:
             rated = python.rate(expected, self.pricing, RATED_AT_MS)
+            columns = native.rate(got, self.pricing, RATED_AT_MS)
             # Columns in, columns out: every field of every row, amounts to the last decimal.
-            assert native.rate(got, self.pricing, RATED_AT_MS).windows() == rated
+            assert columns.windows() == rated
+            if columns.amount_changes is not None:
+                assert summed(columns.amount_changes) == changes_of(rated)
         assert native.watermark == python.windows.watermark
         assert native.next_wakeup(self.now_s) == python.windows.next_wakeup(self.now_s)
         self.verdicts["revisions"] += len(expected)
@@ -301,6 +305,23 @@ class Flows:
             native = self.native[key]
             self.compare(python, native, python.close_all(), native.close_all())
             assert native.shard.dedup_len() == len(python.dedup)
+
+
+def summed(totals: list[tuple[str, str, str]]) -> dict[tuple[str, str], Decimal]:
+    """The core's totals of changes in amount, by (currency, sign)."""
+    return {(currency, sign): Decimal(total) for currency, sign, total in totals}
+
+
+def changes_of(rated: list[RatedWindow]) -> dict[tuple[str, str], Decimal]:
+    """The rows' changes in amount added up by (currency, "charge" or "credit")."""
+    out: dict[tuple[str, str], Decimal] = {}
+    for w in rated:
+        change = EXACT.subtract(w.amount, w.previous_amount)
+        if change:
+            key = (w.currency, "charge" if change > 0 else "credit")
+            # copy_abs: abs() would round to the default context's 28 digits.
+            out[key] = EXACT.add(out.get(key, Decimal(0)), change.copy_abs())
+    return out
 
 
 def play(drawn: list[tuple[int, list[Spec]]], schedule: list[Any], flows: Flows) -> Flows:

@@ -84,7 +84,11 @@ def as_columns(windows: Sequence[RatedWindow]) -> RatedColumns:
     """The windows as the native engine emits them (one emission: same time and incarnation)."""
     [emitted_at_ms] = {w.emitted_at_ms for w in windows}
     [incarnation] = {w.incarnation for w in windows}
-    fields = [name for name in RatedColumns.__dataclass_fields__ if name not in _SHARED]
+    fields = [
+        name
+        for name in RatedColumns.__dataclass_fields__
+        if name not in _SHARED and name != "amount_changes"
+    ]
     columns: dict[str, Any] = {name: [getattr(w, name) for w in windows] for name in fields}
     columns["kind"] = [w.kind.value for w in windows]
     columns["distinct_values"] = [sorted(w.distinct_values) for w in windows]
