@@ -238,9 +238,15 @@ class NativeRating:
         charged = native.rate(shard)
         if isinstance(charged, list):
             # Tenants whose billing segment the core does not know yet: add, rate again.
+            added: dict[str, list[_Span]] = {}
             for tenant, start in charged:
-                if not self._add_span(native, pricing, tenant, start):
+                mine = added.setdefault(tenant, [])
+                if any(s.starts_from <= start < s.ends_before for s in mine):
+                    continue
+                span = self._add_span(native, pricing, tenant, start)
+                if span is None:
                     return None
+                mine.append(span)
             charged = native.rate(shard)
             if isinstance(charged, list):
                 raise RuntimeError(f"billing segments still missing after adding them: {charged}")
@@ -248,8 +254,8 @@ class NativeRating:
 
     def _add_span(
         self, native: NativeLedger, pricing: PricingCatalog, tenant: str, start_ms: int
-    ) -> bool:
-        """Give the core ``tenant``'s segment at ``start_ms``; False if a price does not fit."""
+    ) -> _Span | None:
+        """Give the core ``tenant``'s segment at ``start_ms``; None if a price does not fit."""
         span = _Span.of(pricing, tenant, start_ms)
         segment, period_start = span.segment, span.period_start_ms
         pricers = []
@@ -260,7 +266,7 @@ class NativeRating:
                 args = pricer_args(segment.plan, segment.version, meter, period_start)
                 number = native.add_pricer(*args)
                 if number is None:
-                    return False
+                    return None
                 self._native_pricers[shared] = number
             pricers.append((meter, number))
         native.add_span(
@@ -274,7 +280,7 @@ class NativeRating:
             span.currency,
             pricers,
         )
-        return True
+        return span
 
     def _seed_natively(self, key: PeriodKey, stored: Contribution, end_ms: int) -> bool:
         native = self.native

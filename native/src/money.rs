@@ -15,6 +15,9 @@ pub struct Overflow;
 
 pub type Exact<T> = Result<T, Overflow>;
 
+/// operators/money.py's EXACT precision: results with more digits raise there.
+const PYTHON_DIGITS: i64 = 76;
+
 /// Exponents beyond this are refused: no price or quantity needs them.
 const MAX_EXPONENT: i32 = 1_000;
 
@@ -70,8 +73,21 @@ impl Money {
     /// Both mantissas at the smaller exponent; without trailing zeros first if
     /// that is what it takes to fit (Python's exponent is then not kept, the value is).
     fn aligned(self, other: Money) -> Exact<(i128, i128, i32)> {
-        self.aligned_as_is(other)
-            .or_else(|_| self.normalized().aligned_as_is(other.normalized()))
+        self.aligned_as_is(other).or_else(|_| {
+            // Python's 76 digits count trailing zeros: beyond them it raises, so must we.
+            let top = self.adjusted().max(other.adjusted());
+            if top - i64::from(self.exponent.min(other.exponent)) + 1 > PYTHON_DIGITS {
+                return Err(Overflow);
+            }
+            self.normalized().aligned_as_is(other.normalized())
+        })
+    }
+
+    /// The exponent of the leading digit (Python's `Decimal.adjusted()`; 0 has one digit).
+    fn adjusted(self) -> i64 {
+        let mut buffer = [0u8; 40];
+        let digits = digits_of(self.mantissa.unsigned_abs(), &mut buffer).len();
+        i64::from(self.exponent) + digits as i64 - 1
     }
 
     fn aligned_as_is(self, other: Money) -> Exact<(i128, i128, i32)> {
@@ -220,8 +236,11 @@ impl Money {
                 .and_then(|m| m.checked_add(i128::from(byte - b'0')))
                 .ok_or(Overflow)?;
         }
-        let exponent = exponent - fraction.len() as i64;
-        if exponent.abs() > i64::from(MAX_EXPONENT) {
+        let exponent = i64::try_from(fraction.len())
+            .ok()
+            .and_then(|places| exponent.checked_sub(places))
+            .ok_or(Overflow)?;
+        if exponent.unsigned_abs() > u64::from(MAX_EXPONENT.unsigned_abs()) {
             return Err(Overflow);
         }
         let mantissa = if negative { -mantissa } else { mantissa };
@@ -331,6 +350,7 @@ mod tests {
         }
         assert!(Money::parse("abc").is_err());
         assert!(Money::parse("1e99999").is_err());
+        assert!(Money::parse("3E-9223372036854775808").is_err());
     }
 
     #[test]
@@ -342,6 +362,8 @@ mod tests {
         assert_eq!(big.mul(m("3")), Err(Overflow));
         assert_eq!(big.add(m("0.1")), Err(Overflow));
         assert_eq!(m("7").divmod(m("2.5")).unwrap(), (m("2"), m("2")));
+        // Python's 76 digits count the zeros: 1E+30 + 0E-50 raises there.
+        assert_eq!(m("1E+30").add(m("0E-50")), Err(Overflow));
         let one = m("1").sub(m("0E-30")).unwrap();
         assert_eq!(one.divmod(m("1E+9")).unwrap(), (m("0"), m("1")));
         assert_eq!(m("1E+3").compare(m("999.99")), Ok(Ordering::Greater));

@@ -273,6 +273,19 @@ impl PyLedger {
                 .collect();
             let missing = missing.into_pyobject(py)?.into_any();
             self.round += 1;
+            // The spans this emission found must outlive the spans added for it.
+            let round = self.round;
+            for row in rows {
+                if let Some(spans) = self.spans.get_mut(&row.name.tenant) {
+                    let covering = spans
+                        .iter_mut()
+                        .rev()
+                        .find(|s| s.from_ms <= row.start && row.start < s.before_ms);
+                    if let Some(span) = covering {
+                        span.added_in = round;
+                    }
+                }
+            }
             return Ok(Some(missing));
         }
         let spans: Vec<&Span> = found.into_iter().flatten().collect();

@@ -275,6 +275,47 @@ def test_a_shard_whose_amounts_outgrow_the_core_rates_on_in_python() -> None:
     assert [n.ledger.python is not None for n in flows.native.values()].count(True) == 1
 
 
+def _monthly_rollover() -> list[tuple[int, list[Spec]]]:
+    def event(step: int, behind: int = 0) -> Spec:
+        return Spec("acme", "llm.completion", step, behind, False, "1", '"gpt"', None)
+
+    # October's last minutes, then November's first, and late events into October:
+    # one emission needs October's segment and November's for four window starts.
+    late = [event(2 * MINUTE, behind=MINUTE), *[event(MINUTE)] * 5, event(0, behind=4 * MINUTE)]
+    return [(-3 * MINUTE, [event(0), event(MINUTE), *late]), (0, []), (0, [])]
+
+
+def _minutely_versions() -> PricingCatalog:
+    names = ("tokens", "completions", "storage_gb", "active_users", "seats")
+    prices = dict.fromkeys(names, MeterPrice(UnitPrice(Decimal("0.5"))))
+    versions = tuple(
+        PlanVersion(f"v{k}", NOV_2026_MS + k * MINUTE, prices) for k in range(-600, 30)
+    )
+    plans = {"p": Plan("p", "USD", versions)}
+    return PricingCatalog(plans=plans, subscriptions={}, default_plan="p")
+
+
+def test_segments_an_emission_needs_are_all_kept_while_it_is_rated() -> None:
+    config = WindowConfig(MINUTE, 0, 10 * MINUTE, 0)
+    # A month boundary: a kept October segment and November's found for four starts.
+    play(_monthly_rollover(), [("batch", 0, 2), ("batch", 0, 7)], Flows(config, 10 * MINUTE))
+
+    # A price version every minute: more segments in one emission than a tenant keeps.
+    def event(step: int, behind: int = 0) -> Spec:
+        return Spec("acme", "llm.completion", step, behind, False, "1", '"gpt"', None)
+
+    drawn = [
+        (0, [event(0), *[event(MINUTE)] * 4, event(MINUTE, behind=5 * MINUTE), event(0)]),
+        (0, []),
+        (0, []),
+    ]
+    flows = play(
+        drawn, [("batch", 0, 5), ("batch", 0, 2)], Flows(config, 10 * MINUTE, _minutely_versions())
+    )
+    assert flows.verdicts["revisions"] >= 10
+    assert all(n.ledger.native is not None for n in flows.native.values())
+
+
 AGGREGATIONS = {
     "calls": Aggregation.SUM,
     "users": Aggregation.UNIQUE_COUNT,
