@@ -71,7 +71,11 @@ class RunStats:
     def watch_periods(
         self, source: Callable[[], Mapping[_PeriodKey, tuple[Decimal | str, Decimal | str]]]
     ) -> None:
-        """Include the periods ``source`` returns (a shard's own record) in ``rated_periods``."""
+        """Include the periods ``source`` returns (a shard's own record) in ``rated_periods``.
+
+        Read once the flow has stopped: a native ledger cannot be read while its
+        shard rates (the core works with the GIL released).
+        """
         with self._lock:
             self._sources.append(source)
 
