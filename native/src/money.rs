@@ -9,6 +9,8 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
+use crate::number::Decimal;
+
 /// An operation whose exact result does not fit here (the Python ledger takes over).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Overflow;
@@ -207,44 +209,25 @@ impl Money {
         Money::new(value, -9)
     }
 
-    /// Read a decimal text as Python's `Decimal` would: `[+-]digits[.digits][E[+-]digits]`.
+    /// Read a decimal text as Python's `Decimal` would (crate::number's reader).
     pub fn parse(text: &str) -> Exact<Money> {
-        let text = text.trim();
-        let (negative, rest) = match text.as_bytes().first() {
-            Some(b'-') => (true, &text[1..]),
-            Some(b'+') => (false, &text[1..]),
-            _ => (false, text),
-        };
-        let (number, exponent) = match rest.find(['e', 'E']) {
-            Some(at) => (
-                &rest[..at],
-                rest[at + 1..].parse::<i64>().map_err(|_| Overflow)?,
-            ),
-            None => (rest, 0),
-        };
-        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-        if whole.is_empty() && fraction.is_empty() {
+        let decimal = Decimal::parse(text.trim()).ok_or(Overflow)?;
+        if decimal.exponent.unsigned_abs() > u64::from(MAX_EXPONENT.unsigned_abs()) {
             return Err(Overflow);
         }
         let mut mantissa: i128 = 0;
-        for byte in whole.bytes().chain(fraction.bytes()) {
-            if !byte.is_ascii_digit() {
-                return Err(Overflow);
-            }
+        for byte in decimal.digits.bytes() {
             mantissa = mantissa
                 .checked_mul(10)
                 .and_then(|m| m.checked_add(i128::from(byte - b'0')))
                 .ok_or(Overflow)?;
         }
-        let exponent = i64::try_from(fraction.len())
-            .ok()
-            .and_then(|places| exponent.checked_sub(places))
-            .ok_or(Overflow)?;
-        if exponent.unsigned_abs() > u64::from(MAX_EXPONENT.unsigned_abs()) {
-            return Err(Overflow);
-        }
-        let mantissa = if negative { -mantissa } else { mantissa };
-        Ok(Money::new(mantissa, exponent as i32))
+        let mantissa = if decimal.negative {
+            -mantissa
+        } else {
+            mantissa
+        };
+        Ok(Money::new(mantissa, decimal.exponent as i32))
     }
 
     /// Exact decimal text that Python's `Decimal` reads back to the same value.
@@ -290,15 +273,12 @@ impl Money {
 /// |a| against |b| for nonzero values too far apart to align in an i128.
 fn magnitude_order(a: Money, b: Money) -> Ordering {
     let (mut first, mut second) = ([0u8; 40], [0u8; 40]);
-    let da = digits_of(a.mantissa.unsigned_abs(), &mut first).to_owned();
-    let db = digits_of(b.mantissa.unsigned_abs(), &mut second).to_owned();
-    let adjusted = |digits: &str, exponent: i32| i64::from(exponent) + digits.len() as i64;
-    adjusted(&da, a.exponent)
-        .cmp(&adjusted(&db, b.exponent))
-        .then_with(|| {
-            let width = da.len().max(db.len());
-            format!("{da:0<width$}").cmp(&format!("{db:0<width$}"))
-        })
+    let da = digits_of(a.mantissa.unsigned_abs(), &mut first);
+    let db = digits_of(b.mantissa.unsigned_abs(), &mut second);
+    a.adjusted().cmp(&b.adjusted()).then_with(|| {
+        let width = da.len().max(db.len());
+        format!("{da:0<width$}").cmp(&format!("{db:0<width$}"))
+    })
 }
 
 /// The decimal digits of `value`, written at the end of `buffer`.
