@@ -186,6 +186,19 @@ impl Money {
         if divisor.mantissa <= 0 || self.mantissa < 0 {
             return Err(Overflow);
         }
+        if self.compare(divisor)? == Ordering::Less {
+            // Python answers (0, self at the smaller exponent) without aligning the
+            // divisor, which may not fit 38 digits at the dividend's exponent.
+            let exponent = self.exponent.min(divisor.exponent);
+            let remainder = if self.mantissa == 0 {
+                0
+            } else {
+                self.mantissa
+                    .checked_mul(pow10((self.exponent - exponent) as u32)?)
+                    .ok_or(Overflow)?
+            };
+            return Ok((ZERO, Money::new(remainder, exponent)));
+        }
         let (a, b, exponent) = self.aligned(divisor)?;
         Ok((Money::int(a / b), Money::new(a % b, exponent)))
     }
@@ -346,6 +359,12 @@ mod tests {
         assert_eq!(m("1E+30").add(m("0E-50")), Err(Overflow));
         let one = m("1").sub(m("0E-30")).unwrap();
         assert_eq!(one.divmod(m("1E+9")).unwrap(), (m("0"), m("1")));
+        // A dividend below a divisor too far above it to align: no Overflow.
+        let (q, r) = m("93138626483.080708096").divmod(m("2.0190E+30")).unwrap();
+        assert_eq!((q, r.text()), (m("0"), "93138626483.080708096".to_string()));
+        let (q, r) = m("0E-9").divmod(m("1E+40")).unwrap();
+        assert_eq!((q, r.exponent), (m("0"), -9));
+        assert_eq!(m("1E+30").divmod(m("3E-20")), Err(Overflow));
         assert_eq!(m("1E+3").compare(m("999.99")), Ok(Ordering::Greater));
         assert_eq!(m("-1E+300").compare(m("1")), Ok(Ordering::Less));
         assert_eq!(m("1E+300").compare(m("0.5")), Ok(Ordering::Greater));

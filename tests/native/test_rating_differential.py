@@ -187,7 +187,13 @@ def test_native_pricers_decline_only_what_they_cannot_hold(
 ) -> None:
     plan = plan_of(first, second)
     expected = python_cost(plan, later, quantity)
-    compiled, got = native_cost(plan, later, quantity)
+    try:
+        compiled, got = native_cost(plan, later, quantity)
+    except ArithmeticError:
+        # Compiling failed in Python (a zero-usage fee beyond 76 digits): so does the
+        # specification's pricer.
+        assert expected is None
+        return
     if got is not None:
         assert expected is not None and Decimal(got) == expected
     else:
