@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 
 
@@ -17,3 +19,19 @@ def tune_gc() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
+
+
+def release_freed_memory() -> None:
+    """Collect, then hand the heap's free pages back to the system (glibc's malloc_trim).
+
+    Called once the flow has stopped: its state (windows, dedup keys) is freed
+    but stays in the process's RSS, scattered among live allocations, and the
+    end-of-run queries would otherwise add their memory on top of it.
+    """
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None)
+    if trim is not None:  # glibc only
+        trim(0)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -23,10 +22,10 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 from confluent_kafka.admin import AdminClient
 
 from api.embedded import EmbeddedApi
-from cli.gc_tuning import tune_gc
+from cli.gc_tuning import release_freed_memory, tune_gc
 from cli.progress import Progress
 from cli.signals import report_stop, stop_on_signals
-from cli.summary import render_summary, summary_data
+from cli.summary import render_summary, summary_data, write_json
 from cli.webhooks_command import dispatching, targets
 from config.clock import SYSTEM_CLOCK, Clock
 from config.display import iso_utc
@@ -582,6 +581,7 @@ def _run_started(
             raise
         _report_stop(cause, recovery is not None)
         return STOPPED
+    release_freed_memory()
     totals = usage_totals(client, ch.database) if client is not None else []
     stored = rejected_counts(client, ch.database) if client is not None else {}
     aggregations = {m.slug: m.aggregation for m in spec.meters.meters}
@@ -596,9 +596,9 @@ def _run_started(
     data["processing"] = metrics.processing(stats.consumed)
     data["stages"] = metrics.stage_totals()
     if as_json:
-        # Written as encoded: json.dumps would first hold every piece of the text
-        # (~1 GiB for the 300k usage rows of 100k tenants).
-        json.dump(data, sys.stdout, indent=2)
+        # Written as built: json.dumps would first hold every piece of the text
+        # (~1 GiB for the 300k usage rows of 100k tenants), and the rows themselves.
+        write_json(data, sys.stdout)
         print()
     else:
         print(render_summary(data))

@@ -308,7 +308,7 @@ impl PyLedger {
             };
             let (latest_ms, distinct) = match &row.acc.fold {
                 Fold::Latest(time_ms, _) => (*time_ms, &empty),
-                Fold::UniqueCount(values) => (-1, values),
+                Fold::UniqueCount(values) => (-1, &**values),
                 _ => (-1, &empty),
             };
             let key = Key {

@@ -6,6 +6,7 @@
 //! the order Python's dicts would, so revisions come out in the same order.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use indexmap::{IndexMap, IndexSet};
 use serde::{Deserialize, Serialize};
@@ -49,7 +50,8 @@ pub struct SeriesName {
 /// One series of one window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Series {
-    pub name: SeriesName,
+    /// Shared by the series' windows and revisions (snapshotted as the name itself).
+    pub name: Arc<SeriesName>,
     pub acc: Accumulator,
 }
 
@@ -77,7 +79,7 @@ pub enum Kind {
 pub struct Revision {
     pub start: i64,
     pub key: u128,
-    pub name: SeriesName,
+    pub name: Arc<SeriesName>,
     pub acc: Accumulator,
     pub quantity: i128,
     pub previous: i128,
@@ -94,6 +96,10 @@ pub struct WindowStore {
     settled: BTreeMap<i64, Window>,
     dirty: IndexSet<(i64, u128), KeyHash>,
     partition_max: BTreeMap<PartitionKey, i64>,
+    // Each series' name, shared by its windows: a window holds ~a million series.
+    // Rebuilt as windows fill after a restore (restored windows keep their own).
+    #[serde(skip)]
+    names: HashMap<u128, Arc<SeriesName>, KeyHash>,
     // Wall-clock marks (seconds, monotonic): reset by resume(), never snapshotted.
     #[serde(skip)]
     partition_seen: HashMap<PartitionKey, f64>,
@@ -128,6 +134,7 @@ impl WindowStore {
             settled: BTreeMap::new(),
             dirty: IndexSet::default(),
             partition_max: BTreeMap::new(),
+            names: HashMap::default(),
             partition_seen: HashMap::new(),
             last_activity: 0.0,
         }
@@ -204,19 +211,25 @@ impl WindowStore {
             &mut self.settled
         };
         let window = windows.entry(start).or_default();
+        let names = &mut self.names;
         for measure in measures {
             let key = series_key(tenant, &measure);
             let series = window.entry(key).or_insert_with(|| Series {
-                name: SeriesName {
-                    tenant: tenant.to_owned(),
-                    meter: measure.meter.to_owned(),
-                    groups: measure
-                        .group_names
-                        .iter()
-                        .zip(measure.group_values)
-                        .map(|(n, v)| (n.clone(), (*v).to_owned()))
-                        .collect(),
-                },
+                name: names
+                    .entry(key)
+                    .or_insert_with(|| {
+                        Arc::new(SeriesName {
+                            tenant: tenant.to_owned(),
+                            meter: measure.meter.to_owned(),
+                            groups: measure
+                                .group_names
+                                .iter()
+                                .zip(measure.group_values)
+                                .map(|(n, v)| (n.clone(), (*v).to_owned()))
+                                .collect(),
+                        })
+                    })
+                    .clone(),
                 acc: Accumulator::new(measure.aggregation),
             });
             series.acc.fold(measure.value, measure.distinct, time_ms);
@@ -369,7 +382,12 @@ impl WindowStore {
         // events may still be on time or late for these windows.
         let horizon = self.config.size_ms + self.config.settlement_ms;
         let slowest = self.slowest_progress();
+        let before = self.settled.len();
         self.settled.retain(|start, _| start + horizon > slowest);
+        if self.settled.len() < before {
+            // Names no window holds any more (revisions out for rating may, a while).
+            self.names.retain(|_, name| Arc::strong_count(name) > 1);
+        }
     }
 }
 

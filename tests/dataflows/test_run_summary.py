@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import uuid
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
+from cli.summary import write_json
 from config.display import printable
 from operators.periods import billing_period
 
@@ -196,3 +198,23 @@ def test_replay_counts_no_late_event_it_did_not_accept(
 def _period(at_ms: int) -> str:
     start, _ = billing_period(at_ms, 1, "UTC")
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start // 1000))
+
+
+def test_json_writer_streams_row_iterators_as_the_json_module_would_read_them() -> None:
+    rows = [{"tenant": HOSTILE, "quantity": "1.50", "n": None}, {"tenant": "b", "quantity": "2"}]
+    data = {
+        "run": {"consumed": 3, "rejected": {}, "nested": {"list": [1, "x"]}},
+        "usage": iter(rows),
+        "none": iter([]),
+        "pair": (1, 2.5),
+    }
+    out = io.StringIO()
+    write_json(data, out)
+    assert json.loads(out.getvalue()) == {
+        "run": {"consumed": 3, "rejected": {}, "nested": {"list": [1, "x"]}},
+        "usage": rows,
+        "none": [],
+        "pair": [1, 2.5],
+    }
+    # One row per line: a big summary stays readable and greppable.
+    assert sum(line.lstrip().startswith('{"tenant"') for line in out.getvalue().splitlines()) == 2
