@@ -350,6 +350,8 @@ impl WindowStore {
             }
             // A window is open or settled, never both: events reach settled[start]
             // only once the watermark has passed its close, which closes it first.
+            // Settled, it takes late events only: its room to grow is not needed.
+            window.shrink_to_fit();
             self.settled.insert(start, window);
         }
         out
