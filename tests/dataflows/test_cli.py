@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
+from cli.run_command import KAFKA_CONSUMER_DEFAULTS, consumer_defaults
 from config.clock import FixedClock
 
 EVENT = (
@@ -92,3 +93,8 @@ def test_every_command_prints_its_help(command: str, capsys: pytest.CaptureFixtu
         main([command, "--help"])
     assert stopped.value.code == 0
     assert f"usage: meterwax {command}" in capsys.readouterr().out
+
+
+def test_kafka_config_overrides_the_consumer_defaults() -> None:
+    assert consumer_defaults({}) == KAFKA_CONSUMER_DEFAULTS
+    assert "fetch.queue.backoff.ms" not in consumer_defaults({"fetch.queue.backoff.ms": "50"})
