@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import gc
 
 
@@ -29,9 +28,11 @@ def release_freed_memory() -> None:
     end-of-run queries would otherwise add their memory on top of it.
     """
     gc.collect()
-    name = ctypes.util.find_library("c")
-    if name is None:
+    try:
+        # The process's own symbols: the C library it runs on, whichever it is.
+        trim = getattr(ctypes.CDLL(None), "malloc_trim", None)
+    except OSError:
         return
-    trim = getattr(ctypes.CDLL(name), "malloc_trim", None)
-    if trim is not None:  # glibc only
+    if trim is not None:  # glibc only: best effort, nothing to do elsewhere
+        trim.argtypes = [ctypes.c_size_t]
         trim(0)

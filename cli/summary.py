@@ -79,12 +79,18 @@ def _usage_row(t: UsageTotal) -> dict[str, Any]:
 
 def write_json(data: Any, out: TextIO, depth: int = 0) -> None:
     """``data`` as JSON, iterators written item by item as they are built; what a
-    list holds goes on one line each (for a row list: one row per line)."""
+    list holds goes on one line each (for a row list: one row per line).
+
+    Keys are text, as everywhere in the summary. Iterators are consumed: the
+    summary's data is written once.
+    """
     pad = "\n" + "  " * (depth + 1)
     if isinstance(data, dict):
         out.write("{")
         for i, (key, value) in enumerate(data.items()):
-            out.write(("," if i else "") + pad + json.dumps(str(key)) + ": ")
+            if not isinstance(key, str):
+                raise TypeError(f"summary keys are text, not {key!r}")
+            out.write(("," if i else "") + pad + json.dumps(key) + ": ")
             write_json(value, out, depth + 1)
         out.write("\n" + "  " * depth + "}" if data else "}")
     elif isinstance(data, list | tuple | Iterator):

@@ -141,7 +141,18 @@ impl WindowStore {
     }
 
     /// Start the quiet-time clocks (at start and after a restore): downtime is not quiet.
+    /// A restored store's windows each hold their own copy of a series' name: they
+    /// share one again, as in a store that never stopped.
     pub fn resume(&mut self, now_s: f64) {
+        let names = &mut self.names;
+        for window in self.open.values_mut().chain(self.settled.values_mut()) {
+            for (key, series) in window.iter_mut() {
+                series.name = names
+                    .entry(*key)
+                    .or_insert_with(|| series.name.clone())
+                    .clone();
+            }
+        }
         self.partition_seen = self
             .partition_max
             .keys()
@@ -413,6 +424,37 @@ mod tests {
             value,
             distinct: "",
         }
+    }
+
+    #[test]
+    fn a_restored_store_shares_each_series_name_again() {
+        let p: PartitionKey = ("usage".into(), 0);
+        let mut store = WindowStore::new(CONFIG, BTreeSet::from([p.clone()]));
+        store.resume(0.0);
+        for minute in 0..3 {
+            store.fold("acme", minute * 60_000 + 1, [sum(1)]);
+            store.observe(&p, Some(minute * 60_000 + 1), 0.0);
+            store.advance(0.0);
+        }
+        let shared = |store: &WindowStore| {
+            let names: Vec<&Arc<SeriesName>> = store
+                .open
+                .values()
+                .chain(store.settled.values())
+                .flat_map(|w| w.values().map(|s| &s.name))
+                .collect();
+            names.len() == 3 && names.windows(2).all(|w| Arc::ptr_eq(w[0], w[1]))
+        };
+        assert!(shared(&store));
+        let bytes = crate::snapshot::encode(&store);
+        let mut restored: WindowStore = crate::snapshot::decode(&bytes).unwrap();
+        assert!(!shared(&restored));
+        restored.resume(0.0);
+        assert!(shared(&restored));
+        restored.fold("acme", 3 * 60_000 + 1, [sum(1)]);
+        let newest = restored.open[&180_000].values().next().unwrap();
+        let oldest = restored.settled[&0].values().next().unwrap();
+        assert!(Arc::ptr_eq(&newest.name, &oldest.name));
     }
 
     #[test]
