@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import replace
 from datetime import timedelta
@@ -78,14 +78,6 @@ log = logging.getLogger(__name__)
 KAFKA_CONSUMER_DEFAULTS = {"fetch.queue.backoff.ms": "10"}
 
 
-def consumer_defaults(client_config: Mapping[str, str]) -> dict[str, str]:
-    """The consumer defaults ``client_config`` (kafka.config) does not set itself.
-
-    The source applies them after the client's settings: left in, they would win.
-    """
-    return {k: v for k, v in KAFKA_CONSUMER_DEFAULTS.items() if k not in client_config}
-
-
 def flow_spec(settings: Settings) -> FlowSpec:
     """Load and cross-check the catalogs named in ``settings``."""
     meters = load_meter_catalog(settings.catalogs.meters)
@@ -139,14 +131,13 @@ def make_source(
     if kind == "kafka":
         k = settings.kafka
         # Emits batches through the Kafka connector's classes (see kafka_source).
-        client_config = k.client_config()
         source = KafkaBatchSource(
             brokers=k.brokers.split(","),
             topics=k.topics,
             tail=k.tail,
             starting_offset=OFFSET_BEGINNING if k.starting_offset == "earliest" else OFFSET_END,
-            add_config=client_config,
-            consumer_config=consumer_defaults(client_config),
+            add_config=k.client_config(),
+            consumer_config=KAFKA_CONSUMER_DEFAULTS,
             batch_size=settings.input.batch_size,
             stop=stop,
         )

@@ -53,14 +53,9 @@ class KafkaBatchSource(KafkaSource):
             parts.append((topic, int(idx)))
         return parts
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _BatchPartition:
-        """The connector's partition, re-typed to emit batches."""
-        idx, topic = for_part.split("-", 1)
-        if topic not in self._topics:
-            raise ValueError(
-                f"recovery state is for topic {topic!r}, not one of {list(self._topics)}: "
-                "use a fresh recovery directory when changing topics"
-            )
+    def consumer_settings(self) -> dict[str, Any]:
+        """What each partition's consumer runs with: the settings below, then
+        ``consumer_config`` (defaults), then ``add_config``: the user's settings win."""
         config: dict[str, Any] = {
             # Offsets live in Bytewax's recovery snapshots, not in a consumer group.
             "group.id": "BYTEWAX_IGNORED",
@@ -73,8 +68,19 @@ class KafkaBatchSource(KafkaSource):
             # 4 partitions. kafka.config overrides it.
             "queued.max.messages.kbytes": 16384,
         }
-        config.update(self._add_config)
         config.update(self._consumer_config)
+        config.update(self._add_config)
+        return config
+
+    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _BatchPartition:
+        """The connector's partition, re-typed to emit batches."""
+        idx, topic = for_part.split("-", 1)
+        if topic not in self._topics:
+            raise ValueError(
+                f"recovery state is for topic {topic!r}, not one of {list(self._topics)}: "
+                "use a fresh recovery directory when changing topics"
+            )
+        config = self.consumer_settings()
         return _BatchPartition(
             step_id,
             config,

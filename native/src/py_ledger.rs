@@ -277,10 +277,7 @@ impl PyLedger {
             let round = self.round;
             for row in rows {
                 if let Some(spans) = self.spans.get_mut(&row.name.tenant) {
-                    let covering = spans
-                        .iter_mut()
-                        .rev()
-                        .find(|s| s.from_ms <= row.start && row.start < s.before_ms);
+                    let covering = spans.iter_mut().rev().find(|s| s.covers(row.start));
                     if let Some(span) = covering {
                         span.added_in = round;
                     }
@@ -563,10 +560,14 @@ fn span_of<'s>(
     start_ms: i64,
 ) -> Option<&'s Span> {
     let spans = spans.get(tenant)?;
-    spans
-        .iter()
-        .rev()
-        .find(|span| span.from_ms <= start_ms && start_ms < span.before_ms)
+    spans.iter().rev().find(|span| span.covers(start_ms))
+}
+
+impl Span {
+    /// Whether windows starting at `start_ms` fall in this span.
+    fn covers(&self, start_ms: i64) -> bool {
+        self.from_ms <= start_ms && start_ms < self.before_ms
+    }
 }
 
 /// Add the ledger to the module.

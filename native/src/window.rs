@@ -97,7 +97,7 @@ pub struct WindowStore {
     dirty: IndexSet<(i64, u128), KeyHash>,
     partition_max: BTreeMap<PartitionKey, i64>,
     // Each series' name, shared by its windows: a window holds ~a million series.
-    // Rebuilt as windows fill after a restore (restored windows keep their own).
+    // Not snapshotted: resume() rebuilds it from the restored windows.
     #[serde(skip)]
     names: HashMap<u128, Arc<SeriesName>, KeyHash>,
     // Wall-clock marks (seconds, monotonic): reset by resume(), never snapshotted.

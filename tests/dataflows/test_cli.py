@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from cli.main import main
-from cli.run_command import KAFKA_CONSUMER_DEFAULTS, consumer_defaults
+from cli.run_command import KAFKA_CONSUMER_DEFAULTS
 from config.clock import FixedClock
+from dataflows.kafka_source import KafkaBatchSource
 
 EVENT = (
     '{{"specversion":"1.0","id":"{id}","source":"cli-test","type":"llm.completion",'
@@ -96,5 +97,12 @@ def test_every_command_prints_its_help(command: str, capsys: pytest.CaptureFixtu
 
 
 def test_kafka_config_overrides_the_consumer_defaults() -> None:
-    assert consumer_defaults({}) == KAFKA_CONSUMER_DEFAULTS
-    assert "fetch.queue.backoff.ms" not in consumer_defaults({"fetch.queue.backoff.ms": "50"})
+    def consumer(user: dict[str, str]) -> dict[str, object]:
+        source = KafkaBatchSource(
+            ["127.0.0.1:9"], ["usage"], add_config=user, consumer_config=KAFKA_CONSUMER_DEFAULTS
+        )
+        return source.consumer_settings()
+
+    backoff = "fetch.queue.backoff.ms"
+    assert consumer({})[backoff] == KAFKA_CONSUMER_DEFAULTS[backoff]
+    assert consumer({backoff: "50"})[backoff] == "50"
